@@ -1,0 +1,40 @@
+# Two commands for users: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint bench migrate status clean-var
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[embedded,dev]'
+	@touch $(STAMP)
+
+run: $(STAMP) ## start database + engine + dashboard on the simulated market (Ctrl-C stops)
+	$(PY) -m engine up
+
+test: $(STAMP) ## run the whole test suite
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check engine web tests bench
+
+bench: $(STAMP) ## run the benchmarks (ratios against baselines measured in the same run)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+migrate: $(STAMP) ## apply pending schema migrations
+	$(PY) -m engine migrate
+
+status: $(STAMP) ## database, schema version and tables
+	$(PY) -m engine status
+
+clean-var: ## delete the embedded database and local state under ./var (asks first)
+	@read -p "delete ./var (embedded database)? [y/N] " a && [ "$$a" = y ] && rm -rf var
+
+-include ops/deploy.mk

@@ -1,0 +1,91 @@
+"""Logging: console and a rotating file (50 MB x 7), IST timestamps, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+from datetime import datetime
+from pathlib import Path
+
+from engine.timeutil import IST
+
+MAX_BYTES = 50 * 1024 * 1024
+BACKUPS = 7
+
+# key=value / "key": "value" pairs whose key names a secret, and bare JWTs.
+_SECRET_KEYS = r"(?:access[-_]?token|token|pin|totp(?:_secret|_seed)?|secret|password|otp|api[-_]?key|authorization)"
+_PAIR = re.compile(
+    rf"(?i)(\"?{_SECRET_KEYS}\"?\s*[:=]\s*\"?)([^\s\",}}&]+)"
+)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{8,})")
+
+_registered: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Redact this exact value wherever it appears in a log line (tokens read at run time)."""
+    if value and len(value) >= 4:
+        _registered.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace secrets in ``text`` with ***."""
+    for value in _registered:
+        if value in text:
+            text = text.replace(value, "***")
+    text = _JWT.sub("***", text)
+    text = _BEARER.sub(r"\1***", text)
+    return _PAIR.sub(r"\1***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrite each record's message with secrets removed (args are merged first)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed %-format still gets logged, redacted
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+class ISTFormatter(logging.Formatter):
+    """Timestamps in IST with milliseconds and the +05:30 offset."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        moment = datetime.fromtimestamp(record.created, IST)
+        return moment.strftime(datefmt) if datefmt else moment.isoformat(timespec="milliseconds")
+
+
+FORMAT = "%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "info", log_dir: Path | None = None, filename: str = "engine.log") -> None:
+    """Configure the root logger once: console plus, when ``log_dir`` is given, a rotating file."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_engine_handler", False):
+            root.removeHandler(handler)
+    root.setLevel(level.upper())
+    formatter = ISTFormatter(FORMAT)
+    redactor = RedactingFilter()
+    console = logging.StreamHandler()
+    handlers: list[logging.Handler] = [console]
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.RotatingFileHandler(
+            log_dir / filename, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(redactor)
+        handler._engine_handler = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    logging.getLogger("psycopg.pool").setLevel(max(root.level, logging.WARNING))

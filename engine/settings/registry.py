@@ -1,0 +1,146 @@
+"""The registry of every runtime-tunable knob: key, type, default, bounds or choices.
+
+Only keys listed here may be stored in ``bot_settings``. Later parts of the engine add their
+knobs with :func:`register`. Values are stored as text and coerced on read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+
+class SettingError(ValueError):
+    """An unknown key or a value outside what the knob allows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Knob:
+    key: str
+    type: type            # bool | int | Decimal | str
+    default: Any
+    description: str
+    minimum: Decimal | int | None = None
+    maximum: Decimal | int | None = None
+    choices: tuple[str, ...] = ()
+
+    def allowed(self) -> str:
+        """Human description of what values are accepted."""
+        if self.type is bool:
+            return "true or false"
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        kind = {int: "an integer", Decimal: "a decimal number", str: "text"}[self.type]
+        if self.minimum is not None and self.maximum is not None:
+            return f"{kind} between {self.minimum} and {self.maximum}"
+        if self.minimum is not None:
+            return f"{kind} of at least {self.minimum}"
+        if self.maximum is not None:
+            return f"{kind} of at most {self.maximum}"
+        return kind
+
+    def coerce(self, raw: str) -> Any:
+        """Parse ``raw`` text into this knob's type, or raise SettingError saying what is allowed."""
+        text = str(raw).strip()
+        bad = SettingError(f"{self.key}={raw!r} refused: expected {self.allowed()}")
+        if self.type is bool:
+            lowered = text.lower()
+            if lowered in {"true", "1", "yes", "on"}:
+                return True
+            if lowered in {"false", "0", "no", "off"}:
+                return False
+            raise bad
+        if self.type is str:
+            if self.choices and text not in self.choices:
+                raise bad
+            if not text and not self.choices:
+                raise bad
+            return text
+        try:
+            value: Any = int(text) if self.type is int else Decimal(text)
+        except (ValueError, InvalidOperation):
+            raise bad from None
+        if self.type is Decimal and not value.is_finite():
+            raise bad
+        if (self.minimum is not None and value < self.minimum) or (
+            self.maximum is not None and value > self.maximum
+        ):
+            raise bad
+        return value
+
+    def render(self, value: Any) -> str:
+        """Canonical text form of a value of this knob."""
+        if self.type is bool:
+            return "true" if value else "false"
+        return str(value)
+
+
+_REGISTRY: dict[str, Knob] = {}
+
+
+def register(knob: Knob) -> Knob:
+    """Add a knob; registering the same key twice with a different definition is an error."""
+    existing = _REGISTRY.get(knob.key)
+    if existing is not None and existing != knob:
+        raise SettingError(f"setting {knob.key} is registered twice with different definitions")
+    if knob.key != knob.key.upper():
+        raise SettingError(f"setting key {knob.key!r} must be UPPER_SNAKE_CASE")
+    knob.coerce(knob.render(knob.default))  # the default must itself be valid
+    _REGISTRY[knob.key] = knob
+    return knob
+
+
+def knob(key: str) -> Knob:
+    """The knob for ``key``, or SettingError listing close matches."""
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        close = [k for k in _REGISTRY if key.split("_")[0] in k][:5]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise SettingError(f"unknown setting {key!r}{hint} (see `python -m engine settings list`)") from None
+
+
+def all_knobs() -> list[Knob]:
+    return sorted(_REGISTRY.values(), key=lambda k: k.key)
+
+
+D = Decimal
+_SEED = [
+    # Calendar spread (DC family) — the first strategy.
+    Knob("DC_ENABLED", bool, True, "Scan the NIFTY near/far futures calendar spread."),
+    Knob("DC_ZSCORE_ENTRY", D, D("2.0"), "Enter when |z| of the near/far spread exceeds this.",
+         D("0.5"), D("10")),
+    Knob("DC_ZSCORE_EXIT", D, D("0.5"), "Exit when |z| falls back below this.", D("0"), D("5")),
+    Knob("DC_WINDOW", int, 100, "Samples in the rolling z-score window.", 10, 1000),
+    Knob("DC_MIN_SAMPLES", int, 30, "Samples needed before the z-score is trusted.", 5, 1000),
+    Knob("DC_LOTS", int, 1, "Lots per calendar-spread leg.", 1, 50),
+    Knob("DC_PROFIT_TARGET_PCT", D, D("0.30"),
+         "Close when profit reaches this fraction of the entry margin proxy.", D("0.01"), D("5")),
+    Knob("DC_STOP_LOSS_PCT", D, D("0.50"),
+         "Close when loss reaches this fraction of the entry margin proxy.", D("0.01"), D("5")),
+    Knob("DC_MAX_HOLD_MINUTES", int, 240, "Time exit for a calendar spread.", 1, 7 * 24 * 60),
+    Knob("DC_FAMILY_SLOTS", int, 1, "Open DC-family positions allowed at once.", 0, 10),
+    # Risk envelope.
+    Knob("RISK_DAILY_LOSS_CAP", D, D("10000"), "Pause entries when today's P&L falls below -cap (₹).",
+         D("0"), D("100000000")),
+    Knob("RISK_WEEKLY_LOSS_CAP", D, D("25000"), "Weekly loss cap (₹).", D("0"), D("100000000")),
+    Knob("RISK_MONTHLY_LOSS_CAP", D, D("50000"), "Monthly loss cap (₹).", D("0"), D("100000000")),
+    Knob("RISK_MAX_LOSS_STREAK", int, 4, "Pause entries after this many losing closes in a row.", 1, 100),
+    Knob("RISK_MAX_OPEN_POSITIONS", int, 3, "Open positions allowed across strategies.", 0, 50),
+    # Monitor.
+    Knob("EXPIRY_DAY_EXIT_TIME", str, "15:00", "Close positions expiring today at this IST time.",
+         choices=("14:30", "14:45", "15:00", "15:10", "15:15", "15:20")),
+    # AI flows (off unless an LLM endpoint is configured).
+    Knob("AI_PREDICT_DAILY_RUN_CAP", int, 6, "ai_predictions rows allowed per day.", 0, 100),
+    Knob("AI_EXIT_OVERLAY_ENABLED", bool, False, "Let breakout-risk advisories close trades."),
+    # Go-live seeds: only read when go_live_state is empty.
+    Knob("DC_DRY_RUN", bool, True, "Seed: DC starts in paper mode on first run."),
+    Knob("MDC_DRY_RUN", bool, True, "Seed: MDC starts in paper mode on first run."),
+    Knob("IC_DRY_RUN", bool, True, "Seed: IC starts in paper mode on first run."),
+    Knob("AI_MARKET_DRY_RUN", bool, True, "Seed: AI_MARKET starts in paper mode on first run."),
+    # Paper execution.
+    Knob("PAPER_SLIPPAGE_TICKS", int, 1, "Ticks (₹0.05) of adverse slippage on paper fills.", 0, 100),
+]
+for _k in _SEED:
+    register(_k)

@@ -1,0 +1,110 @@
+"""One psycopg_pool.ConnectionPool per process.
+
+Connections are checked before they are handed out, so after a server restart the next
+query reconnects instead of failing. Rows come back as dicts, NUMERIC as Decimal, and JSONB
+floats as Decimal (money never passes through a binary float on its way out of the store).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps, set_json_loads
+from psycopg_pool import ConnectionPool
+
+logger = logging.getLogger(__name__)
+
+_decimal_loads = partial(json.loads, parse_float=Decimal)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+json_dumps = partial(json.dumps, default=_json_default, separators=(",", ":"))
+
+
+def configure_connection(conn: psycopg.Connection[Any]) -> None:
+    """Per-connection set-up: JSON with Decimal, timeouts, IST session zone."""
+    set_json_loads(_decimal_loads, conn)
+    set_json_dumps(json_dumps, conn)
+    # configure must leave the connection idle: run in autocommit.
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    conn.execute("SET idle_in_transaction_session_timeout = '60s'")
+    conn.execute("SET TIME ZONE 'Asia/Kolkata'")
+    conn.autocommit = autocommit
+
+
+def _reconnect_failed(pool: ConnectionPool) -> None:
+    logger.critical("database pool %s could not reconnect; the process cannot work without it",
+                    pool.name)
+
+
+def open_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    name: str = "engine",
+    timeout: float = 30.0,
+    reconnect_timeout: float = 300.0,
+) -> ConnectionPool:
+    """Open a checked pool on ``dsn`` and wait until it has its first connections."""
+    pool = ConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        kwargs={"row_factory": dict_row},
+        configure=configure_connection,
+        check=ConnectionPool.check_connection,
+        timeout=timeout,
+        reconnect_timeout=reconnect_timeout,
+        reconnect_failed=_reconnect_failed,
+        max_lifetime=3600,
+        max_idle=600,
+    )
+    pool.open()
+    try:
+        pool.wait(timeout=timeout)
+    except Exception:
+        pool.close()
+        raise
+    return pool
+
+
+_process_pool: ConnectionPool | None = None
+_process_lock = threading.Lock()
+
+
+def get_pool() -> ConnectionPool:
+    """Return the process-wide pool, opening it from configuration on first use."""
+    global _process_pool
+    with _process_lock:
+        if _process_pool is None or _process_pool.closed:
+            from engine.store.server import database_url
+
+            _process_pool = open_pool(database_url())
+        return _process_pool
+
+
+def close_pool() -> None:
+    """Close the process-wide pool (at shutdown)."""
+    global _process_pool
+    with _process_lock:
+        if _process_pool is not None:
+            _process_pool.close()
+            _process_pool = None

@@ -1,0 +1,63 @@
+"""The command line: --help everywhere, migrate/status/settings against a real database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _subcommands(parser) -> dict:
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            return action.choices
+    return {}
+
+
+def test_cli_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    commands = _subcommands(parser)
+    assert {"migrate", "status", "settings"} <= set(commands)
+    for name, sub in commands.items():
+        help_text = sub.format_help()
+        assert name in help_text and len(help_text) > 40
+        for nested in _subcommands(sub).values():
+            assert "usage" in nested.format_help()
+
+
+def test_cli_migrate_twice_is_noop(empty_database: str, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DATABASE_URL", empty_database)
+    assert main(["migrate"]) == 0
+    assert "applied 001_initial_schema.sql" in capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    assert "schema is up to date" in capsys.readouterr().out
+    assert main(["migrate", "--status"]) == 0
+    assert "applied" in capsys.readouterr().out
+
+
+def test_cli_settings_set_bad_value_exit_2_with_reason(db_url: str, capsys) -> None:
+    from engine.store import pool as pool_module
+
+    pool_module.close_pool()
+    try:
+        assert main(["settings", "set", "DC_LOTS", "lots"]) == 2
+        assert "expected an integer" in capsys.readouterr().err
+        assert main(["settings", "set", "DC_LOTS", "2", "--by", "ops"]) == 0
+        assert "DC_LOTS: (default) -> 2" in capsys.readouterr().out
+        assert main(["settings", "get", "DC_LOTS"]) == 0
+        assert capsys.readouterr().out.strip() == "2"
+    finally:
+        pool_module.close_pool()
+
+
+def test_cli_module_entry_point_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "engine", "--help"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert "migrate" in out.stdout and "settings" in out.stdout

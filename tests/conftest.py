@@ -1,0 +1,128 @@
+"""Shared fixtures: a real PostgreSQL, a fresh migrated database per test.
+
+The server is the machine's PostgreSQL (TEST_DATABASE_ADMIN_URL, default
+postgresql://postgres@127.0.0.1:5432/postgres) when reachable, otherwise the embedded
+server. Migrations run once per session into a template database; each test gets a clone
+(CREATE DATABASE ... TEMPLATE), which takes a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from engine.store.migrate import migrate
+from engine.store.pool import open_pool
+
+DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _reachable(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _embedded_admin(tmp_root: Path) -> str:
+    import pgserver
+
+    server = pgserver.get_server(tmp_root / "pgdata", cleanup_mode="stop")
+    return server.get_uri()
+
+
+def with_dbname(dsn: str, name: str) -> str:
+    parts = conninfo_to_dict(dsn)
+    parts["dbname"] = name
+    return make_conninfo(**parts)
+
+
+@pytest.fixture(scope="session")
+def admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    dsn = os.environ.get("TEST_DATABASE_ADMIN_URL", DEFAULT_ADMIN)
+    if os.environ.get("TEST_EMBEDDED_DB") != "1" and _reachable(dsn):
+        return dsn
+    return _embedded_admin(Path(os.environ.get("ENGINE_VAR_DIR", "var")).resolve() / "test")
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str) -> Iterator[str]:
+    name = f"tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    migrate(with_dbname(admin_url, name))
+    yield name
+    _drop(admin_url, name)
+
+
+def _drop(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def new_database(admin_url: str, template_db: str) -> Iterator[Callable[[], str]]:
+    """Factory for extra fresh migrated databases within one test."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            for attempt in range(20):
+                try:
+                    conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+                    break
+                except psycopg.errors.ObjectInUse:  # template briefly busy in another clone
+                    time.sleep(0.05 * (attempt + 1))
+            else:
+                raise RuntimeError(f"template {template_db} stayed busy")
+        made.append(name)
+        return with_dbname(admin_url, name)
+
+    yield make
+    for name in made:
+        _drop(admin_url, name)
+
+
+@pytest.fixture
+def empty_database(admin_url: str) -> Iterator[str]:
+    """A fresh database with no schema at all (for migration tests)."""
+    name = f"e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield with_dbname(admin_url, name)
+    _drop(admin_url, name)
+
+
+@pytest.fixture
+def db_url(new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> str:
+    url = new_database()
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def pool(db_url: str):
+    p = open_pool(db_url, min_size=1, max_size=6, name="test")
+    yield p
+    p.close()
+
+
+def eventually(condition: Callable[[], object], timeout: float = 5.0, interval: float = 0.02):
+    """Poll ``condition`` until it returns a truthy value, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
