@@ -60,7 +60,7 @@ class RedactingFilter(logging.Filter):
 class ISTFormatter(logging.Formatter):
     """Timestamps in IST with milliseconds and the +05:30 offset."""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         moment = datetime.fromtimestamp(record.created, IST)
         return moment.strftime(datefmt) if datefmt else moment.isoformat(timespec="milliseconds")
 

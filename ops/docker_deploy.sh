@@ -99,7 +99,7 @@ case "${action}" in
         # The containers run as an unprivileged user: make the copies readable.
         remote "chmod -R a+rX var/import"
         echo "==> import (engine services stopped meanwhile; the import is one transaction)"
-        remote "RUN='docker compose run --rm --no-deps -v ${DIR}/var/import:/import:ro migrate python -m engine' \
+        remote "RUN='docker compose run --rm --no-deps -v ${DIR}/var/import:/import:ro migrate python -m engine.migrate_data' \
             && docker compose up -d postgres && docker compose run --rm migrate \
             && docker compose stop engine web token-refresher \
             && \$RUN import-sqlite /import/legacy.sqlite3 ${json_step}; \

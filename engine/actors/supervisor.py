@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
 import threading
 import time
 from collections import deque
@@ -39,9 +37,9 @@ from types import TracebackType
 from typing import Any, Literal
 
 import pykka
-import pykka.debug
 
 from engine.actors.directory import Directory
+from engine.actors.process import EXIT_CODE, default_exit_process, install_signal_handlers
 from engine.clock import Clock
 from engine.messages.base import IdSource, Message, RandomIds
 from engine.messages.commands import (
@@ -63,7 +61,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EXIT_CODE = 70  # EX_SOFTWARE: the container / systemd restarts the process
 RestartPolicy = Literal["permanent", "transient", "temporary"]
 ChildFactory = Callable[[pykka.ActorRef[Any]], pykka.ActorRef[Any]]
 
@@ -138,51 +135,6 @@ class _Child:
     gone: bool = False
 
 
-def default_exit_process(code: int) -> None:
-    """Log thread tracebacks, stop every actor and ``os._exit(code)`` from a new thread.
-
-    It runs off the calling (actor) thread, because stopping all actors from inside one
-    of them would wait on itself. A hard deadline exits even if an actor will not stop.
-    """
-
-    def _run() -> None:
-        try:
-            pykka.debug.log_thread_tracebacks()
-            pykka.ActorRegistry.stop_all(block=True, timeout=10)
-        except Exception:
-            logger.exception("error while stopping actors before exit")
-        finally:
-            os._exit(code)
-
-    deadline = threading.Timer(30.0, os._exit, args=(code,))
-    deadline.daemon = True
-    deadline.start()
-    threading.Thread(target=_run, name="engine-exit", daemon=True).start()
-
-
-def install_signal_handlers(stop_callback: Callable[[], None]) -> dict[int, Any]:
-    """Wire SIGTERM to ``stop_callback`` and SIGUSR1 to thread-traceback logging.
-
-    Must be called from the main thread. Returns the previous handlers so a caller
-    (or a test) can restore them with ``signal.signal``.
-    """
-    fired = threading.Event()
-
-    def _on_term(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal signature
-        if fired.is_set():
-            logger.warning("second SIGTERM ignored: shutdown already in progress")
-            return
-        fired.set()
-        logger.warning("SIGTERM received: stopping the engine")
-        stop_callback()
-
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _on_term),
-        signal.SIGUSR1: signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks),
-    }
-    return previous
-
-
 class Supervisor(pykka.ThreadingActor):
     """Starts, watches, restarts and escalates a list of children (see module docstring).
 
@@ -201,7 +153,7 @@ class Supervisor(pykka.ThreadingActor):
 
     use_daemon_thread = False
 
-    def __init__(  # noqa: PLR0913 - composition-root wiring
+    def __init__(
         self,
         specs: Sequence[ChildSpec],
         *,
@@ -400,7 +352,7 @@ class Supervisor(pykka.ThreadingActor):
             fut.get(timeout=0)
         except pykka.Timeout:
             return False
-        except Exception:  # noqa: BLE001 - dead or failed ping: not stuck, is_alive decides
+        except Exception:
             return True
         return True
 
@@ -428,7 +380,7 @@ class Supervisor(pykka.ThreadingActor):
                 self._halt_entries(reason)
             except Exception:
                 logger.exception("halt_entries callback failed")
-        if level >= 2 and not self._exit_requested:  # noqa: PLR2004 - level 2 means exit
+        if level >= 2 and not self._exit_requested:
             self._exit_requested = True
             logger.critical("second escalation: exiting the process with code %d", EXIT_CODE)
             self._exit_process(EXIT_CODE)

@@ -1,1 +1,1 @@
-"""backtest."""
+"""Backtesting: simulated-market replay now; bhavcopy replay with the backtest issue."""

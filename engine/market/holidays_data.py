@@ -78,7 +78,8 @@ NSE_FO_HOLIDAYS: dict[date, str] = {
 }
 
 #: Days whose regular session is closed but an evening Muhurat session is held.
-MUHURAT_DAYS: frozenset[date] = frozenset({date(2024, 11, 1), date(2025, 10, 21), date(2026, 11, 8)})
+MUHURAT_DAYS: frozenset[date] = frozenset(
+    {date(2024, 11, 1), date(2025, 10, 21), date(2026, 11, 8)})
 
 #: Weekend days with a full 09:15-15:30 live session (Union Budget days).
 SPECIAL_SESSIONS: dict[date, str] = {

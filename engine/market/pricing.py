@@ -152,7 +152,7 @@ def black76_greeks(
     """
     fa, ka, ta, sa, ra = _as_arrays(f, k, t, sigma, r)
     call = np.asarray(is_call, dtype=bool)
-    w, d1, d2, sqrt_t, live, tt = _core(fa, ka, ta, sa, call)
+    w, d1, _d2, sqrt_t, live, tt = _core(fa, ka, ta, sa, call)
     df = np.exp(-ra * tt)
     price = black76_price(fa, ka, tt, sa, call, ra)
     nd1 = ndtr(w * d1)

@@ -89,7 +89,7 @@ class IdSource(Protocol):
 class RandomIds:
     """uuid4 ids (production default)."""
 
-    def next_id(self, scope: str) -> str:  # noqa: ARG002 - protocol signature
+    def next_id(self, scope: str) -> str:
         """Return a random uuid4 string."""
         return str(uuid.uuid4())
 

@@ -17,7 +17,7 @@ def type_name(message: object) -> str:
     return type(message).__name__
 
 
-def to_jsonable(value: Any) -> Any:  # noqa: PLR0911 - one branch per type
+def to_jsonable(value: Any) -> Any:
     """Convert ``value`` to plain JSON types, deterministically.
 
     Dataclasses become dicts of their fields, enums their value, Decimal a string (exact),

@@ -104,6 +104,7 @@ class MarkedToMarket(Event):
     trade_id: int
     mtm: Decimal
     spot: Decimal | None = None
+    tag: str = ""
 
 
 # --- token / backtest -------------------------------------------------------------------

@@ -57,7 +57,9 @@ class Leg:
 
     def __post_init__(self) -> None:
         if not isinstance(self.security_id, str) or not self.security_id:
-            raise ValueError(f"Leg.security_id must be a non-empty string, got {self.security_id!r}")
+            raise ValueError(
+                f"Leg.security_id must be a non-empty string, got {self.security_id!r}"
+            )
         object.__setattr__(self, "side", Side(self.side))
         object.__setattr__(self, "kind", InstrumentKind(self.kind))
         if self.option_type is not None:

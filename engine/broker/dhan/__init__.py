@@ -1,1 +1,1 @@
-"""broker/dhan."""
+"""Dhan v2 broker client: REST client, instrument master, token helpers."""

@@ -16,12 +16,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from engine.broker.dhan.errors import RateLimitError
 
 
-class EndpointClass(str, Enum):
+class EndpointClass(StrEnum):
     """Rate-limit class of an endpoint."""
 
     ORDER = "order"

@@ -1,0 +1,138 @@
+"""ExecutorActor: turns approved intents into positions and closes them.
+
+Owns open_trades, executions, closed_trades, metrics_days, trade_journal, go_live_state.
+Each open and each close is one database transaction; a close for a tag that is not open
+(or already closed today) is ignored, so a repeated ClosePosition can never double-count.
+Stages: paper and shadow fill on the paper broker (shadow also logs the order it would have
+sent); live goes to the configured live broker, and is refused when none is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from engine.actors.base import SupervisedActor
+from engine.execution import repository as repo
+from engine.execution.paper import NoQuote
+from engine.execution.trades import OpenLeg, Trade
+from engine.messages.commands import ClosePosition, EndOfDayTick, OpenPosition, SetGoLiveStage
+from engine.messages.events import MarkedToMarket, OrderRejected, PositionClosed, PositionOpened
+from engine.messages.legs import Leg, Side
+
+logger = logging.getLogger(__name__)
+
+
+class ExecutorActor(SupervisedActor):
+    def setup(self) -> None:
+        s = self.ctx.services
+        self._pool = s["pool"]
+        self._paper = s["paper_broker"]
+        self._live = s.get("live_broker")
+        self._market = s["market"]
+        self._stages = repo.seed_go_live(self._pool, s.get("dry_run_flags", {}))
+        self._open: dict[str, Trade] = repo.load_open(self._pool)
+        # the seeds' save semantics: open_trades replaced transactionally from our state
+        repo.replace_open_trades(self._pool, self._open.values())
+
+    def handle(self, message: Any) -> Any:
+        match message:
+            case OpenPosition():
+                self._open_position(message)
+            case ClosePosition(tag=tag, reason=reason) if tag is not None:
+                self._close_position(message, tag, reason)
+            case MarkedToMarket(tag=tag, mtm=mtm) if tag in self._open:
+                marked = self._open[tag].marked(mtm)
+                if (marked.mfe, marked.mae) != (self._open[tag].mfe, self._open[tag].mae):
+                    self._open[tag] = marked
+                    repo.save_marks(self._pool, marked)
+            case SetGoLiveStage(strategy=strategy, stage=stage, reason=reason):
+                old = repo.set_stage(self._pool, strategy, stage, reason or "operator", self.clock.now())
+                self._stages[strategy] = stage
+                logger.warning("go-live stage of %s changed %s -> %s", strategy, old, stage)
+            case EndOfDayTick():
+                self._end_of_day(message.trading_day)
+            case _:
+                return super().handle(message)
+        return None
+
+    def _broker(self, stage: str):
+        if stage in ("paper", "shadow"):
+            return self._paper
+        if stage == "live" and self._live is not None:
+            return self._live
+        return None
+
+    def _open_position(self, intent: OpenPosition) -> None:
+        stage = self._stages.get(intent.strategy, "paper")
+        broker = self._broker(stage)
+        if intent.tag in self._open:
+            logger.info("ignoring duplicate open for %s", intent.tag)
+            return
+        if broker is None:
+            self._reject(intent, f"strategy {intent.strategy} is in stage {stage!r}: no broker")
+            return
+        now = self.clock.now()
+        try:
+            fills = broker.execute(intent.legs, correlation_base=intent.tag, trade_date=now.date())
+        except NoQuote as exc:
+            self._reject(intent, f"no quote: {exc}")
+            return
+        if stage == "shadow":
+            logger.info("SHADOW %s would send: %s", intent.tag,
+                        [(f.leg.side.value, f.leg.security_id, f.leg.quantity) for f in fills])
+        trade = Trade(tag=intent.tag, strategy=intent.strategy, mode=stage, trade_date=now.date(),
+                      opened_at=now, direction=str(intent.params.get("direction", "")),
+                      legs=tuple(OpenLeg(f.leg, f.price, f.charges.total) for f in fills),
+                      context={k: v for k, v in intent.params.items() if k != "direction"})
+        if not repo.record_open(self._pool, trade, fills, now):
+            return
+        self._open[trade.tag] = trade
+        self.publish(self.reply(PositionOpened, intent, trade_id=0, strategy=trade.strategy,
+                                tag=trade.tag, legs=tuple(f.leg for f in fills), stage=stage,
+                                entry_premium=trade.entry_price))
+
+    def _close_position(self, msg: ClosePosition, tag: str, reason: str) -> None:
+        trade = self._open.get(tag)
+        if trade is None:
+            logger.info("close for %s ignored: not open (already closed?)", tag)
+            return
+        broker = self._broker(trade.mode) or self._paper
+        exit_legs = tuple(
+            Leg(security_id=x.leg.security_id, side=Side.SELL if x.leg.side is Side.BUY else Side.BUY,
+                quantity=x.leg.quantity, kind=x.leg.kind, option_type=x.leg.option_type,
+                expiry=x.leg.expiry, strike=x.leg.strike) for x in trade.legs)
+        now = self.clock.now()
+        try:
+            fills = broker.execute(exit_legs, correlation_base=f"{tag}-X", trade_date=now.date())
+        except NoQuote as exc:
+            logger.error("cannot close %s now (%s); the monitor will retry", tag, exc)
+            return
+        spot = None
+        try:
+            spot = Decimal(repr(self._market.snapshot().spot)).quantize(Decimal("0.01"))
+        except Exception:
+            logger.debug("no spot for the journal of %s", tag)
+        result = repo.record_close(self._pool, trade, fills, now, reason, {"exit_spot": spot})
+        del self._open[tag]
+        if result.recorded:
+            self.publish(self.reply(PositionClosed, msg, trade_id=0, strategy=trade.strategy,
+                                    tag=tag, reason=reason, realized_pnl=result.realized_pnl
+                                    .quantize(Decimal("0.01"))))
+
+    def _reject(self, intent: OpenPosition, reason: str) -> None:
+        logger.warning("order for %s rejected: %s", intent.tag, reason)
+        self.publish(self.reply(OrderRejected, intent, strategy=intent.strategy, tag=intent.tag,
+                                reason=reason))
+
+    def _end_of_day(self, day) -> None:
+        from psycopg.types.json import Jsonb
+
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO metrics_days (trade_date, session_stats) VALUES (%s, %s)"
+                " ON CONFLICT (trade_date) DO UPDATE SET session_stats = EXCLUDED.session_stats,"
+                " updated_at = now()",
+                (day, Jsonb({"open_positions_at_close": sorted(self._open),
+                             "stages": self._stages})))

@@ -1,0 +1,118 @@
+"""RiskActor: owns risk_envelope_state and runtime_state 'strategy_slots'.
+
+Every entry intent passes through here: forwarded to the executor, or denied with a reason
+(EntryDenied, which the scanner writes into the battle log). Every close updates the
+counters; a breached limit pauses entries (RiskPaused) and the pause survives a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from engine.actors.base import SupervisedActor
+from engine.execution import repository as trades_repo
+from engine.messages.commands import EndOfDayTick, OpenPosition, PauseEntries, ResumeEntries
+from engine.messages.events import (
+    EntryDenied,
+    PositionClosed,
+    PositionOpened,
+    RiskPaused,
+    RiskResumed,
+)
+from engine.risk import repository
+from engine.risk.envelope import EnvelopeState, after_close, entry_denial
+from engine.settings import all_knobs
+from engine.store.tx import transaction
+
+logger = logging.getLogger(__name__)
+
+LIMIT_KEYS = [k.key for k in all_knobs() if k.key.startswith("RISK_")]
+
+
+class RiskActor(SupervisedActor):
+    def setup(self) -> None:
+        self._pool = self.ctx.services["pool"]
+        self._settings = self.ctx.services["settings"]
+        self._state: EnvelopeState = repository.load(self._pool)
+        self._open = {t.tag: t.strategy for t in trades_repo.load_open(self._pool).values()}
+        self._pending: set[str] = set()
+        self._save_slots()
+
+    def handle(self, message: Any) -> Any:
+        match message:
+            case OpenPosition():
+                self._on_intent(message)
+            case PositionOpened(tag=tag, strategy=strategy):
+                self._pending.discard(tag)
+                self._open[tag] = strategy
+                self._save_slots()
+            case PositionClosed(tag=tag, realized_pnl=pnl):
+                self._pending.discard(tag)
+                self._open.pop(tag, None)
+                if pnl is not None:
+                    self._on_close(pnl)
+                self._save_slots()
+            case PauseEntries(reason=reason, source=source):
+                self._set_pause(f"{source}: {reason}")
+            case ResumeEntries(reason=reason):
+                self._resume(reason)
+            case EndOfDayTick():
+                self._pending.clear()
+            case _:
+                return super().handle(message)
+        return None
+
+    def _limits(self) -> dict[str, Any]:
+        return self._settings.snapshot(LIMIT_KEYS)
+
+    def _on_intent(self, intent: OpenPosition) -> None:
+        now = self.clock.now()
+        occupied = len(self._open) + len(self._pending)
+        reason = entry_denial(self._state, now, occupied, self._limits())
+        if reason is None and intent.tag in self._open:
+            reason = f"tag {intent.tag} is already open"
+        if reason is not None:
+            logger.info("entry %s denied: %s", intent.tag, reason)
+            self.publish(self.reply(EntryDenied, intent, strategy=intent.strategy, tag=intent.tag,
+                                    reason=reason))
+            return
+        self._pending.add(intent.tag)
+        self.send("executor", intent)
+
+    def _on_close(self, pnl) -> None:
+        before = self._state.paused(self.clock.now())
+        self._state = after_close(self._state, pnl, self.clock.now(), self._limits())
+        self._persist()
+        after = self._state.paused(self.clock.now())
+        if after and after != before:
+            logger.warning("risk envelope paused entries: %s", after)
+            self.publish(self.new(RiskPaused, reason=after))
+
+    def _set_pause(self, reason: str) -> None:
+        self._state = replace(self._state, pause_reason=reason, paused_until=None)
+        self._persist()
+        self.publish(self.new(RiskPaused, reason=reason, source="operator"))
+
+    def _resume(self, reason: str) -> None:
+        self._state = replace(self._state, pause_reason=None, paused_until=None)
+        self._persist()
+        self.publish(self.new(RiskResumed, reason=reason or "resumed"))
+
+    def _persist(self) -> None:
+        with transaction(self._pool) as conn:
+            repository.save(conn, self._state)
+
+    def _save_slots(self) -> None:
+        used = sorted(tag for tag, s in self._open.items() if s.startswith("DC") or s == "MDC")
+        limit = self._settings.get("DC_FAMILY_SLOTS")
+        value = {"dc_family": {"used": len(used), "limit": limit, "tags": used},
+                 "open_positions": len(self._open)}
+        with transaction(self._pool) as conn:
+            conn.execute(
+                "INSERT INTO runtime_state (key, value, updated_at) VALUES ('strategy_slots', %s,"
+                " now()) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                (Jsonb(value),))

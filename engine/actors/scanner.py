@@ -1,0 +1,179 @@
+"""ScannerActor: each scan cycle samples the market, records the IV surface and the spread,
+runs the strategies and logs one strategy_battle_log row. Entries go to the risk actor as
+intents; strategy exits go to the executor.
+
+Owns: strategy_battle_log, iv_snapshots, calendar_spread_history, futures_id_cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from engine.actors.base import SupervisedActor
+from engine.execution import repository as trades_repo
+from engine.market.snapshot import price_decimal
+from engine.market.snapshot_store import prune_iv_snapshots, record_iv_snapshot
+from engine.market.surface import compute_surface
+from engine.messages.commands import ClosePosition, OpenPosition, PruneTick, ScanTick
+from engine.messages.events import (
+    EntryDenied,
+    PositionClosed,
+    PositionOpened,
+    RiskPaused,
+    RiskResumed,
+)
+from engine.scan_inputs import HISTORY_KEEP, futures_quote, next_spread_history, strategy_input
+from engine.store.tx import transaction
+from engine.strategies import calendar_spread
+from engine.strategies.base import FuturesQuote
+
+logger = logging.getLogger(__name__)
+
+
+
+class ScannerActor(SupervisedActor):
+    def setup(self) -> None:
+        services = self.ctx.services
+        self._pool = services["pool"]
+        self._market = services["market"]
+        self._settings = services["settings"]
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT near_expiry, far_expiry, spread FROM calendar_spread_history"
+                " ORDER BY sampled_at DESC, id DESC LIMIT %s", (HISTORY_KEEP,)).fetchall()
+            risk = conn.execute("SELECT pause_reason, paused_until FROM risk_envelope_state"
+                                " WHERE id = 1").fetchone()
+        rows.reverse()
+        self._pair = (rows[-1]["near_expiry"], rows[-1]["far_expiry"]) if rows else None
+        self._history: list[Decimal] = [r["spread"] for r in rows]
+        self._paused: str | None = risk["pause_reason"] if risk else None
+        self._paused_until: datetime | None = risk["paused_until"] if risk else None
+        self._open = {t.tag: t for t in trades_repo.load_open(self._pool).values()}
+        self._session_spots: dict[Any, tuple[float, float]] = {}
+
+    def handle(self, message: Any) -> Any:
+        match message:
+            case ScanTick(at=at):
+                self._scan(at)
+            case PruneTick(table=table, keep_days=days, at=at):
+                self._prune(table, days, at)
+            case RiskPaused(reason=reason):
+                self._paused, self._paused_until = reason, None
+            case RiskResumed():
+                self._paused = None
+            case PositionOpened():
+                self._open = dict(trades_repo.load_open(self._pool))
+            case PositionClosed(tag=tag):
+                self._open.pop(tag, None)
+            case EntryDenied(tag=tag, reason=reason):
+                self._record_denial(tag, reason)
+            case _:
+                return super().handle(message)
+        return None
+
+    # ------------------------------------------------------------------ scan cycle
+    def _paused_reason(self, now: datetime) -> str | None:
+        if self._paused and self._paused_until is not None and now >= self._paused_until:
+            return None
+        return self._paused
+
+    def _scan(self, at: datetime) -> None:
+        snap = self._market.snapshot()
+        near, far = futures_quote(snap, "near"), futures_quote(snap, "far")
+        hi, lo = self._session_spots.get(at.date(), (snap.spot, snap.spot))
+        hi, lo = max(hi, snap.spot), min(lo, snap.spot)
+        self._session_spots = {at.date(): (hi, lo)}
+        surface = None
+        try:
+            surface = compute_surface(snap, spot_high=hi, spot_low=lo)
+        except (ValueError, ArithmeticError) as exc:
+            logger.warning("IV surface skipped at %s: %s", at, exc)
+        params = self._settings.snapshot(list(calendar_spread.PARAM_KEYS))
+        inp = strategy_input(snap, at, self._history, self._open.values(), self._paused_reason(at))
+        decision = calendar_spread.decide(inp, params)
+        with transaction(self._pool) as conn:
+            if surface is not None:
+                record_iv_snapshot(conn, surface)
+            if near is not None and far is not None:
+                self._sample_spread(conn, at, near, far)
+            self._futures_cache(conn, near, far, snap.lot_size)
+            row = conn.execute(
+                "INSERT INTO strategy_battle_log (created_at, trade_date, spot, iv, realized_range,"
+                " near_straddle, selected_strategy, eligibility, rejections, payload) VALUES"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (at, at.date(), price_decimal(snap.spot),
+                 _dec(surface.near_atm_iv if surface else None, 4),
+                 _dec(surface.realized_range if surface else None, 2),
+                 _dec(surface.near_straddle if surface else None, 2),
+                 decision.strategy if decision.entries else None,
+                 Jsonb({decision.strategy: decision.eligible}),
+                 Jsonb({decision.strategy: list(decision.reasons)} if decision.reasons else {}),
+                 Jsonb({"metrics": decision.metrics,
+                        "entry_tags": [e.tag for e in decision.entries],
+                        "exit_tags": [x.tag for x in decision.exits]}))).fetchone()
+            trades_repo.bump_funnel(conn, at.date(), {"cycles": 1, "signals": len(decision.entries)})
+        logger.debug("scan %s battle_log=%s %s", at, row["id"], decision.reasons)
+        for exit_ in decision.exits:
+            self.send("executor", self.new(ClosePosition, tag=exit_.tag, reason=exit_.reason))
+        for entry in decision.entries:
+            self.send("risk", self.new(OpenPosition, strategy=entry.strategy, tag=entry.tag,
+                                       legs=entry.legs, reason=entry.reason, reply_to=self.name,
+                                       params={"direction": entry.direction, **entry.context}))
+
+    def _sample_spread(self, conn, at: datetime, near: FuturesQuote, far: FuturesQuote) -> None:
+        self._history, pair, rolled = next_spread_history(self._history, self._pair, near, far)
+        if rolled:
+            logger.info("futures rolled %s -> %s: clearing calendar_spread_history", self._pair, pair)
+            conn.execute("DELETE FROM calendar_spread_history")
+        self._pair = pair
+        conn.execute(
+            "INSERT INTO calendar_spread_history (sampled_at, near_expiry, far_expiry, near_price,"
+            " far_price, spread) VALUES (%s, %s, %s, %s, %s, %s)",
+            (at, near.expiry, far.expiry, near.ltp, far.ltp, self._history[-1]))
+        conn.execute(
+            "DELETE FROM calendar_spread_history WHERE id NOT IN (SELECT id FROM"
+            " calendar_spread_history ORDER BY sampled_at DESC, id DESC LIMIT %s)", (HISTORY_KEEP,))
+
+    @staticmethod
+    def _futures_cache(conn, near: FuturesQuote | None, far: FuturesQuote | None, lot: int) -> None:
+        for leg, q in (("near", near), ("far", far)):
+            if q is None:
+                continue
+            conn.execute(
+                "INSERT INTO futures_id_cache (leg, security_id, symbol, expiry, lot_size) VALUES"
+                " (%s, %s, 'NIFTY', %s, %s) ON CONFLICT (leg) DO UPDATE SET security_id ="
+                " EXCLUDED.security_id, expiry = EXCLUDED.expiry, lot_size = EXCLUDED.lot_size,"
+                " refreshed_at = now() WHERE futures_id_cache.expiry <> EXCLUDED.expiry",
+                (leg, q.security_id, q.expiry, lot))
+
+    def _record_denial(self, tag: str, reason: str) -> None:
+        with transaction(self._pool) as conn:
+            conn.execute(
+                "UPDATE strategy_battle_log SET rejections = rejections || jsonb_build_object("
+                "'risk', %s::text), selected_strategy = NULL WHERE id = (SELECT id FROM"
+                " strategy_battle_log WHERE payload->'entry_tags' ? %s ORDER BY id DESC LIMIT 1)",
+                (f"{tag}: {reason}", tag))
+            trades_repo.bump_funnel(conn, self.clock.now().date(), {"denied": 1})
+
+    def _prune(self, table: str, keep_days: int, at: datetime) -> None:
+        with transaction(self._pool) as conn:
+            if table == "iv_snapshots":
+                n = prune_iv_snapshots(conn, older_than_days=keep_days, now=at)
+            elif table == "strategy_battle_log":
+                n = conn.execute("DELETE FROM strategy_battle_log WHERE created_at < %s",
+                                 (at - timedelta(days=keep_days),)).rowcount
+            else:
+                logger.error("scanner asked to prune %s, which it does not own", table)
+                return
+        logger.info("pruned %d rows older than %d days from %s", n, keep_days, table)
+
+
+def _dec(x: float | None, places: int) -> Decimal | None:
+    if x is None:
+        return None
+    return Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-places))

@@ -1,0 +1,278 @@
+"""Composition root: builds the actor system from configuration and runs it.
+
+``Engine`` wires the ports (market data, paper/live broker, chat), the supervisor with its
+children in dependency order, the directory's event subscriptions, the scheduler and the
+PostgreSQL command bus. The simulated market runs on a ManualClock driven in lock-step at a
+chosen speed (nights and holidays are skipped); live market data runs on the real IST clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pykka
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from engine.actors.backtest import BacktestActor
+from engine.actors.base import ActorContext
+from engine.actors.bridge import SUBSCRIBED as BRIDGE_EVENTS
+from engine.actors.bridge import EventBridgeActor
+from engine.actors.directory import Directory
+from engine.actors.executor import ExecutorActor
+from engine.actors.monitor import MonitorActor
+from engine.actors.notifier import NotifierActor
+from engine.actors.risk import RiskActor
+from engine.actors.scanner import ScannerActor
+from engine.actors.scheduler import ScheduleConfig, Scheduler
+from engine.actors.supervisor import ChildSpec, Supervisor
+from engine.actors.token import TokenActor
+from engine.clock import Clock, ManualClock, RealClock
+from engine.config import Config
+from engine.execution.paper import PaperBroker
+from engine.market.calendar import NseCalendar
+from engine.market.simulator import SimulatedMarket
+from engine.messages.base import IdSource, RandomIds
+from engine.messages.commands import PauseEntries, Ping
+from engine.messages.events import (
+    ActorEscalated,
+    ActorRestarted,
+    BacktestFinished,
+    EntryDenied,
+    MarkedToMarket,
+    OrderRejected,
+    PositionClosed,
+    PositionOpened,
+    RiskPaused,
+    RiskResumed,
+    TokenRefreshed,
+    TokenRefreshFailed,
+)
+from engine.messages.tap import MessageTap
+from engine.ports.market_data import MarketData, SimMarketData
+from engine.settings import Settings
+from engine.timeutil import IST
+
+logger = logging.getLogger(__name__)
+
+SIM_CLOCK_KEY = "sim_clock"
+
+# Who hears which event (resolved at send time, so restarted actors are picked up).
+SUBSCRIPTIONS: dict[type, tuple[str, ...]] = {
+    PositionOpened: ("risk", "monitor", "scanner", "notifier"),
+    PositionClosed: ("risk", "monitor", "scanner", "notifier"),
+    EntryDenied: ("scanner",),
+    OrderRejected: ("risk", "notifier"),
+    RiskPaused: ("scanner", "notifier"),
+    RiskResumed: ("scanner", "notifier"),
+    MarkedToMarket: ("executor",),
+    ActorRestarted: ("notifier",),
+    ActorEscalated: ("notifier",),
+    TokenRefreshed: ("notifier",),
+    TokenRefreshFailed: ("notifier",),
+    BacktestFinished: ("notifier",),
+}
+ACTORS: tuple[tuple[str, type], ...] = (
+    ("token", TokenActor), ("notifier", NotifierActor), ("executor", ExecutorActor),
+    ("risk", RiskActor), ("monitor", MonitorActor), ("scanner", ScannerActor),
+    ("backtest", BacktestActor), ("bridge", EventBridgeActor),
+)
+
+
+@dataclass
+class Engine:
+    """A built (not yet started) engine."""
+
+    config: Config
+    pool: ConnectionPool
+    clock: Clock
+    market: MarketData
+    calendar: NseCalendar
+    settings: Settings
+    directory: Directory
+    ids: IdSource
+    services: dict[str, Any]
+    schedule: ScheduleConfig
+    bridge_events: bool = True
+    supervisor: Any = None
+    scheduler: Scheduler | None = None
+    bus: Any = None
+    exit_process: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, *, with_bus: bool = True) -> Engine:
+        ctx = ActorContext(clock=self.clock, directory=self.directory, ids=self.ids,
+                           services=self.services)
+        specs = [ChildSpec.for_actor(name, cls, ctx, backoff=(0.05, 5.0))
+                 for name, cls in ACTORS if name != "bridge" or self.bridge_events]
+        for event, roles in SUBSCRIPTIONS.items():
+            self.directory.subscribe(event, *roles)
+        if self.bridge_events:
+            for event in BRIDGE_EVENTS:
+                self.directory.subscribe(event, "bridge")
+        kwargs: dict[str, Any] = {"halt_entries": self._halt_entries}
+        if self.exit_process is not None:
+            kwargs["exit_process"] = self.exit_process
+        self.supervisor = Supervisor.start(specs, directory=self.directory, clock=self.clock,
+                                           ids=self.ids, **kwargs)
+        self.supervisor.ask(Ping(), timeout=120)
+        self.scheduler = Scheduler(clock=self.clock, calendar=self.calendar,
+                                   directory=self.directory, config=self.schedule, ids=self.ids)
+        if with_bus:
+            from engine.bus.commands import CommandBus
+            from engine.bus.dispatch import Dispatcher
+
+            self.bus = CommandBus(self.pool, self.config.database_url or _dsn(self.pool),
+                                  Dispatcher(self).dispatch).start()
+        logger.info("engine started: %s", ", ".join(self.directory.roles()))
+        return self
+
+    def _halt_entries(self, reason: str) -> None:
+        msg = PauseEntries(ts=self.clock.now(), reason=reason, source="supervisor",
+                           message_id=self.ids.next_id("supervisor"))
+        self.directory.send("risk", msg, sender="supervisor")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.bus is not None:
+            self.bus.stop()
+        if self.scheduler is not None and isinstance(self.clock, RealClock):
+            self.scheduler.stop()
+        if self.supervisor is not None:
+            try:
+                self.supervisor.stop(timeout=30)
+            except pykka.ActorDeadError:
+                pass
+        self.settings.close()
+        leftovers = pykka.ActorRegistry.get_all()
+        if leftovers:
+            logger.error("actors still running after stop: %s", leftovers)
+            pykka.ActorRegistry.stop_all(timeout=10)
+        logger.info("engine stopped")
+
+    # ------------------------------------------------------------ running
+    def run_realtime(self) -> None:
+        assert self.scheduler is not None
+        self.scheduler.start()
+        self._stop.wait()
+
+    def run_accelerated(self, speed: float, until: datetime | None = None,
+                        on_step=None) -> None:
+        """Drive the ManualClock in lock-step, pacing simulated time at ``speed``× real time.
+
+        Nights, weekends and holidays are skipped in (at most) a second of real time.
+        """
+        assert isinstance(self.clock, ManualClock) and self.scheduler is not None
+        step = timedelta(seconds=self.schedule.monitor_every_s or 15)
+        while not self._stop.is_set():
+            now = self.clock.now()
+            target = self._next_target(now, step)
+            if until is not None and target > until:
+                target = until
+            began = time.monotonic()
+            self.scheduler.run_lockstep(target)
+            self._save_sim_clock(target)
+            if on_step is not None:
+                on_step(target)
+            if until is not None and target >= until:
+                return
+            pause = min((target - now).total_seconds() / speed, 1.0) - (time.monotonic() - began)
+            if pause > 0:
+                self._stop.wait(pause)
+
+    def _next_target(self, now: datetime, step: timedelta) -> datetime:
+        """The next lock-step boundary: one step in session; after the close, an hour for the
+        end-of-day and prune ticks; then straight to the next session's open."""
+        target = now + step
+        if self.calendar.is_market_open(target):
+            return target
+        day, cal = now.date(), self.calendar
+        if cal.is_trading_day(day):
+            if now < cal.session_open(day):
+                return cal.session_open(day)
+            if now < cal.session_close(day) + timedelta(hours=1):
+                return cal.session_close(day) + timedelta(hours=1)
+        return cal.session_open(cal.next_trading_day(day))
+
+    def _save_sim_clock(self, at: datetime) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO runtime_state (key, value, updated_at) VALUES (%s, %s, now())"
+                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                (SIM_CLOCK_KEY, Jsonb({"now": at.isoformat()})))
+
+
+def _dsn(pool: ConnectionPool) -> str:
+    with pool.connection() as conn:
+        return conn.info.dsn
+
+
+def simulated_start(pool: ConnectionPool, config: Config, calendar: NseCalendar) -> datetime:
+    """Where the simulated clock starts: continue from the last run, else SIM_START's open,
+    else the next session open after now."""
+    with pool.connection() as conn:
+        row = conn.execute("SELECT value FROM runtime_state WHERE key = %s",
+                           (SIM_CLOCK_KEY,)).fetchone()
+    if config.sim_start:
+        from datetime import date
+
+        day = date.fromisoformat(config.sim_start)
+        if not calendar.is_trading_day(day):
+            day = calendar.next_trading_day(day)
+        start = calendar.session_open(day)
+    else:
+        today = datetime.now(IST).date()
+        day = today if calendar.is_trading_day(today) else calendar.next_trading_day(today)
+        start = calendar.session_open(day)
+    if row is not None:
+        saved = datetime.fromisoformat(row["value"]["now"]).astimezone(IST)
+        start = max(start, saved)
+    return start
+
+
+def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
+          tap: MessageTap | None = None, ids: IdSource | None = None,
+          settings: Settings | None = None, listen_settings: bool = True,
+          bridge_events: bool = True, extra_services: dict[str, Any] | None = None) -> Engine:
+    """Build the engine for ``config`` (paper broker on the simulated market by default)."""
+    calendar = NseCalendar()
+    if settings is None:
+        settings = Settings(pool)
+        if listen_settings:
+            settings.listen(config.database_url or _dsn(pool))
+    if config.market_source == "sim":
+        start = clock.now() if clock is not None else simulated_start(pool, config, calendar)
+        clock = clock or ManualClock(start)
+        market: MarketData = SimMarketData(SimulatedMarket(config.sim_seed, start, calendar), clock)
+    else:
+        from engine.broker.dhan.wiring import dhan_market_data
+
+        clock = clock or RealClock()
+        market = dhan_market_data(config, clock)
+    paper = PaperBroker(market.quote, lambda: int(settings.get("PAPER_SLIPPAGE_TICKS")))
+    from engine.bus.events import write_heartbeat
+
+    services: dict[str, Any] = {
+        "pool": pool, "settings": settings, "market": market, "paper_broker": paper,
+        "dry_run_flags": dict(config.dry_run_flags), "calendar": calendar,
+        "heartbeat": lambda at: write_heartbeat(pool, at),
+    }
+    if config.broker == "dhan":
+        from engine.broker.dhan.wiring import dhan_services
+
+        services.update(dhan_services(config, pool, clock, market))
+    from engine.notify.channels import channels_from_config
+
+    services["chat_channels"] = channels_from_config(config)
+    services.update(extra_services or {})
+    schedule = ScheduleConfig(scan_every_s=config.scan_interval_sec,
+                              monitor_every_s=config.monitor_interval_sec)
+    return Engine(config=config, pool=pool, clock=clock, market=market, calendar=calendar,
+                  settings=settings, directory=Directory(tap=tap), ids=ids or RandomIds(),
+                  services=services, schedule=schedule, bridge_events=bridge_events)

@@ -1,0 +1,127 @@
+"""Backtest a strategy on the seeded simulated market, with the live code path's pure cores.
+
+One loop calls the very functions the actors call: the strategy's ``decide``, the paper
+broker's fills with Indian charges, the monitor's exit rules. No actors, no database — so a
+grid search is just many calls with different parameter dicts. (The bhavcopy replay comes with
+the backtesting issue; this is the simulated-market flavour.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from engine.execution.paper import NoQuote, PaperBroker
+from engine.execution.trades import OpenLeg, Trade
+from engine.market.calendar import NseCalendar
+from engine.market.simulator import SimulatedMarket
+from engine.messages.legs import Leg, Side
+from engine.ports.market_data import quote_from_snapshot
+from engine.scan_inputs import next_spread_history, strategy_input
+from engine.settings import all_knobs
+from engine.strategies import calendar_spread
+from engine.strategies.exits import exit_reason, mark_to_market
+from engine.timeutil import IST
+
+STRATEGIES: dict[str, Callable[..., Any]] = {"DC": calendar_spread.decide}
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    trades: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+
+def default_params() -> dict[str, Any]:
+    return {k.key: k.default for k in all_knobs()}
+
+
+def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, seed: int = 7,
+        scan_every: timedelta = timedelta(minutes=1),
+        progress: Callable[[float], None] | None = None) -> BacktestResult:
+    """Run ``strategy`` from ``start`` to ``end`` (inclusive) on the simulated market."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    decide = STRATEGIES[strategy]
+    p = default_params() | dict(params)
+    cal = NseCalendar()
+    days = [d for d in (start + timedelta(n) for n in range((end - start).days + 1))
+            if cal.is_trading_day(d)]
+    if not days:
+        raise ValueError(f"no trading day between {start} and {end}")
+    market = SimulatedMarket(seed, datetime.combine(days[0], datetime.min.time(), IST), cal)
+    snap_box: dict[str, Any] = {}
+    broker = PaperBroker(lambda sid: quote_from_snapshot(snap_box["snap"], sid),
+                         lambda: int(p["PAPER_SLIPPAGE_TICKS"]))
+    history: list[Decimal] = []
+    pair: tuple[date, date] | None = None
+    open_trades: dict[str, Trade] = {}
+    closed: list[dict[str, Any]] = []
+    for n, day in enumerate(days):
+        t = cal.session_open(day)
+        close = cal.session_close(day)
+        while t <= close:
+            snap = market.snapshot_at(t)
+            snap_box["snap"] = snap
+            inp = strategy_input(snap, t, history, open_trades.values(), None)
+            if inp.near is not None and inp.far is not None:
+                history, pair, _ = next_spread_history(history, pair, inp.near, inp.far)
+            decision = decide(inp, p)
+            for trade in list(open_trades.values()):
+                try:
+                    mtm = mark_to_market(trade, broker.quote)
+                except NoQuote:
+                    continue
+                open_trades[trade.tag] = trade = trade.marked(mtm)
+                reason = exit_reason(trade, mtm, t, p) or next(
+                    (x.reason for x in decision.exits if x.tag == trade.tag), None)
+                if reason:
+                    closed.append(_close(trade, broker, t, reason))
+                    del open_trades[trade.tag]
+            for entry in decision.entries:
+                if entry.tag in open_trades:
+                    continue
+                try:
+                    fills = broker.execute(entry.legs, correlation_base=entry.tag, trade_date=day)
+                except NoQuote:
+                    continue
+                open_trades[entry.tag] = Trade(
+                    tag=entry.tag, strategy=strategy, mode="backtest", trade_date=day, opened_at=t,
+                    direction=entry.direction,
+                    legs=tuple(OpenLeg(f.leg, f.price, f.charges.total) for f in fills))
+            t += scan_every
+        if progress is not None:
+            progress((n + 1) / len(days))
+    return BacktestResult(closed, _metrics(closed))
+
+
+def _close(trade: Trade, broker: PaperBroker, t: datetime, reason: str) -> dict[str, Any]:
+    legs = tuple(Leg(security_id=x.leg.security_id, quantity=x.leg.quantity, kind=x.leg.kind,
+                     side=Side.SELL if x.leg.side is Side.BUY else Side.BUY) for x in trade.legs)
+    fills = broker.execute(legs, correlation_base=f"{trade.tag}-X", trade_date=t.date())
+    gross = trade.gross_pnl({f.leg.security_id: f.price for f in fills})
+    charges = trade.entry_charges + sum((f.charges.total for f in fills), Decimal(0))
+    return {"tag": trade.tag, "direction": trade.direction, "opened_at": trade.opened_at.isoformat(),
+            "closed_at": t.isoformat(), "gross_pnl": str(gross.quantize(Decimal("0.01"))),
+            "charges": str(charges.quantize(Decimal("0.01"))),
+            "realized_pnl": str((gross - charges).quantize(Decimal("0.01"))),
+            "mfe": str(trade.mfe), "mae": str(trade.mae), "exit_reason": reason}
+
+
+def _metrics(closed: list[dict[str, Any]]) -> dict[str, Any]:
+    pnls = [Decimal(c["realized_pnl"]) for c in closed]
+    equity, peak, max_dd = Decimal(0), Decimal(0), Decimal(0)
+    for x in pnls:
+        equity += x
+        peak = max(peak, equity)
+        max_dd = max(max_dd, peak - equity)
+    wins = [x for x in pnls if x > 0]
+    return {"trades": len(pnls), "net_pnl": str(sum(pnls, Decimal(0))),
+            "win_rate": round(len(wins) / len(pnls), 4) if pnls else None,
+            "max_drawdown": str(max_dd),
+            "charges": str(sum((Decimal(c["charges"]) for c in closed), Decimal(0)))}

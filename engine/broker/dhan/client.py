@@ -1,0 +1,298 @@
+"""Dhan v2 REST client: orders, portfolio, funds, margin, auth, and (mixin) market data.
+
+Placing an order is never blindly retried: after a timeout, 5xx or lost response the order
+is looked up by its correlationId (and in the order book, because Dhan's lookup cannot see
+a TRANSIT order); only when the lookups positively say "not there" is the order re-sent,
+with the *same* correlationId. When the outcome cannot be established,
+:class:`OrderStateUnknownError` is raised for the caller to reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from engine.broker.dhan.config import DhanConfig
+from engine.broker.dhan.errors import (
+    DhanError,
+    OrderNotFoundError,
+    OrderStateUnknownError,
+    TransientError,
+    register_secret,
+)
+from engine.broker.dhan.marketdata import MarketDataMixin
+from engine.broker.dhan.models import (
+    FundLimits,
+    ModifyRequest,
+    Order,
+    OrderAck,
+    OrderRequest,
+    Position,
+    TokenGrant,
+    Trade,
+)
+from engine.broker.dhan.ratelimit import EndpointClass, RateLimiter
+from engine.broker.dhan.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+ORDER = EndpointClass.ORDER
+NON_TRADING = EndpointClass.NON_TRADING
+
+
+def _one_order(payload: Any) -> Order | None:
+    """GET /orders/{id} and /orders/external/{cid} answer a bare object or a list."""
+    if isinstance(payload, list):
+        return Order.from_wire(payload[0]) if payload else None
+    if isinstance(payload, dict) and payload.get("orderId"):
+        return Order.from_wire(payload)
+    return None
+
+
+def _list(payload: Any) -> list[dict[str, Any]]:
+    if payload is None:
+        return []
+    if isinstance(payload, dict) and isinstance(payload.get("data"), list):
+        return payload["data"]
+    if not isinstance(payload, list):
+        raise DhanError(f"expected a JSON array, got {type(payload).__name__}")
+    return payload
+
+
+class DhanClient(MarketDataMixin):
+    """Thread-safe client for one Dhan client id.
+
+    Args:
+        client_id: Dhan client id.
+        token_provider: returns the current access token (called on every request).
+        access_token: a fixed token instead of ``token_provider``.
+        api_base: REST base URL (default ``https://api.dhan.co/v2``).
+        auth_base: minting base URL (default ``https://auth.dhan.co``).
+        timeout: seconds per call.
+        limiter: rate limiter (default: the process-wide one of ``client_id``).
+        on_auth_error: called on 401 / DH-901 / revoked token (tell the TokenActor).
+        session: ``requests.Session`` to reuse.
+        lookup_grace: seconds to keep looking an ambiguous order up before re-sending.
+        **transport_options: ``get_retries``, ``retry_backoff``, ``max_rate_wait``.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        token_provider: Callable[[], str | None] | None = None,
+        access_token: str | None = None,
+        api_base: str = "https://api.dhan.co/v2",
+        auth_base: str = "https://auth.dhan.co",
+        timeout: float = 10.0,
+        limiter: RateLimiter | None = None,
+        on_auth_error: Callable[[DhanError], None] | None = None,
+        session: requests.Session | None = None,
+        lookup_grace: float = 2.0,
+        **transport_options: Any,
+    ) -> None:
+        if token_provider is None:
+            register_secret(access_token)
+            token_provider = lambda: access_token  # noqa: E731
+        self.client_id = str(client_id)
+        self.lookup_grace = lookup_grace
+        self.transport = Transport(self.client_id, token_provider, api_base=api_base,
+                                   auth_base=auth_base, timeout=timeout, limiter=limiter,
+                                   on_auth_error=on_auth_error, session=session,
+                                   **transport_options)
+
+    @classmethod
+    def from_config(cls, config: DhanConfig, **kwargs: Any) -> DhanClient:
+        """Build from :class:`DhanConfig` (``kwargs`` override, e.g. ``token_provider``)."""
+        options: dict[str, Any] = {"api_base": config.api_base, "auth_base": config.auth_base,
+                                   "timeout": config.timeout_sec}
+        if "token_provider" not in kwargs:
+            options["access_token"] = config.access_token
+        options.update(kwargs)
+        return cls(config.client_id, **options)
+
+    # ------------------------------------------------------------------ orders
+    def place_order(self, request: OrderRequest, *, max_attempts: int = 3) -> OrderAck:
+        """``POST /orders``, safe against lost responses (see module docstring).
+
+        Returns:
+            The acknowledgement; when recovered by lookup, the looked-up order's id/status.
+
+        Raises:
+            OrderStateUnknownError: the outcome could not be established.
+            DhanError: any definite refusal (input, rate limit, RMS, auth).
+        """
+        payload = request.to_payload(self.client_id)
+        cid = request.correlation_id
+        for attempt in range(1, max_attempts + 1):
+            try:
+                data = self.transport.call("POST", "/orders", klass=ORDER, body=payload,
+                                           retry=False)
+            except TransientError as exc:
+                logger.warning("place order %s attempt %d ambiguous (%s); looking it up", cid,
+                               attempt, exc)
+                found = self._find_after_ambiguous(cid)
+                if found is not None:
+                    logger.info("order %s found after ambiguous place: %s %s", cid,
+                                found.order_id, found.status)
+                    return OrderAck(order_id=found.order_id, status=found.status)
+                continue
+            if not isinstance(data, dict) or not data.get("orderId"):
+                raise DhanError("place order answer has no orderId", endpoint="POST /orders")
+            return OrderAck(order_id=str(data["orderId"]), status=str(data.get("orderStatus")))
+        raise OrderStateUnknownError(
+            f"order {cid} not confirmed after {max_attempts} attempts", correlation_id=cid,
+            endpoint="POST /orders")
+
+    def _find_after_ambiguous(self, correlation_id: str) -> Order | None:
+        """Look an order up by correlationId, then in the order book, for ``lookup_grace``.
+
+        Returns ``None`` only when a lookup *answered* "not found" at the end of the grace
+        period; raises :class:`OrderStateUnknownError` when no lookup could be answered.
+        """
+        deadline = time.monotonic() + self.lookup_grace
+        answered = False
+        while True:
+            try:
+                order = self.get_order_by_correlation_id(correlation_id)
+                if order is None:
+                    order = next((o for o in self.order_list()
+                                  if o.correlation_id == correlation_id), None)
+                answered = True
+                if order is not None:
+                    return order
+            except TransientError as exc:
+                logger.warning("lookup of %s failed: %s", correlation_id, exc)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        if not answered:
+            raise OrderStateUnknownError(
+                f"order {correlation_id}: place was ambiguous and every lookup failed",
+                correlation_id=correlation_id, endpoint="POST /orders")
+        return None
+
+    def modify_order(self, request: ModifyRequest) -> OrderAck:
+        """``PUT /orders/{id}`` (never retried)."""
+        data = self.transport.call("PUT", f"/orders/{request.order_id}", klass=ORDER,
+                                   body=request.to_payload(self.client_id), retry=False)
+        return OrderAck(order_id=str((data or {}).get("orderId", request.order_id)),
+                        status=str((data or {}).get("orderStatus", "")))
+
+    def cancel_order(self, order_id: str) -> OrderAck:
+        """``DELETE /orders/{id}``; any 2xx is success (200 or 202, reference §12)."""
+        data = self.transport.call("DELETE", f"/orders/{order_id}", klass=ORDER, retry=False)
+        return OrderAck(order_id=str((data or {}).get("orderId", order_id)),
+                        status=str((data or {}).get("orderStatus", "CANCELLED")))
+
+    def order_list(self) -> list[Order]:
+        """``GET /orders``: today's order book."""
+        payload = self.transport.call("GET", "/orders", klass=NON_TRADING)
+        return [Order.from_wire(d) for d in _list(payload)]
+
+    def get_order(self, order_id: str) -> Order | None:
+        """``GET /orders/{id}``; ``None`` for an unknown id (Dhan answers ``200 []``)."""
+        return _one_order(self.transport.call("GET", f"/orders/{order_id}", klass=NON_TRADING))
+
+    def get_order_by_correlation_id(self, correlation_id: str) -> Order | None:
+        """``GET /orders/external/{cid}``; ``None`` when unknown or still in TRANSIT (404)."""
+        try:
+            payload = self.transport.call("GET", f"/orders/external/{correlation_id}",
+                                          klass=NON_TRADING)
+        except OrderNotFoundError:
+            return None
+        return _one_order(payload)
+
+    def trades(self, order_id: str | None = None) -> list[Trade]:
+        """``GET /trades`` (today) or ``GET /trades/{order_id}``."""
+        path = f"/trades/{order_id}" if order_id else "/trades"
+        return [Trade.from_wire(d) for d in _list(self.transport.call("GET", path,
+                                                                      klass=NON_TRADING))]
+
+    # --------------------------------------------------------------- portfolio
+    def positions(self) -> list[Position]:
+        """``GET /positions``."""
+        payload = self.transport.call("GET", "/positions", klass=NON_TRADING)
+        return [Position.from_wire(d) for d in _list(payload)]
+
+    def fund_limits(self) -> FundLimits:
+        """``GET /fundlimit`` (reads the misspelled ``availabelBalance``)."""
+        payload = self.transport.call("GET", "/fundlimit", klass=NON_TRADING)
+        if not isinstance(payload, dict):
+            raise DhanError("fundlimit answer is not an object", endpoint="GET /fundlimit")
+        return FundLimits.from_wire(payload)
+
+    def margin(self, *, security_id: str, exchange_segment: str, transaction_type: str,
+               quantity: int, product_type: str, price: Decimal,
+               trigger_price: Decimal | None = None) -> dict[str, Any]:
+        """``POST /margincalculator`` -> ``{totalMargin, spanMargin, ..., leverage}``."""
+        body: dict[str, Any] = {"dhanClientId": self.client_id,
+                                "exchangeSegment": exchange_segment,
+                                "transactionType": transaction_type, "quantity": int(quantity),
+                                "productType": product_type, "securityId": str(security_id),
+                                "price": float(price)}
+        if trigger_price is not None:
+            body["triggerPrice"] = float(trigger_price)
+        return self.transport.call("POST", "/margincalculator", klass=NON_TRADING, body=body,
+                                   retry=True)
+
+    def margin_multi(self, scripts: Iterable[dict[str, Any]], *, include_position: bool = False,
+                     include_orders: bool = False, style: str = "sdk") -> dict[str, Any]:
+        """``POST /margincalculator/multi``.
+
+        The field names are disputed (reference §12.8): ``style="sdk"`` sends
+        ``scripList``/``includeOrder`` (official SDK), ``style="docs"`` sends
+        ``scripts``/``includeOrders``.
+        """
+        items = list(scripts)
+        if not items:
+            raise ValueError("margin_multi needs at least one script")
+        if style == "sdk":
+            body = {"includePosition": include_position, "includeOrder": include_orders,
+                    "scripList": items}
+        elif style == "docs":
+            body = {"includePosition": include_position, "includeOrders": include_orders,
+                    "scripts": items}
+        else:
+            raise ValueError(f"style must be 'sdk' or 'docs', got {style!r}")
+        body["dhanClientId"] = self.client_id
+        return self.transport.call("POST", "/margincalculator/multi", klass=NON_TRADING,
+                                   body=body, retry=True)
+
+    # -------------------------------------------------------------------- auth
+    def profile(self) -> dict[str, Any]:
+        """``GET /profile`` (``tokenValidity`` is ``DD/MM/YYYY HH:mm`` IST)."""
+        return self.transport.call("GET", "/profile", klass=NON_TRADING,
+                                   extra_headers={"dhanClientId": self.client_id})
+
+    def renew_token(self) -> TokenGrant:
+        """``GET /RenewToken``: a new 24 h token; the current one dies at once.
+
+        Accepts ``token`` or ``accessToken`` in the answer (reference §12.1). Never retried.
+        """
+        payload = self.transport.call("GET", "/RenewToken", klass=NON_TRADING, retry=False,
+                                      extra_headers={"dhanClientId": self.client_id})
+        grant = TokenGrant.from_wire(payload or {}, "renew")
+        register_secret(grant.access_token)
+        return grant
+
+    def generate_access_token(self, pin: str, totp: str) -> TokenGrant:
+        """``POST {auth_base}/app/generateAccessToken?dhanClientId&pin&totp`` (no body).
+
+        Raises:
+            MintError: Dhan answered ``{"status": "error", "message": ...}``.
+        """
+        if not pin or not totp:
+            raise ValueError("generate_access_token needs a PIN and a TOTP code")
+        payload = self.transport.call(
+            "POST", "/app/generateAccessToken", klass=None, base=self.transport.auth_base,
+            params={"dhanClientId": self.client_id, "pin": pin, "totp": totp},
+            authenticated=False, retry=False)
+        grant = TokenGrant.from_wire(payload or {}, "totp")
+        register_secret(grant.access_token)
+        return grant

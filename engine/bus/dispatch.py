@@ -1,0 +1,99 @@
+"""Turn web commands (engine_commands rows) into actor messages.
+
+Each command is handed to the actor that owns the state it changes, by ``tell``; the result
+written back says what was sent. Problems the operator can fix (an unknown trade, a stage
+change without confirmation) raise CommandError, which the bus records as the row's error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.bus.commands import CommandError, CommandRow
+from engine.messages.commands import (
+    ClosePosition,
+    PauseEntries,
+    ResetEscalation,
+    ResumeEntries,
+    RunBacktest,
+    RunGrid,
+    SetGoLiveStage,
+)
+
+if TYPE_CHECKING:
+    from engine.app import Engine
+
+STAGES = ("paper", "shadow", "live", "disabled")
+
+
+class Dispatcher:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _send(self, role: str, cls: type, **fields: Any) -> None:
+        e = self._engine
+        msg = cls(ts=e.clock.now(), message_id=e.ids.next_id("bus"), **fields)
+        if not e.directory.send(role, msg, sender="bus"):
+            raise CommandError(f"the {role} actor is not running; try again shortly")
+
+    def dispatch(self, cmd: CommandRow) -> dict[str, Any]:
+        p, who = cmd.payload, cmd.requested_by
+        match cmd.kind:
+            case "close_trade":
+                tag = str(p["tag"])
+                with self._engine.pool.connection() as conn:
+                    if not conn.execute("SELECT 1 FROM open_trades WHERE tag = %s", (tag,)).fetchone():
+                        raise CommandError(f"tag: no open trade {tag!r}")
+                self._send("executor", ClosePosition, tag=tag, reason=f"manual close by {who}")
+                return {"sent": "ClosePosition", "tag": tag}
+            case "pause_entries":
+                self._send("risk", PauseEntries, reason=str(p["reason"]), source=who)
+                return {"sent": "PauseEntries"}
+            case "resume_entries":
+                self._send("risk", ResumeEntries, reason=f"resumed by {who}", source=who)
+                if self._engine.supervisor is not None:
+                    self._engine.supervisor.tell(ResetEscalation(
+                        ts=self._engine.clock.now(), message_id=self._engine.ids.next_id("bus"),
+                        reason=f"resumed by {who}"))
+                return {"sent": "ResumeEntries"}
+            case "set_go_live_stage":
+                if p.get("confirm") is not True:
+                    raise CommandError("confirm: must be true to change a go-live stage")
+                if p["stage"] not in STAGES:
+                    raise CommandError(f"stage: expected one of {', '.join(STAGES)}")
+                self._send("executor", SetGoLiveStage, strategy=str(p["strategy"]),
+                           stage=str(p["stage"]), reason=who)
+                return {"sent": "SetGoLiveStage"}
+            case "run_backtest":
+                row = self._row("backtest_runs", "run_id", p["run_id"])
+                self._send("backtest", RunBacktest, strategy=row["strategy"],
+                           start=row["start_date"], end=row["end_date"],
+                           params=dict(row["config_snapshot"] or {}), run_id=row["run_id"])
+                return {"sent": "RunBacktest", "run_id": row["run_id"]}
+            case "run_grid":
+                row = self._row("backtest_grid_jobs", "job_id", p["job_id"])
+                grid = _expand(row["param_space"] or {})
+                self._send("backtest", RunGrid, strategy=row["strategy"], start=row["start_date"],
+                           end=row["end_date"], grid=tuple(grid), job_id=row["job_id"])
+                return {"sent": "RunGrid", "job_id": row["job_id"], "combinations": len(grid)}
+            case "rerun_task":
+                raise CommandError(f"task: {p['task']!r} is not a task this engine runs yet")
+        raise CommandError(f"kind: {cmd.kind!r} is not handled by this engine")
+
+    def _row(self, table: str, key: str, value: Any) -> dict[str, Any]:
+        with self._engine.pool.connection() as conn:
+            row = conn.execute(f"SELECT * FROM {table} WHERE {key} = %s", (value,)).fetchone()
+        if row is None:
+            raise CommandError(f"{key}: no {table} row {value!r}")
+        return row
+
+
+def _expand(space: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cartesian product of a param_space {KEY: [values...]} (or an explicit {'grid': [...]})."""
+    if "grid" in space:
+        return [dict(g) for g in space["grid"]]
+    combos: list[dict[str, Any]] = [{}]
+    for key, values in space.items():
+        values = values if isinstance(values, list) else [values]
+        combos = [c | {key: v} for c in combos for v in values]
+    return combos

@@ -1,0 +1,73 @@
+"""``python -m engine auth setup|logout-all|unlock``: dashboard login administration."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+
+import pyotp
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("auth", help="dashboard login: TOTP set-up, sessions, lock-out",
+                       description="Administer dashboard authentication.")
+    actions = p.add_subparsers(dest="auth_action", metavar="<action>", required=True)
+    setup = actions.add_parser("setup", help="generate a TOTP secret and show its QR code")
+    setup.add_argument("--issuer", default="NIFTY engine", help="name shown in the app")
+    setup.add_argument("--account", default="dashboard", help="account label in the app")
+    setup.add_argument("--no-qr", action="store_true", help="print only the secret and URI")
+    setup.set_defaults(handler=run_setup)
+    logout = actions.add_parser("logout-all", help="end every dashboard session now")
+    logout.set_defaults(handler=run_logout_all)
+    unlock = actions.add_parser("unlock", help="clear failed-login lock-outs")
+    unlock.set_defaults(handler=run_unlock)
+
+
+def qr_text(uri: str) -> str:
+    """The provisioning URI as a terminal QR code (ASCII)."""
+    import qrcode
+
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(uri)
+    qr.make(fit=True)
+    out = io.StringIO()
+    qr.print_ascii(out=out, invert=True)
+    return out.getvalue()
+
+
+def run_setup(args: argparse.Namespace) -> int:
+    secret = pyotp.random_base32()
+    uri = pyotp.TOTP(secret).provisioning_uri(name=args.account, issuer_name=args.issuer)
+    out = sys.stdout
+    out.write("New dashboard TOTP secret (shown once; it is not stored anywhere by this "
+              "command):\n\n")
+    if not args.no_qr:
+        out.write(qr_text(uri) + "\n")
+    out.write(f"Provisioning URI: {uri}\n\n")
+    out.write("1. Scan the QR code (or enter the secret) in an authenticator app "
+              "(Aegis, Google Authenticator, 1Password, ...).\n")
+    out.write("2. Put this line in your .env and restart the web process:\n\n")
+    out.write(f"   DASHBOARD_TOTP_SECRET={secret}\n\n")
+    out.write("3. Log in at the dashboard with the 6-digit code the app shows.\n")
+    out.write("Anyone holding this secret can log in: keep .env private (chmod 600).\n")
+    return 0
+
+
+def _execute(sql: str) -> int:
+    import psycopg
+
+    from engine.store.server import database_url
+
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        return conn.execute(sql).rowcount
+
+
+def run_logout_all(_args: argparse.Namespace) -> int:
+    print(f"ended {_execute('DELETE FROM web_sessions')} session(s)")
+    return 0
+
+
+def run_unlock(_args: argparse.Namespace) -> int:
+    print(f"cleared {_execute('DELETE FROM web_auth_throttle')} lock-out counter(s)")
+    return 0

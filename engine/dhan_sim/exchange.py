@@ -1,0 +1,300 @@
+"""Simulated order book, matching at the market's bid/ask, trades, positions and funds.
+
+Lifecycle: an accepted order is ``TRANSIT`` for ``transit_sec``, then RMS checks (lot
+multiple, known instrument, funds) make it ``REJECTED`` or ``PENDING``; a PENDING order fills
+(``TRADED``) when marketable - MARKET at once at the ask (BUY) / bid (SELL), LIMIT when the
+touch crosses its price - else it rests until cancelled. State advances lazily on each call
+to :meth:`Exchange.advance` (every request does it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.dhan_sim.market import InstrumentRow, MarketSource
+from engine.timeutil import IST
+
+SENTINEL_TIME = "0001-01-01 00:00:00"
+SHORT_MARGIN_FRACTION = 0.12
+
+
+def _now_text() -> str:
+    return datetime.now(IST).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class SimOrder:
+    """Mutable order record; :meth:`wire` renders Dhan's order object."""
+
+    order_id: str
+    client_id: str
+    body: dict[str, Any]
+    created: float
+    status: str = "TRANSIT"
+    filled_qty: int = 0
+    avg_price: float = 0.0
+    oms_error: str = "CONFIRMED"
+    reject_reason: str | None = None
+    create_time: str = field(default_factory=_now_text)
+    update_time: str = field(default_factory=_now_text)
+    exchange_time: str = SENTINEL_TIME
+    modifications: int = 0
+
+    def wire(self, row: InstrumentRow | None) -> dict[str, Any]:
+        """Order object as Dhan serialises it."""
+        b = self.body
+        qty = int(b["quantity"])
+        return {
+            "dhanClientId": self.client_id, "orderId": self.order_id,
+            "exchangeOrderId": "" if self.status == "TRANSIT" else f"1100{self.order_id}",
+            "correlationId": b.get("correlationId") or f"{self.client_id}-{int(self.created)}",
+            "orderStatus": self.status, "transactionType": b["transactionType"],
+            "exchangeSegment": b["exchangeSegment"], "productType": b["productType"],
+            "orderType": b["orderType"], "validity": b.get("validity", "DAY"),
+            "tradingSymbol": row.trading_symbol if row else "", "securityId": b["securityId"],
+            "quantity": qty, "disclosedQuantity": int(b.get("disclosedQuantity") or 0),
+            "price": float(b.get("price") or 0), "triggerPrice": float(b.get("triggerPrice") or 0),
+            "afterMarketOrder": bool(b.get("afterMarketOrder")), "boProfitValue": 0,
+            "boStopLossValue": 0, "legName": "NA", "createTime": self.create_time,
+            "updateTime": self.update_time, "exchangeTime": self.exchange_time,
+            "drvExpiryDate": row.expiry.isoformat() if row and row.expiry else "0001-01-01",
+            "drvOptionType": {"CE": "CALL", "PE": "PUT"}.get(row.option_type or "", "NA")
+            if row else "NA",
+            "drvStrikePrice": row.strike or 0.0 if row else 0.0,
+            "omsErrorCode": "", "omsErrorDescription": self.oms_error, "algoId": "",
+            "remainingQuantity": qty - self.filled_qty,
+            "averageTradedPrice": round(self.avg_price, 2), "filledQty": self.filled_qty,
+        }
+
+
+@dataclass
+class SimPosition:
+    """Day position of one (security, product)."""
+
+    buy_qty: int = 0
+    buy_value: float = 0.0
+    sell_qty: int = 0
+    sell_value: float = 0.0
+
+    @property
+    def net(self) -> int:
+        return self.buy_qty - self.sell_qty
+
+    def realized(self) -> float:
+        matched = min(self.buy_qty, self.sell_qty)
+        if not matched:
+            return 0.0
+        return matched * (self.sell_value / self.sell_qty - self.buy_value / self.buy_qty)
+
+
+class Exchange:
+    """Orders, trades, positions and funds of every simulated client."""
+
+    def __init__(self, market: MarketSource, *, transit_sec: float = 0.05,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.market = market
+        self.transit_sec = transit_sec
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._ids = itertools.count(52_000_000_001)
+        self._trade_ids = itertools.count(70_000_001)
+        self.orders: dict[str, SimOrder] = {}
+        self.trades: list[dict[str, Any]] = []
+        self.positions: dict[tuple[str, str, str], SimPosition] = {}
+        self._rows = {str(r.security_id): r for r in market.instruments()}
+
+    def row(self, security_id: str) -> InstrumentRow | None:
+        """Instrument row of a security id (re-reads the market's list for unknown ids)."""
+        row = self._rows.get(str(security_id))
+        if row is None:
+            self._rows = {str(r.security_id): r for r in self.market.instruments()}
+            row = self._rows.get(str(security_id))
+        return row
+
+    # ------------------------------------------------------------- orders
+    def place(self, client_id: str, body: dict[str, Any], reject_reason: str | None = None
+              ) -> SimOrder:
+        """Accept an order in TRANSIT (``reject_reason``: RMS will reject it)."""
+        with self._lock:
+            order = SimOrder(order_id=str(next(self._ids)), client_id=client_id, body=dict(body),
+                             created=self._clock(), reject_reason=reject_reason)
+            self.orders[order.order_id] = order
+            return order
+
+    def find(self, client_id: str, order_id: str) -> SimOrder | None:
+        with self._lock:
+            order = self.orders.get(order_id)
+            return order if order and order.client_id == client_id else None
+
+    def by_correlation(self, client_id: str, cid: str) -> SimOrder | None:
+        with self._lock:
+            for order in reversed(list(self.orders.values())):
+                if order.client_id == client_id and order.body.get("correlationId") == cid:
+                    return order
+            return None
+
+    def client_orders(self, client_id: str) -> list[SimOrder]:
+        with self._lock:
+            return [o for o in self.orders.values() if o.client_id == client_id]
+
+    def advance(self, funds: Callable[[str], float]) -> None:
+        """Move orders along their lifecycle; ``funds(client_id)`` gives available balance."""
+        with self._lock:
+            now = self._clock()
+            for order in self.orders.values():
+                if order.status == "TRANSIT" and now - order.created >= self.transit_sec:
+                    self._rms(order, funds(order.client_id))
+                if order.status == "PENDING":
+                    self._match(order)
+
+    def _rms(self, order: SimOrder, available: float) -> None:
+        row = self.row(order.body["securityId"])
+        qty = int(order.body["quantity"])
+        reason = order.reject_reason
+        if reason is None and row is None:
+            reason = "Invalid Security ID"
+        elif reason is None and qty % max(1, row.lot_size) != 0:
+            reason = f"Quantity should be multiple of lot size {row.lot_size}"
+        elif reason is None and self.required_margin(order) > available:
+            reason = "Insufficient Funds"
+        order.update_time = _now_text()
+        if reason:
+            order.status = "REJECTED"
+            order.oms_error = f"RMS:{order.order_id}:{reason}"
+        else:
+            order.status, order.exchange_time = "PENDING", _now_text()
+
+    def _touch(self, order: SimOrder) -> float | None:
+        quote = self.market.quote(order.body["securityId"])
+        if quote is None:
+            return None
+        buy = order.body["transactionType"] == "BUY"
+        px = quote.ask if buy else quote.bid
+        kind = order.body["orderType"]
+        limit = float(order.body.get("price") or 0)
+        if kind.startswith("STOP_LOSS"):
+            trigger = float(order.body.get("triggerPrice") or 0)
+            if (buy and quote.ltp < trigger) or (not buy and quote.ltp > trigger):
+                return None
+        if kind in ("MARKET", "STOP_LOSS_MARKET"):
+            return px if px > 0 else None
+        if px > 0 and ((buy and px <= limit) or (not buy and px >= limit)):
+            return px
+        return None
+
+    def _match(self, order: SimOrder) -> None:
+        px = self._touch(order)
+        if px is None:
+            if order.body.get("validity") == "IOC":
+                order.status, order.update_time = "CANCELLED", _now_text()
+            return
+        qty = int(order.body["quantity"])
+        order.status, order.filled_qty, order.avg_price = "TRADED", qty, px
+        order.update_time = order.exchange_time = _now_text()
+        key = (order.client_id, str(order.body["securityId"]), order.body["productType"])
+        pos = self.positions.setdefault(key, SimPosition())
+        if order.body["transactionType"] == "BUY":
+            pos.buy_qty, pos.buy_value = pos.buy_qty + qty, pos.buy_value + qty * px
+        else:
+            pos.sell_qty, pos.sell_value = pos.sell_qty + qty, pos.sell_value + qty * px
+        row = self.row(order.body["securityId"])
+        self.trades.append({
+            "dhanClientId": order.client_id, "orderId": order.order_id,
+            "exchangeOrderId": f"1100{order.order_id}",
+            "exchangeTradeId": str(next(self._trade_ids)),
+            "transactionType": order.body["transactionType"],
+            "exchangeSegment": order.body["exchangeSegment"],
+            "productType": order.body["productType"], "orderType": order.body["orderType"],
+            "tradingSymbol": row.trading_symbol if row else "",
+            "customSymbol": row.display_name if row else "",
+            "securityId": str(order.body["securityId"]), "tradedQuantity": qty,
+            "tradedPrice": px, "createTime": order.create_time, "updateTime": order.update_time,
+            "exchangeTime": order.exchange_time,
+            "drvExpiryDate": row.expiry.isoformat() if row and row.expiry else "0001-01-01",
+            "drvOptionType": {"CE": "CALL", "PE": "PUT"}.get(row.option_type or "", "NA")
+            if row else "NA", "drvStrikePrice": row.strike or 0.0 if row else 0.0})
+
+    # ------------------------------------------------------------- money
+    def _margin_per_unit(self, security_id: str, net: int, price: float) -> float:
+        if net >= 0:
+            return price
+        return self.market.spot() * SHORT_MARGIN_FRACTION
+
+    def margin_for(self, client_id: str, security_id: str, product: str, side: str, qty: int,
+                   price: float) -> float:
+        """Extra margin an order of ``qty`` at ``price`` would block."""
+        with self._lock:
+            pos = self.positions.get((client_id, str(security_id), product), SimPosition())
+            before = self._position_margin(str(security_id), pos)
+            after_pos = SimPosition(pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value)
+            if side == "BUY":
+                after_pos.buy_qty = pos.buy_qty + qty
+                after_pos.buy_value = pos.buy_value + qty * price
+            else:
+                after_pos.sell_qty = pos.sell_qty + qty
+                after_pos.sell_value = pos.sell_value + qty * price
+            return max(0.0, self._position_margin(str(security_id), after_pos) - before)
+
+    def _position_margin(self, security_id: str, pos: SimPosition) -> float:
+        net = pos.net
+        if net > 0:
+            return net * (pos.buy_value / pos.buy_qty)
+        if net < 0:
+            return -net * self.market.spot() * SHORT_MARGIN_FRACTION
+        return 0.0
+
+    def required_margin(self, order: SimOrder) -> float:
+        quote = self.market.quote(order.body["securityId"])
+        price = float(order.body.get("price") or 0) or (quote.ask if quote else 0.0)
+        return self.margin_for(order.client_id, order.body["securityId"],
+                               order.body["productType"], order.body["transactionType"],
+                               int(order.body["quantity"]), price)
+
+    def funds(self, client_id: str, sod: float) -> dict[str, float]:
+        """Balance after realised P&L and margin blocked by open positions."""
+        with self._lock:
+            utilized = realized = 0.0
+            for (cid, sid, _), pos in self.positions.items():
+                if cid == client_id:
+                    utilized += self._position_margin(sid, pos)
+                    realized += pos.realized()
+            return {"sod": sod, "utilized": round(utilized, 2),
+                    "available": round(sod + realized - utilized, 2)}
+
+    def position_rows(self, client_id: str) -> list[dict[str, Any]]:
+        """``GET /positions`` rows."""
+        rows = []
+        with self._lock:
+            items = [(k, p) for k, p in self.positions.items() if k[0] == client_id]
+        for (_, sid, product), pos in items:
+            row = self.row(sid)
+            quote = self.market.quote(sid)
+            ltp = quote.ltp if quote else 0.0
+            buy_avg = pos.buy_value / pos.buy_qty if pos.buy_qty else 0.0
+            sell_avg = pos.sell_value / pos.sell_qty if pos.sell_qty else 0.0
+            net = pos.net
+            unreal = net * (ltp - (buy_avg if net > 0 else sell_avg)) if net else 0.0
+            rows.append({
+                "dhanClientId": client_id, "tradingSymbol": row.trading_symbol if row else "",
+                "securityId": sid,
+                "positionType": "LONG" if net > 0 else "SHORT" if net < 0 else "CLOSED",
+                "exchangeSegment": "NSE_FNO", "productType": product,
+                "buyAvg": round(buy_avg, 2), "costPrice": round(buy_avg or sell_avg, 2),
+                "buyQty": pos.buy_qty, "sellAvg": round(sell_avg, 2), "sellQty": pos.sell_qty,
+                "netQty": net, "realizedProfit": round(pos.realized(), 2),
+                "unrealizedProfit": round(unreal, 2), "rbiReferenceRate": 1.0, "multiplier": 1,
+                "carryForwardBuyQty": 0, "carryForwardSellQty": 0, "carryForwardBuyValue": 0.0,
+                "carryForwardSellValue": 0.0, "dayBuyQty": pos.buy_qty,
+                "daySellQty": pos.sell_qty, "dayBuyValue": round(pos.buy_value, 2),
+                "daySellValue": round(pos.sell_value, 2),
+                "drvExpiryDate": row.expiry.isoformat() if row and row.expiry else "0001-01-01",
+                "drvOptionType": {"CE": "CALL", "PE": "PUT"}.get(
+                    (row.option_type or "") if row else ""),
+                "drvStrikePrice": (row.strike or 0.0) if row else 0.0, "crossCurrency": False})
+        return rows

@@ -1,0 +1,195 @@
+"""HTTP front of the Dhan simulator (``ThreadingHTTPServer``) and its command line.
+
+``python -m engine.dhan_sim --port 8765`` serves REST under ``/v2``, token minting under
+``/app/generateAccessToken``, the instrument master under ``/api-data/*.csv`` and the admin
+API under ``/__admin/`` (faults, tokens, spot, state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from engine.broker.dhan.errors import redact
+from engine.dhan_sim import handlers as h
+from engine.dhan_sim.market import BuiltinMarket, MarketSource
+from engine.dhan_sim.simulator import DhanSimulator
+
+logger = logging.getLogger(__name__)
+
+PRE_FAULTS = ("latency", "status", "rate_limit")
+POST_FAULTS = ("timeout", "drop", "drop_502")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SimServer
+    timeout = 30
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("sim %s", redact(format % args))
+
+    def _read(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return h.BAD_JSON
+
+    def _send(self, reply: h.Reply) -> None:
+        if reply.raw is not None:
+            data = reply.raw
+        elif reply.body is not None:
+            data = json.dumps(reply.body).encode()
+        else:
+            data = b""
+        self.send_response(reply.status)
+        if data:
+            self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    def _handle(self) -> None:
+        import time
+
+        received = time.monotonic()
+        parts = urlsplit(self.path)
+        sim = self.server.sim
+        req = h.Request(method=self.command, path=parts.path.rstrip("/") or "/",
+                        query=dict(parse_qsl(parts.query)),
+                        headers={k.lower(): v for k, v in self.headers.items()},
+                        body=self._read(), client_ip=self.client_address[0])
+        if parts.path == "/v2/trades/":
+            req.path = "/v2/trades"
+        admin = req.path.startswith("/__admin/")
+        pre = None if admin else sim.faults.take(req.method, req.path, PRE_FAULTS)
+        if pre is not None and pre.kind == "latency":
+            sim.stop_event.wait(float(pre.params.get("seconds", 0.5)))
+            pre = None
+        if pre is not None:
+            reply = self._fault_reply(pre)
+            sim.record(req, received, reply.status, fault=pre.kind)
+            self._send(reply)
+            return
+        post = None if admin else sim.faults.take(req.method, req.path, POST_FAULTS)
+        if post is not None and post.kind == "timeout" and post.params.get("before"):
+            sim.stop_event.wait(float(post.params.get("seconds", 5)))
+        reply = sim.handle(req, received)
+        if post is not None:
+            if post.kind == "timeout" and not post.params.get("before"):
+                sim.stop_event.wait(float(post.params.get("seconds", 5)))
+            elif post.kind == "drop":
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            elif post.kind == "drop_502":
+                self.close_connection = True
+                reply = h.Reply(502)
+        self._send(reply)
+
+    @staticmethod
+    def _fault_reply(fault: Any) -> h.Reply:
+        if fault.kind == "rate_limit":
+            return h.dh_error(429, "DH-904", "Rate_Limit", "Too many requests on server from "
+                              "single user breaching rate limits. Try throttling API calls.")
+        return h.Reply(int(fault.params.get("status", 500)), fault.params.get("body"))
+
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+
+class SimServer(ThreadingHTTPServer):
+    """The simulator's HTTP server; ``sim`` is the :class:`DhanSimulator` it serves."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sim: DhanSimulator) -> None:
+        super().__init__(address, _Handler)
+        self.sim = sim
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (also the auth base)."""
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_base(self) -> str:
+        """REST base (``DHAN_API_BASE``)."""
+        return f"{self.url}/v2"
+
+    @property
+    def instruments_url(self) -> str:
+        """Detailed instrument master CSV (``DHAN_INSTRUMENTS_URL``)."""
+        return f"{self.url}/api-data/api-scrip-master-detailed.csv"
+
+    def start(self) -> SimServer:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="dhan-sim",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, wake sleeping fault handlers, close the socket."""
+        self.sim.stop_event.set()
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def build_server(host: str = "127.0.0.1", port: int = 0, market: MarketSource | None = None,
+                 **options: Any) -> SimServer:
+    """Create (not start) a simulator server; ``options`` go to :class:`DhanSimulator`."""
+    return SimServer((host, port), DhanSimulator(market or BuiltinMarket(), **options))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m engine.dhan_sim [--host H] [--port P] [--env-file F]``."""
+    parser = argparse.ArgumentParser(prog="dhan-sim", description="Local Dhan v2 simulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--client-id", default="1000000001")
+    parser.add_argument("--pin", default="123456")
+    parser.add_argument("--totp-secret", default=None, help="base32 (random when omitted)")
+    parser.add_argument("--spot", type=float, default=24000.0)
+    parser.add_argument("--env-file", default=None,
+                        help="write DHAN_* variables (simulator credentials) to this file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    server = build_server(args.host, args.port, BuiltinMarket(spot=args.spot),
+                          client_id=args.client_id, pin=args.pin, totp_secret=args.totp_secret)
+    if args.env_file:
+        acct = server.sim.account
+        Path(args.env_file).write_text(
+            f"DHAN_CLIENT_ID={acct.client_id}\nDHAN_PIN={acct.pin}\n"
+            f"DHAN_TOTP_SECRET={acct.totp_secret}\nDHAN_API_BASE={server.api_base}\n"
+            f"DHAN_AUTH_BASE={server.url}\nDHAN_INSTRUMENTS_URL={server.instruments_url}\n")
+        Path(args.env_file).chmod(0o600)
+    logger.info("Dhan simulator on %s (client id %s)%s", server.url, args.client_id,
+                f"; env written to {args.env_file}" if args.env_file else "")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.sim.stop_event.set()
+        server.server_close()
+    return 0

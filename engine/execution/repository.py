@@ -1,0 +1,177 @@
+"""The executor's tables: open_trades, executions, closed_trades, metrics_days, trade_journal,
+go_live_state. Each open and each close is one transaction, so a crash leaves either the whole
+trade or none of it, and a close recorded once can never be recorded twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from engine.execution.paper import Fill
+from engine.execution.trades import OpenLeg, Trade
+from engine.store.tx import transaction
+
+STAGES = ("paper", "shadow", "live", "disabled")
+
+
+@dataclass(frozen=True, slots=True)
+class CloseResult:
+    recorded: bool              # False when the tag was already closed that day
+    gross_pnl: Decimal
+    charges: Decimal
+    realized_pnl: Decimal
+
+
+def load_open(pool: ConnectionPool) -> dict[str, Trade]:
+    with pool.connection() as conn:
+        rows = conn.execute("SELECT * FROM open_trades ORDER BY id").fetchall()
+    return {r["tag"]: Trade.from_row(r) for r in rows}
+
+
+def _insert_execution(conn, trade: Trade, fill: Fill, action: str, at: datetime) -> None:
+    conn.execute(
+        "INSERT INTO executions (trade_date, executed_at, tag, strategy, mode, action, security_id,"
+        " side, quantity, price, charges, order_id, correlation_id, payload) VALUES"
+        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (at.date(), at, trade.tag, trade.strategy, trade.mode, action, fill.leg.security_id,
+         fill.leg.side.value, fill.leg.quantity, fill.price, fill.charges.total, fill.order_id,
+         fill.correlation_id, Jsonb({"charges": fill.charges.as_dict()})))
+
+
+def _upsert_open(conn, trade: Trade) -> None:
+    conn.execute(
+        "INSERT INTO open_trades (tag, strategy, mode, trade_date, opened_at, entry_price, quantity,"
+        " payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tag) DO UPDATE SET"
+        " payload = EXCLUDED.payload, updated_at = now()",
+        (trade.tag, trade.strategy, trade.mode, trade.trade_date, trade.opened_at,
+         trade.entry_price, trade.quantity, Jsonb(trade.payload())))
+
+
+def _bump_metrics(conn, day: date, **deltas: Any) -> None:
+    cols = ", ".join(deltas)
+    placeholders = ", ".join(f"%({k})s" for k in deltas)
+    updates = ", ".join(f"{k} = metrics_days.{k} + EXCLUDED.{k}" for k in deltas)
+    conn.execute(
+        f"INSERT INTO metrics_days (trade_date, {cols}) VALUES (%(day)s, {placeholders})"
+        f" ON CONFLICT (trade_date) DO UPDATE SET {updates}, updated_at = now()",
+        {"day": day, **deltas})
+
+
+def bump_funnel(conn, day: date, counts: Mapping[str, int]) -> None:
+    """Add scan-funnel counts (cycles, signals, denied, opened, ...) to metrics_days.funnel."""
+    conn.execute(
+        "INSERT INTO metrics_days (trade_date, funnel) VALUES (%s, %s) ON CONFLICT (trade_date)"
+        " DO UPDATE SET funnel = (SELECT coalesce(jsonb_object_agg(k, coalesce((metrics_days.funnel"
+        "->>k)::int, 0) + coalesce((EXCLUDED.funnel->>k)::int, 0)), '{}'::jsonb) FROM"
+        " (SELECT jsonb_object_keys(metrics_days.funnel || EXCLUDED.funnel) AS k) keys),"
+        " updated_at = now()",
+        (day, Jsonb(dict(counts))))
+
+
+def record_open(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: datetime) -> bool:
+    """Persist a new trade with its entry fills; False (nothing written) if the tag is open."""
+    with transaction(pool) as conn:
+        exists = conn.execute("SELECT 1 FROM open_trades WHERE tag = %s", (trade.tag,)).fetchone()
+        if exists:
+            return False
+        for fill in fills:
+            _insert_execution(conn, trade, fill, "OPEN", at)
+        _upsert_open(conn, trade)
+        _bump_metrics(conn, at.date(), trades_opened=1, charges=trade.entry_charges)
+        bump_funnel(conn, at.date(), {"opened": 1})
+    return True
+
+
+def save_marks(pool: ConnectionPool, trade: Trade) -> None:
+    with transaction(pool) as conn:
+        _upsert_open(conn, trade)
+
+
+def replace_open_trades(pool: ConnectionPool, trades: Iterable[Trade]) -> None:
+    """Replace the whole open_trades table in one transaction (the seeds' save semantics)."""
+    with transaction(pool) as conn:
+        conn.execute("DELETE FROM open_trades")
+        for trade in trades:
+            _upsert_open(conn, trade)
+
+
+def record_close(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: datetime,
+                 reason: str, journal: Mapping[str, Any]) -> CloseResult:
+    """Close a trade in one transaction. A tag already closed that day is ignored."""
+    exit_prices = {f.leg.security_id: f.price for f in fills}
+    gross = trade.gross_pnl(exit_prices)
+    exit_charges = sum((f.charges.total for f in fills), Decimal("0"))
+    charges = trade.entry_charges + exit_charges
+    net = gross - charges
+    day = at.date()
+    with transaction(pool) as conn:
+        inserted = conn.execute(
+            "INSERT INTO closed_trades (trade_date, tag, strategy, mode, opened_at, closed_at,"
+            " entry_price, exit_price, quantity, gross_pnl, charges, realized_pnl, exit_reason,"
+            " payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (trade_date, tag) DO NOTHING RETURNING id",
+            (day, trade.tag, trade.strategy, trade.mode, trade.opened_at, at, trade.entry_price,
+             sum((f.price * (1 if f.leg.side.value == "BUY" else -1) for f in fills), Decimal(0)),
+             trade.quantity, gross.quantize(Decimal("0.01")), charges.quantize(Decimal("0.01")),
+             net.quantize(Decimal("0.01")), reason, Jsonb(trade.payload()))).fetchone()
+        if inserted is None:
+            conn.execute("DELETE FROM open_trades WHERE tag = %s", (trade.tag,))
+            return CloseResult(False, gross, charges, net)
+        for fill in fills:
+            _insert_execution(conn, trade, fill, "CLOSE", at)
+        conn.execute("DELETE FROM open_trades WHERE tag = %s", (trade.tag,))
+        win = net > 0
+        _bump_metrics(conn, day, trades_closed=1, realized_pnl=net.quantize(Decimal("0.01")),
+                      charges=exit_charges, wins=int(win), losses=int(not win))
+        conn.execute(
+            "INSERT INTO trade_journal (tag, trade_date, strategy, trade_payload, realized_pnl,"
+            " exit_reason, entry_spot, exit_spot, entry_iv, exit_iv, mfe, mae, selection_context)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tag) DO"
+            " UPDATE SET realized_pnl = EXCLUDED.realized_pnl, exit_reason = EXCLUDED.exit_reason,"
+            " updated_at = now()",
+            (trade.tag, day, trade.strategy, Jsonb(trade.payload()), net.quantize(Decimal("0.01")),
+             reason, journal.get("entry_spot"), journal.get("exit_spot"), journal.get("entry_iv"),
+             journal.get("exit_iv"), trade.mfe, trade.mae, Jsonb(trade.context)))
+    return CloseResult(True, gross, charges, net)
+
+
+def seed_go_live(pool: ConnectionPool, dry_run_flags: Mapping[str, bool]) -> dict[str, str]:
+    """Seed go_live_state from *_DRY_RUN flags on first run only; the DB owns it afterwards."""
+    with transaction(pool) as conn:
+        conn.execute("LOCK TABLE go_live_state IN SHARE ROW EXCLUSIVE MODE")
+        empty = conn.execute("SELECT count(*) AS n FROM go_live_state").fetchone()["n"] == 0
+        if empty:
+            for strategy, dry in dry_run_flags.items():
+                conn.execute(
+                    "INSERT INTO go_live_state (strategy, stage, seeded_from) VALUES (%s, %s, %s)",
+                    (strategy, "paper" if dry else "live", f"{strategy}_DRY_RUN={str(dry).lower()}"))
+        rows = conn.execute("SELECT strategy, stage FROM go_live_state").fetchall()
+    return {r["strategy"]: r["stage"] for r in rows}
+
+
+def set_stage(pool: ConnectionPool, strategy: str, stage: str, by: str, at: datetime) -> str | None:
+    """Change a strategy's stage; returns the old stage. Refuses an unknown stage."""
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r}: expected one of {', '.join(STAGES)}")
+    with transaction(pool) as conn:
+        row = conn.execute("SELECT stage FROM go_live_state WHERE strategy = %s FOR UPDATE",
+                           (strategy,)).fetchone()
+        old = row["stage"] if row else None
+        entry = Jsonb([{"from": old, "to": stage, "by": by, "at": at.isoformat()}])
+        conn.execute(
+            "INSERT INTO go_live_state (strategy, stage, updated_by, updated_at, history)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (strategy) DO UPDATE SET stage ="
+            " EXCLUDED.stage, updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at,"
+            " history = go_live_state.history || EXCLUDED.history",
+            (strategy, stage, by, at, entry))
+    return old
+
+
+__all__ = ["CloseResult", "OpenLeg", "Trade", "load_open", "record_close", "record_open",
+           "replace_open_trades", "save_marks", "seed_go_live", "set_stage"]

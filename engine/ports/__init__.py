@@ -1,0 +1,1 @@
+"""Ports: the engine's boundaries (market data, broker, chat) and their adapters."""

@@ -1,0 +1,108 @@
+"""The risk envelope: P&L counters, loss streak and pause, as pure state transitions.
+
+The RiskActor owns the singleton ``risk_envelope_state`` row; this module only computes. Period
+counters roll over by IST calendar: daily on a new trading day, weekly on a new ISO week,
+monthly on a new month. A breached cap pauses new entries until the period rolls over (or the
+operator resumes); the pause is stored, so it survives a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from engine.timeutil import IST
+
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeState:
+    daily_pnl: Decimal = ZERO
+    weekly_pnl: Decimal = ZERO
+    monthly_pnl: Decimal = ZERO
+    lifetime_pnl: Decimal = ZERO
+    loss_streak: int = 0
+    pause_reason: str | None = None
+    paused_until: datetime | None = None
+    last_close_date: date | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EnvelopeState:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+    def paused(self, now: datetime) -> str | None:
+        """The pause reason in force at ``now``, or None."""
+        if self.pause_reason is None:
+            return None
+        if self.paused_until is not None and now >= self.paused_until:
+            return None
+        return self.pause_reason
+
+
+def rolled(state: EnvelopeState, today: date) -> EnvelopeState:
+    """Reset the period counters whose period ended since the last close."""
+    last = state.last_close_date
+    if last is None or last == today:
+        return state
+    changes: dict[str, Any] = {"daily_pnl": ZERO}
+    if last.isocalendar()[:2] != today.isocalendar()[:2]:
+        changes["weekly_pnl"] = ZERO
+    if (last.year, last.month) != (today.year, today.month):
+        changes["monthly_pnl"] = ZERO
+    return replace(state, **changes)
+
+
+def _next_midnight(today: date, days: int = 1) -> datetime:
+    return datetime.combine(today + timedelta(days=days), time(0, 0), IST)
+
+
+def after_close(state: EnvelopeState, pnl: Decimal, now: datetime,
+                limits: Mapping[str, Any]) -> EnvelopeState:
+    """The envelope after a trade closed with net ``pnl`` at ``now`` (IST)."""
+    today = now.astimezone(IST).date()
+    s = rolled(state, today)
+    s = replace(
+        s,
+        daily_pnl=s.daily_pnl + pnl, weekly_pnl=s.weekly_pnl + pnl,
+        monthly_pnl=s.monthly_pnl + pnl, lifetime_pnl=s.lifetime_pnl + pnl,
+        loss_streak=s.loss_streak + 1 if pnl < 0 else 0, last_close_date=today,
+    )
+    return breach(s, now, limits)
+
+
+def breach(s: EnvelopeState, now: datetime, limits: Mapping[str, Any]) -> EnvelopeState:
+    """Pause entries if a limit is breached (keeps an existing operator pause)."""
+    today = now.astimezone(IST).date()
+    checks = (
+        ("RISK_DAILY_LOSS_CAP", s.daily_pnl, "daily", _next_midnight(today)),
+        ("RISK_WEEKLY_LOSS_CAP", s.weekly_pnl, "weekly",
+         _next_midnight(today, 7 - today.weekday())),
+        ("RISK_MONTHLY_LOSS_CAP", s.monthly_pnl, "monthly",
+         datetime(today.year + (today.month == 12), today.month % 12 + 1, 1, tzinfo=IST)),
+    )
+    for key, pnl, label, until in checks:
+        cap = Decimal(limits[key])
+        if cap > 0 and pnl <= -cap:
+            return replace(s, pause_reason=f"{label} loss cap breached: P&L {pnl} <= -{cap}",
+                           paused_until=until)
+    streak = int(limits["RISK_MAX_LOSS_STREAK"])
+    if s.loss_streak >= streak:
+        return replace(s, pause_reason=f"loss streak {s.loss_streak} >= {streak}",
+                       paused_until=_next_midnight(today))
+    return s
+
+
+def entry_denial(state: EnvelopeState, now: datetime, open_positions: int,
+                 limits: Mapping[str, Any]) -> str | None:
+    """Why a new entry must be denied now, or None if it may go to the executor."""
+    reason = state.paused(now)
+    if reason:
+        return f"entries paused: {reason}"
+    cap = int(limits["RISK_MAX_OPEN_POSITIONS"])
+    if open_positions >= cap:
+        return f"open positions {open_positions} at cap {cap}"
+    return None

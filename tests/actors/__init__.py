@@ -1,0 +1,1 @@
+"""Tests of the actor infrastructure (supervisor, scheduler, messages, clocks)."""

@@ -1,0 +1,1 @@
+"""Tests of the Dhan client, instrument master, token helpers and simulator."""

@@ -1,0 +1,123 @@
+"""Simulated market: determinism, volatility, no-arbitrage of the chains."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from engine.market.calendar import NseCalendar
+from engine.market.simulator import SimConfig, SimulatedMarket
+from engine.timeutil import IST
+
+START = datetime(2025, 2, 3, 9, 15, tzinfo=IST)
+CAL = NseCalendar()
+
+
+def _equal(a, b) -> bool:
+    if a.spot != b.spot or a.time != b.time or a.near_future != b.near_future:
+        return False
+    for ca, cb in zip(a.chains, b.chains, strict=True):
+        for sa, sb in ((ca.ce, cb.ce), (ca.pe, cb.pe)):
+            for f in ("security_id", "ltp", "bid", "ask", "iv", "oi", "volume", "prev_close"):
+                if not np.array_equal(getattr(sa, f), getattr(sb, f)):
+                    return False
+    return True
+
+
+def test_simulator_same_seed_identical_snapshots_any_query_order():
+    m1, m2 = SimulatedMarket(11, START, CAL), SimulatedMarket(11, START, CAL)
+    times = [START + timedelta(minutes=37 * i) for i in range(12)]
+    s1 = [m1.snapshot_at(t) for t in times]
+    s2 = [m2.snapshot_at(t) for t in reversed(times)][::-1]
+    assert all(_equal(a, b) for a, b in zip(s1, s2, strict=True))
+    other = SimulatedMarket(12, START, CAL).snapshot_at(times[5])
+    assert other.spot != s1[5].spot
+
+
+def test_simulator_step_advances_clock_and_skips_closed_hours():
+    m = SimulatedMarket(3, START, CAL)
+    s = m.step(timedelta(minutes=10))
+    assert s.time == START + timedelta(minutes=10)
+    s = m.step(timedelta(hours=8))  # past the close -> next session open
+    assert s.time == datetime(2025, 2, 4, 9, 15, tzinfo=IST)
+    with pytest.raises(ValueError):
+        m.step(timedelta(seconds=-1))
+
+
+def test_simulator_spot_log_returns_have_configured_vol():
+    cfg = SimConfig(annual_vol=0.15)
+    m = SimulatedMarket(5, START, CAL, cfg)
+    day, rets = date(2025, 2, 3), []
+    for _ in range(60):
+        sess = m._session(day)
+        rets.append(np.diff(np.log(sess.spot[::60])))  # 1-minute returns
+        day = CAL.next_trading_day(day)
+    r = np.concatenate(rets)
+    realized = r.std() * np.sqrt(252 * 375)
+    assert abs(realized - 0.15) < 0.15 * 0.12  # 60 days of GARCH: ~12 % tolerance
+
+
+def test_simulator_chain_shape_and_snapshot_is_fast_enough():
+    m = SimulatedMarket(9, START, CAL)
+    s = m.snapshot_at(START + timedelta(hours=2))
+    assert len(s.chains) >= 3 and s.lot_size == 75
+    assert all(c.strikes.size == 150 for c in s.chains)
+    assert np.all(np.diff(s.chains[0].strikes) == 50.0)
+    assert s.expiries[:2] == (date(2025, 2, 6), date(2025, 2, 13))
+    assert date(2025, 2, 27) in s.expiries
+    assert s.near_future.expiry == date(2025, 2, 27)
+    assert s.far_future.expiry == date(2025, 3, 27)
+    q = s.quote(int(s.chains[0].ce.security_id[75]))
+    assert q.option_type == "CE" and q.strike == s.chains[0].strikes[75]
+
+
+@pytest.mark.parametrize("minute", [1, 120, 374])
+def test_simulator_chains_obey_no_arbitrage_and_futures_parity(minute):
+    m = SimulatedMarket(21, START, CAL)
+    s = m.snapshot_at(datetime(2025, 2, 6, 9, 15, tzinfo=IST) + timedelta(minutes=minute))
+    tick = 0.05
+    for c in s.chains:
+        k = c.strikes
+        for side in (c.ce, c.pe):
+            assert np.all(side.bid <= side.ask)
+            assert np.all((side.bid >= side.ltp - 1e-9) | (side.ltp <= side.ask + 1e-9))
+            assert np.allclose(np.round(side.ask / tick) * tick, side.ask)
+        # no executable vertical: buy the richer strike at ask, sell the other at bid
+        assert np.all(c.ce.ask[:-1] >= c.ce.bid[1:])  # calls decreasing in strike
+        assert np.all(c.pe.ask[1:] >= c.pe.bid[:-1])  # puts increasing in strike
+        assert np.all(np.diff(c.ce.bid) <= 0) and np.all(np.diff(c.pe.bid) >= 0)
+        # no executable butterfly: buy wings at ask, sell 2 bodies at bid
+        for side in (c.ce, c.pe):
+            assert np.all(side.ask[:-2] + side.ask[2:] - 2 * side.bid[1:-1] >= -1e-9)
+        # theoretical prices from the quoted IVs are monotone and convex in strike
+        from engine.market.pricing import black76_price
+        fwd = s.near_future.mid
+        t = max((c.expiry - s.time.date()).days, 0.01) / 365
+        th = black76_price(fwd, k, t, c.ce.iv, True)
+        assert np.all(np.diff(th) <= 1e-9)
+        assert np.all(th[:-2] - 2 * th[1:-1] + th[2:] >= -1e-6)
+    monthly = s.chain(s.near_future.expiry)
+    from engine.market.pricing import year_fraction
+    t = year_fraction(s.time, monthly.expiry)
+    df = np.exp(-0.065 * t)
+    fut = s.near_future.mid
+    parity = monthly.ce.mid - monthly.pe.mid - df * (fut - monthly.strikes)
+    spread = (monthly.ce.ask - monthly.ce.bid) + (monthly.pe.ask - monthly.pe.bid)
+    near_atm = np.abs(monthly.strikes - fut) < 1000
+    assert np.all(np.abs(parity[near_atm]) <= spread[near_atm] + 1.0)
+    intrinsic = np.maximum(fut - monthly.strikes, 0.0) * df
+    assert np.all(monthly.ce.ask >= intrinsic - tick)
+
+
+def test_simulator_calendar_spread_mean_reverts():
+    m = SimulatedMarket(4, START, CAL)
+    day, spreads = date(2025, 2, 3), []
+    for _ in range(15):
+        spreads.append(m._session(day).basis[1] - m._session(day).basis[0])
+        day = CAL.next_trading_day(day)
+    x = np.concatenate(spreads)
+    rho = np.corrcoef(x[:-1], x[1:])[0, 1]
+    assert 0.9 < rho < 0.995  # AR(1) per minute: phi = exp(-0.02) ~ 0.98
+    assert abs(x.mean()) < 3 * x.std()

@@ -1,0 +1,131 @@
+"""The dashboard: Flask app factory, JSON API, HTML pages and the live WebSocket.
+
+Run under gunicorn (``gunicorn -c web/gunicorn.conf.py "web:create_app()"`` or
+``python -m engine web``). Each worker process builds its own app: a connection pool, an
+:class:`~web.authn.Authenticator`, a :class:`~web.hub.Hub` and one :class:`~web.hub.WebActor`
+that LISTENs for engine events.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from psycopg_pool import ConnectionPool
+
+from web.authn import AuthPolicy, Authenticator
+from web.hub import Hub, WebActor
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["WebServices", "create_app", "services_of", "shutdown", "shutdown_all"]
+
+
+@dataclass(slots=True)
+class WebServices:
+    """Per-app services, kept in ``app.extensions['engine']``."""
+
+    pool: ConnectionPool
+    dsn: str
+    auth: Authenticator
+    hub: Hub
+    log_dir: Path
+    owns_pool: bool = False
+    actor: Any = None
+    settings: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_apps: list[Flask] = []
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the dashboard app. ``config`` overrides the environment (see web.appconfig)."""
+    from web.appconfig import build_config
+    from web.jsonutil import ApiJSONProvider
+
+    app = Flask(__name__)
+    app.json_provider_class = ApiJSONProvider
+    app.json = ApiJSONProvider(app)
+    app.config.update(build_config(config))
+    if app.config.get("SETUP_LOGGING"):
+        from engine.logsetup import setup_logging
+
+        setup_logging(app.config["LOG_LEVEL"], Path(app.config["LOG_DIR"]), filename="web.log")
+    if app.config.get("TRUST_PROXY"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    pool = app.config.get("POOL")
+    owns = pool is None
+    if pool is None:
+        from engine.store.pool import open_pool
+
+        pool = open_pool(app.config["DATABASE_URL"], min_size=1, max_size=10, name="web")
+    dsn = app.config.get("DATABASE_URL") or pool.conninfo
+    policy = app.config.get("AUTH_POLICY") or AuthPolicy()
+    policy = AuthPolicy(**{**{f: getattr(policy, f) for f in policy.__dataclass_fields__},
+                           "totp_secret": app.config.get("DASHBOARD_TOTP_SECRET") or "",
+                           "chat_channels": tuple(app.config.get("CHAT_CHANNELS") or ())})
+    services = WebServices(pool=pool, dsn=dsn, hub=Hub(int(app.config["WS_QUEUE_SIZE"])),
+                           auth=Authenticator(pool, app.config["SECRET_KEY"], policy),
+                           log_dir=Path(app.config["LOG_DIR"]), owns_pool=owns)
+    app.extensions["engine"] = services
+
+    from web import api, docs, views, ws
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(docs.bp)
+    app.register_blueprint(ws.bp)
+    ws.sock.init_app(app)
+    app.register_error_handler(404, _not_found)
+
+    if app.config.get("START_BRIDGE", True):
+        services.actor = WebActor.start(dsn, services.hub)
+    _apps.append(app)
+    return app
+
+
+def _not_found(exc: Exception) -> Any:
+    from flask import jsonify, request
+
+    if request.path.startswith("/api/"):
+        return jsonify({"error": f"no such resource {request.path}"}), 404
+    return exc
+
+
+def services_of(app: Flask) -> WebServices:
+    return app.extensions["engine"]
+
+
+def shutdown(app: Flask) -> None:
+    """Stop the WebActor, close sockets and (if the app opened it) the pool."""
+    services = app.extensions.get("engine")
+    if services is None:
+        return
+    if services.actor is not None:
+        services.actor.stop(timeout=10)
+        services.actor = None
+    services.hub.close_all()
+    if services.settings is not None:
+        services.settings.close()
+    if services.owns_pool:
+        services.pool.close()
+    if app in _apps:
+        _apps.remove(app)
+
+
+def shutdown_all() -> None:
+    for app in list(_apps):
+        shutdown(app)
+
+
+atexit.register(shutdown_all)

@@ -1,0 +1,115 @@
+"""/api/backtest/*: start runs and grid searches (rows + engine commands), read results."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import jsonify
+from psycopg.types.json import Jsonb
+
+from engine.bus.commands import enqueue_command
+from engine.store.tx import transaction
+from web.api import bp, error, one, rows, services
+from web.validate import BadRequest, Date, Int, Obj, Str, check, query, request_json
+
+STRATEGY = Str(max_len=40, pattern=r"[A-Z][A-Z0-9_]*")
+MAX_GRID = 5000
+MAX_DAYS = 3 * 366
+
+
+def _dates(data: dict[str, Any]) -> None:
+    if data["end"] < data["start"]:
+        raise BadRequest("end", "must not be before start")
+    if (data["end"] - data["start"]).days > MAX_DAYS:
+        raise BadRequest("end", f"a backtest spans at most {MAX_DAYS} days")
+
+
+def _scalar_params(name: str, params: dict[str, Any]) -> None:
+    for key, value in params.items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise BadRequest(f"{name}.{key}", "expected a string, number or boolean")
+
+
+@bp.post("/backtest/run")
+def backtest_run() -> Any:
+    """Queue one backtest: a backtest_runs row (pending) and a run_backtest command."""
+    data = check(request_json(), {"strategy": STRATEGY, "start": Date(), "end": Date(),
+                                  "params": Obj(optional=True, default={})})
+    _dates(data)
+    _scalar_params("params", data["params"])
+    with transaction(services().pool) as conn:
+        run = conn.execute(
+            "INSERT INTO backtest_runs (strategy, start_date, end_date, config_snapshot)"
+            " VALUES (%s, %s, %s, %s) RETURNING run_id",
+            (data["strategy"], data["start"], data["end"], Jsonb(data["params"]))).fetchone()
+        command_id = enqueue_command(conn, "run_backtest", {"run_id": run["run_id"]},
+                                     requested_by="dashboard")
+    return jsonify({"run_id": run["run_id"], "command_id": command_id}), 202
+
+
+@bp.get("/backtest/runs")
+def backtest_runs() -> Any:
+    """Past runs with summary metrics (no trade lists), newest first."""
+    values = query({"limit": Int(optional=True, default=100, minimum=1, maximum=1000),
+                    "strategy": Str(optional=True, max_len=40)})
+    return jsonify({"runs": rows(
+        "SELECT run_id, strategy, start_date, end_date, status, config_snapshot, metrics_json,"
+        " progress_pct, error_text, grid_job_id, created_at, started_at, finished_at,"
+        " jsonb_array_length(trades_json) AS trade_count FROM backtest_runs"
+        " WHERE %(s)s::text IS NULL OR strategy = %(s)s ORDER BY run_id DESC LIMIT %(n)s",
+        {"s": values["strategy"], "n": values["limit"]})})
+
+
+@bp.get("/backtest/runs/<int:run_id>")
+def backtest_run_get(run_id: int) -> Any:
+    row = one("SELECT * FROM backtest_runs WHERE run_id = %s", (run_id,))
+    if row is None:
+        return error(404, f"no backtest run {run_id}")
+    return jsonify(row)
+
+
+@bp.post("/backtest/grid-search")
+def backtest_grid() -> Any:
+    """Queue a grid search: param_space maps each parameter to a non-empty list of values."""
+    data = check(request_json(), {"strategy": STRATEGY, "start": Date(), "end": Date(),
+                                  "param_space": Obj(max_keys=12)})
+    _dates(data)
+    space = data["param_space"]
+    if not space:
+        raise BadRequest("param_space", "needs at least one parameter")
+    for key, values in space.items():
+        if not isinstance(values, list) or not values or len(values) > 100:
+            raise BadRequest(f"param_space.{key}", "expected a list of 1 to 100 values")
+        for value in values:
+            if not isinstance(value, (str, int, float, bool)):
+                raise BadRequest(f"param_space.{key}", "values must be strings, numbers or booleans")
+    combos = math.prod(len(v) for v in space.values())
+    if combos > MAX_GRID:
+        raise BadRequest("param_space", f"{combos} combinations; at most {MAX_GRID}")
+    with transaction(services().pool) as conn:
+        job = conn.execute(
+            "INSERT INTO backtest_grid_jobs (strategy, start_date, end_date, param_space)"
+            " VALUES (%s, %s, %s, %s) RETURNING job_id",
+            (data["strategy"], data["start"], data["end"], Jsonb(space))).fetchone()
+        command_id = enqueue_command(conn, "run_grid", {"job_id": job["job_id"]},
+                                     requested_by="dashboard")
+    return jsonify({"job_id": job["job_id"], "command_id": command_id,
+                    "combinations": combos}), 202
+
+
+@bp.get("/backtest/grid-search")
+def backtest_grid_list() -> Any:
+    values = query({"limit": Int(optional=True, default=50, minimum=1, maximum=500)})
+    return jsonify({"jobs": rows(
+        "SELECT job_id, strategy, start_date, end_date, status, param_space, progress_pct,"
+        " error_text, created_at, finished_at, jsonb_array_length(results_json) AS result_count"
+        " FROM backtest_grid_jobs ORDER BY job_id DESC LIMIT %s", (values["limit"],))})
+
+
+@bp.get("/backtest/grid-search/<int:job_id>")
+def backtest_grid_get(job_id: int) -> Any:
+    row = one("SELECT * FROM backtest_grid_jobs WHERE job_id = %s", (job_id,))
+    if row is None:
+        return error(404, f"no grid-search job {job_id}")
+    return jsonify(row)

@@ -1,0 +1,160 @@
+"""Endpoints that change something: risk pause/resume, go-live stage, generic commands, settings.
+
+Trading state is never written from here: each action is a row in ``engine_commands`` the
+engine's CommandBus executes (DESIGN.md §1). Settings go through engine.settings (audited).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify
+
+from engine.bus.commands import enqueue_command
+from engine.settings import SettingError, Settings, knob
+from engine.store.tx import transaction
+from web.api import bp, error, one, rows, services
+from web.validate import BadRequest, Bool, Int, Obj, Scalar, Str, check, query, request_json
+
+STAGES = ("paper", "shadow", "live", "disabled")
+GENERIC_KINDS = ("close_trade", "rerun_task")
+IDEMPOTENCY = Str(optional=True, max_len=100)
+DASHBOARD = "dashboard"
+
+
+def submit(kind: str, payload: dict[str, Any], idempotency_key: str | None = None) -> int:
+    with transaction(services().pool) as conn:
+        return enqueue_command(conn, kind, payload, requested_by=DASHBOARD,
+                               idempotency_key=idempotency_key)
+
+
+def accepted(command_id: int, **extra: Any) -> Any:
+    return jsonify({"command_id": command_id, "status": "pending", **extra}), 202
+
+
+# ---------------------------------------------------------------- risk
+@bp.get("/risk")
+def risk() -> Any:
+    state = one("SELECT * FROM risk_envelope_state WHERE id = 1") or {}
+    paused = bool(state.get("pause_reason"))
+    return jsonify({"state": state, "paused": paused})
+
+
+@bp.post("/risk/pause")
+def risk_pause() -> Any:
+    data = check(request_json(), {"reason": Str(max_len=300), "idempotency_key": IDEMPOTENCY})
+    return accepted(submit("pause_entries", {"reason": data["reason"]}, data["idempotency_key"]))
+
+
+@bp.post("/risk/resume")
+def risk_resume() -> Any:
+    data = check(request_json(), {"idempotency_key": IDEMPOTENCY})
+    return accepted(submit("resume_entries", {}, data["idempotency_key"]))
+
+
+# ---------------------------------------------------------------- go-live
+@bp.get("/go-live")
+def go_live() -> Any:
+    return jsonify({"strategies": rows("SELECT * FROM go_live_state ORDER BY strategy")})
+
+
+@bp.post("/go-live/<strategy>")
+def go_live_set(strategy: str) -> Any:
+    """Ask the engine to move a strategy to a stage; ``confirm: true`` is required."""
+    if not strategy.replace("_", "").isalnum() or len(strategy) > 40:
+        raise BadRequest("strategy", "expected letters, digits and _ (at most 40)")
+    data = check(request_json(), {"stage": Str(choices=STAGES), "confirm": Bool(),
+                                  "idempotency_key": IDEMPOTENCY})
+    if data["confirm"] is not True:
+        raise BadRequest("confirm", "must be true to change a go-live stage")
+    command_id = submit("set_go_live_stage", {"strategy": strategy, "stage": data["stage"],
+                                              "confirm": True}, data["idempotency_key"])
+    return accepted(command_id)
+
+
+# ---------------------------------------------------------------- generic commands
+@bp.post("/commands")
+def command_create() -> Any:
+    """Queue close_trade {tag} or rerun_task {task}."""
+    data = check(request_json(), {"kind": Str(choices=GENERIC_KINDS), "payload": Obj(),
+                                  "idempotency_key": IDEMPOTENCY})
+    spec = {"close_trade": {"tag": Str(max_len=100)},
+            "rerun_task": {"task": Str(max_len=60, pattern=r"[a-z][a-z0-9_]*")}}[data["kind"]]
+    try:
+        payload = check(data["payload"], spec)
+    except BadRequest as exc:
+        raise BadRequest(f"payload.{exc.field}", exc.message) from None
+    if data["kind"] == "close_trade" and one("SELECT 1 AS x FROM open_trades WHERE tag = %s",
+                                             (payload["tag"],)) is None:
+        raise BadRequest("payload.tag", f"no open trade with tag {payload['tag']!r}")
+    return accepted(submit(data["kind"], payload, data["idempotency_key"]))
+
+
+@bp.get("/commands")
+def command_list() -> Any:
+    values = query({"limit": Int(optional=True, default=50, minimum=1, maximum=500)})
+    return jsonify({"commands": rows("SELECT * FROM engine_commands ORDER BY id DESC LIMIT %s",
+                                     (values["limit"],))})
+
+
+@bp.get("/commands/<int:command_id>")
+def command_get(command_id: int) -> Any:
+    row = one("SELECT * FROM engine_commands WHERE id = %s", (command_id,))
+    if row is None:
+        return error(404, f"no command {command_id}")
+    return jsonify(row)
+
+
+# ---------------------------------------------------------------- settings
+def _settings() -> Settings:
+    svc = services()
+    with svc.lock:
+        if svc.settings is None:
+            svc.settings = Settings(svc.pool)
+        return svc.settings
+
+
+def _known(key: str) -> None:
+    try:
+        knob(key)
+    except SettingError as exc:
+        from werkzeug.exceptions import NotFound
+
+        raise NotFound(str(exc)) from None
+
+
+@bp.get("/settings")
+def settings_list() -> Any:
+    from dataclasses import asdict
+
+    return jsonify({"settings": [asdict(v) for v in _settings().list()]})
+
+
+@bp.put("/settings/<key>")
+def settings_set(key: str) -> Any:
+    _known(key)
+    data = check(request_json(), {"value": Scalar()})
+    raw = data["value"]
+    if isinstance(raw, bool):
+        raw = "true" if raw else "false"
+    try:
+        change = _settings().set(key, str(raw), updated_by=DASHBOARD)
+    except SettingError as exc:
+        raise BadRequest("value", str(exc)) from None
+    return jsonify({"key": change.key, "old_value": change.old_value,
+                    "new_value": change.new_value, "updated_by": change.updated_by})
+
+
+@bp.delete("/settings/<key>")
+def settings_reset(key: str) -> Any:
+    _known(key)
+    change = _settings().reset(key, updated_by=DASHBOARD)
+    return jsonify({"key": change.key, "old_value": change.old_value, "new_value": None,
+                    "updated_by": change.updated_by})
+
+
+@bp.get("/settings/<key>/history")
+def settings_history(key: str) -> Any:
+    _known(key)
+    values = query({"limit": Int(optional=True, default=100, minimum=1, maximum=1000)})
+    return jsonify({"key": key, "history": _settings().history(key, values["limit"])})

@@ -1,0 +1,186 @@
+"""Read endpoints over the engine's trading records (the web never writes them, except notes)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import jsonify
+
+from engine.timeutil import now_ist
+from web.api import bp, error, one, rows, services
+from web.validate import Date, Int, Str, check, date_range, query, request_json
+
+LIMIT = Int(optional=True, default=200, minimum=1, maximum=5000)
+RANGE = {"from": Date(optional=True), "to": Date(optional=True), "limit": LIMIT}
+
+
+def _range(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    values = query({**RANGE, **(extra or {})})
+    date_range(values)
+    return values
+
+
+def _mtm(payload: Any) -> Decimal | None:
+    raw = (payload or {}).get("mtm") if isinstance(payload, dict) else None
+    if raw is None:
+        return None
+    try:
+        return Decimal(str(raw))
+    except InvalidOperation:
+        return None
+
+
+@bp.get("/positions")
+def positions() -> Any:
+    """Open positions with their last mark-to-market (payload.mtm, written by the engine)."""
+    items = rows("SELECT tag, strategy, mode, trade_date, opened_at, entry_price, quantity,"
+                 " payload, updated_at FROM open_trades ORDER BY opened_at")
+    total = Decimal(0)
+    for item in items:
+        item["mtm"] = _mtm(item["payload"])
+        total += item["mtm"] or 0
+    return jsonify({"positions": items, "count": len(items), "unrealized": total})
+
+
+@bp.get("/pnl/today")
+def pnl_today() -> Any:
+    """Today's (IST) realized P&L from closed trades plus unrealized MTM of open positions."""
+    today = now_ist().date()
+    closed = one("SELECT coalesce(sum(realized_pnl), 0) AS realized, count(*) AS closed,"
+                 " count(*) FILTER (WHERE realized_pnl > 0) AS wins,"
+                 " count(*) FILTER (WHERE realized_pnl < 0) AS losses,"
+                 " coalesce(sum(charges), 0) AS charges"
+                 " FROM closed_trades WHERE trade_date = %s", (today,))
+    opens = rows("SELECT payload FROM open_trades")
+    unrealized = sum((_mtm(r["payload"]) or Decimal(0) for r in opens), Decimal(0))
+    realized = closed["realized"] if closed else Decimal(0)
+    return jsonify({"date": today, "realized": realized, "unrealized": unrealized,
+                    "total": realized + unrealized, "trades_closed": closed["closed"],
+                    "wins": closed["wins"], "losses": closed["losses"],
+                    "charges": closed["charges"], "open_positions": len(opens)})
+
+
+@bp.get("/pnl/equity")
+def pnl_equity() -> Any:
+    """Cumulative realized P&L per trading day (the equity curve), oldest first."""
+    values = _range()
+    items = rows("SELECT trade_date, sum(realized_pnl) AS pnl, count(*) AS trades"
+                 " FROM closed_trades WHERE (%(f)s::date IS NULL OR trade_date >= %(f)s)"
+                 " AND (%(t)s::date IS NULL OR trade_date <= %(t)s)"
+                 " GROUP BY trade_date ORDER BY trade_date",
+                 {"f": values["from"], "t": values["to"]})
+    running = Decimal(0)
+    for item in items:
+        running += item["pnl"]
+        item["equity"] = running
+    return jsonify({"points": items[-values["limit"]:]})
+
+
+@bp.get("/trades")
+def trades() -> Any:
+    """Open or closed trades, newest first."""
+    values = _range({"status": Str(optional=True, default="closed", choices=("open", "closed")),
+                     "strategy": Str(optional=True, max_len=40)})
+    params = {"f": values["from"], "t": values["to"], "s": values["strategy"],
+              "n": values["limit"]}
+    where = (" WHERE (%(f)s::date IS NULL OR trade_date >= %(f)s)"
+             " AND (%(t)s::date IS NULL OR trade_date <= %(t)s)"
+             " AND (%(s)s::text IS NULL OR strategy = %(s)s)")
+    if values["status"] == "open":
+        items = rows("SELECT tag, strategy, mode, trade_date, opened_at, entry_price, quantity,"
+                     " payload FROM open_trades" + where + " ORDER BY opened_at DESC LIMIT %(n)s",
+                     params)
+    else:
+        items = rows("SELECT id, tag, strategy, mode, trade_date, opened_at, closed_at,"
+                     " entry_price, exit_price, quantity, gross_pnl, charges, realized_pnl,"
+                     " exit_reason FROM closed_trades" + where
+                     + " ORDER BY closed_at DESC LIMIT %(n)s", params)
+    return jsonify({"status": values["status"], "trades": items, "count": len(items)})
+
+
+@bp.get("/metrics/days")
+def metrics_days() -> Any:
+    values = _range()
+    items = rows("SELECT * FROM metrics_days WHERE (%(f)s::date IS NULL OR trade_date >= %(f)s)"
+                 " AND (%(t)s::date IS NULL OR trade_date <= %(t)s)"
+                 " ORDER BY trade_date DESC LIMIT %(n)s",
+                 {"f": values["from"], "t": values["to"], "n": values["limit"]})
+    return jsonify({"days": items})
+
+
+@bp.get("/journal")
+def journal() -> Any:
+    values = _range({"strategy": Str(optional=True, max_len=40)})
+    items = rows("SELECT * FROM trade_journal WHERE (%(f)s::date IS NULL OR trade_date >= %(f)s)"
+                 " AND (%(t)s::date IS NULL OR trade_date <= %(t)s)"
+                 " AND (%(s)s::text IS NULL OR strategy = %(s)s)"
+                 " ORDER BY trade_date DESC, created_at DESC LIMIT %(n)s",
+                 {"f": values["from"], "t": values["to"], "s": values["strategy"],
+                  "n": values["limit"]})
+    return jsonify({"entries": items})
+
+
+@bp.patch("/journal/<tag>")
+def journal_notes(tag: str) -> Any:
+    """Set the operator notes of one journal entry (the only trading record the web writes)."""
+    data = check(request_json(), {"notes": Str(max_len=5000, min_len=0)})
+    with services().pool.connection() as conn:
+        row = conn.execute("UPDATE trade_journal SET operator_notes = %s, updated_at = now()"
+                           " WHERE tag = %s RETURNING tag, operator_notes, updated_at",
+                           (data["notes"], tag)).fetchone()
+    if row is None:
+        return error(404, f"no journal entry for tag {tag!r}")
+    return jsonify(row)
+
+
+@bp.get("/battle-log")
+def battle_log() -> Any:
+    values = query({"limit": Int(optional=True, default=50, minimum=1, maximum=1000)})
+    return jsonify({"rows": rows("SELECT * FROM strategy_battle_log ORDER BY created_at DESC"
+                                 " LIMIT %s", (values["limit"],))})
+
+
+@bp.get("/iv-snapshots")
+def iv_snapshots() -> Any:
+    """IV samples, newest first; payload carries term_structure and smile."""
+    values = _range()
+    return jsonify({"snapshots": rows(
+        "SELECT * FROM iv_snapshots WHERE (%(f)s::date IS NULL OR trade_date >= %(f)s)"
+        " AND (%(t)s::date IS NULL OR trade_date <= %(t)s) ORDER BY created_at DESC"
+        " LIMIT %(n)s", {"f": values["from"], "t": values["to"], "n": values["limit"]})})
+
+
+@bp.get("/reconciliation/log")
+def reconciliation_log() -> Any:
+    values = _range()
+    return jsonify({"rows": rows(
+        "SELECT * FROM reconciliation_audit WHERE (%(f)s::date IS NULL OR created_at >= %(f)s)"
+        " AND (%(t)s::date IS NULL OR created_at < %(t)s::date + 1)"
+        " ORDER BY id DESC LIMIT %(n)s",
+        {"f": values["from"], "t": values["to"], "n": values["limit"]})})
+
+
+@bp.get("/ai/exit-advisories")
+def ai_exit_advisories() -> Any:
+    values = _range()
+    return jsonify({"rows": rows(
+        "SELECT * FROM ai_exit_advisories WHERE (%(f)s::date IS NULL OR trade_date >= %(f)s)"
+        " AND (%(t)s::date IS NULL OR trade_date <= %(t)s) ORDER BY created_at DESC"
+        " LIMIT %(n)s", {"f": values["from"], "t": values["to"], "n": values["limit"]})})
+
+
+@bp.get("/events")
+def market_events() -> Any:
+    """Market-event calendar (default: a week back to two months ahead) and NSE holidays."""
+    values = _range()
+    today = now_ist().date()
+    start = values["from"] or today - timedelta(days=7)
+    end = values["to"] or today + timedelta(days=60)
+    events = rows("SELECT * FROM market_events WHERE event_date BETWEEN %s AND %s"
+                  " ORDER BY event_date, event_time NULLS FIRST LIMIT %s",
+                  (start, end, values["limit"]))
+    holidays = rows("SELECT * FROM nse_holidays WHERE holiday_date BETWEEN %s AND %s"
+                    " ORDER BY holiday_date", (start, end))
+    return jsonify({"from": start, "to": end, "events": events, "holidays": holidays})

@@ -1,0 +1,262 @@
+"""Dashboard authentication: one-time codes, server-side sessions, CSRF tokens, lock-out.
+
+* TOTP (RFC 6238, pyotp) from DASHBOARD_TOTP_SECRET; each 30-second step works once.
+* Chat codes: 6 digits, valid 5 minutes, single use, stored as sha256(salt || code); the code
+  exists in clear only in the ``chat_outbox`` row the NotifierActor delivers.
+* Sessions: a random 256-bit token in a signed cookie; the database keeps only its sha256,
+  so logout and expiry are real. CSRF token = HMAC(secret key, token) (double submit: the
+  client reads it from /api/auth/session and echoes it in X-CSRF-Token).
+* Lock-out: failed codes are counted per client IP and globally, in the database; past a
+  threshold each further failure locks that scope for base * 2^(n - threshold) seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyotp
+from itsdangerous import BadSignature, URLSafeSerializer
+from psycopg_pool import ConnectionPool
+
+from engine.store.notify import notify
+from engine.store.tx import transaction
+
+logger = logging.getLogger(__name__)
+
+CODE_RE = re.compile(r"\d{6}")
+OUTBOX_CHANNEL = "chat_outbox"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthPolicy:
+    """Tunables of the login flow (all have safe defaults)."""
+
+    totp_secret: str = ""
+    chat_channels: tuple[str, ...] = ()
+    session_ttl: timedelta = timedelta(hours=12)
+    session_idle: timedelta = timedelta(hours=4)
+    code_ttl: timedelta = timedelta(minutes=5)
+    code_interval: timedelta = timedelta(seconds=30)
+    ip_threshold: int = 5
+    global_threshold: int = 30
+    lock_base_s: float = 30.0
+    lock_max_s: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginResult:
+    ok: bool
+    token: str = ""
+    expires_at: datetime | None = None
+    retry_after: float = 0.0
+    locked: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionInfo:
+    id_hash: str
+    created_at: datetime
+    expires_at: datetime
+    method: str
+
+
+class CodeRequestRefused(Exception):
+    """A chat code cannot be sent now (no channel, lock-out, or asked too soon)."""
+
+    def __init__(self, status: int, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Authenticator:
+    """All authentication state lives in PostgreSQL, so every web worker agrees."""
+
+    def __init__(self, pool: ConnectionPool, secret_key: str, policy: AuthPolicy) -> None:
+        if not secret_key:
+            raise ValueError("a secret key is required to sign session cookies")
+        self._pool = pool
+        self._secret = secret_key.encode()
+        self._signer = URLSafeSerializer(secret_key, salt="web-session")
+        self.policy = policy
+
+    # ------------------------------------------------------------ cookies and CSRF
+    def cookie_value(self, token: str) -> str:
+        return self._signer.dumps(token)
+
+    def token_from_cookie(self, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            token = self._signer.loads(value)
+        except BadSignature:
+            return None
+        return token if isinstance(token, str) else None
+
+    def csrf_token(self, token: str) -> str:
+        return hmac.new(self._secret, b"csrf:" + token.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, token: str, presented: str | None) -> bool:
+        return bool(presented) and hmac.compare_digest(self.csrf_token(token), presented or "")
+
+    # ------------------------------------------------------------ sessions
+    def session(self, token: str | None) -> SessionInfo | None:
+        """The live session for ``token`` (refreshing last_seen at most once a minute)."""
+        if not token:
+            return None
+        id_hash = _sha256(token)
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT id_hash, created_at, expires_at, method, last_seen < now() - interval"
+                " '60 seconds' AS stale FROM web_sessions WHERE id_hash = %s"
+                " AND expires_at > now() AND last_seen > now() - %s",
+                (id_hash, self.policy.session_idle)).fetchone()
+            if row is None:
+                return None
+            if row["stale"]:
+                conn.execute("UPDATE web_sessions SET last_seen = now() WHERE id_hash = %s",
+                             (id_hash,))
+        return SessionInfo(id_hash=row["id_hash"], created_at=row["created_at"],
+                           expires_at=row["expires_at"], method=row["method"])
+
+    def logout(self, token: str) -> None:
+        with transaction(self._pool) as conn:
+            conn.execute("DELETE FROM web_sessions WHERE id_hash = %s", (_sha256(token),))
+
+    def open_session(self, ip: str, method: str = "totp") -> str:
+        """Create a session without a code (CLI and tests); returns the token."""
+        with transaction(self._pool) as conn:
+            return self._new_session(conn, ip, method)[0]
+
+    def _new_session(self, conn: Any, ip: str, method: str) -> tuple[str, datetime]:
+        token = secrets.token_urlsafe(32)
+        row = conn.execute(
+            "INSERT INTO web_sessions (id_hash, expires_at, client_ip, method)"
+            " VALUES (%s, now() + %s, %s, %s) RETURNING expires_at",
+            (_sha256(token), self.policy.session_ttl, ip, method)).fetchone()
+        conn.execute("DELETE FROM web_sessions WHERE expires_at < now() - interval '1 day'")
+        return token, row["expires_at"]
+
+    # ------------------------------------------------------------ lock-out
+    def retry_after(self, ip: str) -> float:
+        """Seconds until ``ip`` may try again (0 when not locked)."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT extract(epoch FROM max(locked_until) - now())::float AS wait"
+                " FROM web_auth_throttle WHERE scope IN (%s, 'global') AND locked_until > now()",
+                (f"ip:{ip}",)).fetchone()
+        return max(0.0, float(row["wait"] or 0.0))
+
+    def _record_failure(self, conn: Any, ip: str) -> None:
+        p = self.policy
+        for scope, threshold in ((f"ip:{ip}", p.ip_threshold), ("global", p.global_threshold)):
+            conn.execute(
+                "INSERT INTO web_auth_throttle AS t (scope, failures, last_failure_at)"
+                " VALUES (%(scope)s, 1, now()) ON CONFLICT (scope) DO UPDATE SET"
+                "  failures = CASE WHEN t.last_failure_at < now() - interval '1 day'"
+                "                  THEN 1 ELSE t.failures + 1 END,"
+                "  last_failure_at = now()",
+                {"scope": scope})
+            conn.execute(
+                "UPDATE web_auth_throttle SET locked_until = now() + make_interval(secs =>"
+                " least(%(max)s, %(base)s * power(2, failures - %(th)s)))"
+                " WHERE scope = %(scope)s AND failures >= %(th)s",
+                {"scope": scope, "th": threshold, "base": p.lock_base_s, "max": p.lock_max_s})
+
+    # ------------------------------------------------------------ login
+    def login(self, code: str, ip: str) -> LoginResult:
+        """Check a 6-digit code (TOTP or chat); on success create a session."""
+        wait = self.retry_after(ip)
+        if wait > 0:
+            return LoginResult(ok=False, retry_after=wait, locked=True,
+                               reason="too many wrong codes; try again later")
+        with transaction(self._pool) as conn:
+            method = self._match_totp(conn, code) or self._match_chat_code(conn, code)
+            if method is None:
+                self._record_failure(conn, ip)
+            else:
+                conn.execute("DELETE FROM web_auth_throttle WHERE scope IN (%s, 'global')",
+                             (f"ip:{ip}",))
+                token, expires_at = self._new_session(conn, ip, method)
+        if method is None:
+            logger.warning("dashboard login refused for %s: wrong or used code", ip)
+            return LoginResult(ok=False, retry_after=self.retry_after(ip),
+                               reason="wrong or already used code")
+        logger.info("dashboard login from %s by %s code", ip, method)
+        return LoginResult(ok=True, token=token, expires_at=expires_at)
+
+    def _match_totp(self, conn: Any, code: str) -> str | None:
+        if not self.policy.totp_secret:
+            return None
+        totp = pyotp.TOTP(self.policy.totp_secret)
+        now = time.time()
+        for offset in (0, -1, 1):
+            moment = now + offset * totp.interval
+            if hmac.compare_digest(totp.at(moment), code):
+                step = int(moment // totp.interval)
+                fresh = conn.execute(
+                    "INSERT INTO web_totp_used (step) VALUES (%s) ON CONFLICT DO NOTHING"
+                    " RETURNING step", (step,)).fetchone()
+                conn.execute("DELETE FROM web_totp_used WHERE used_at < now() - interval '1 hour'")
+                return "totp" if fresh else None
+        return None
+
+    def _match_chat_code(self, conn: Any, code: str) -> str | None:
+        rows = conn.execute(
+            "SELECT id, salt, code_hash FROM web_login_codes"
+            " WHERE used_at IS NULL AND expires_at > now() ORDER BY id DESC LIMIT 20").fetchall()
+        for row in rows:
+            if hmac.compare_digest(_sha256(row["salt"] + code), row["code_hash"]):
+                used = conn.execute(
+                    "UPDATE web_login_codes SET used_at = now() WHERE id = %s AND used_at IS NULL"
+                    " RETURNING id", (row["id"],)).fetchone()
+                return "chat" if used else None
+        return None
+
+    # ------------------------------------------------------------ chat codes
+    def request_code(self, ip: str) -> int:
+        """Create a chat login code and queue it in chat_outbox. Returns the code's row id."""
+        p = self.policy
+        if not p.chat_channels:
+            raise CodeRequestRefused(409, "no chat channel is configured (Telegram or Cliq); "
+                                          "use the authenticator app code")
+        wait = self.retry_after(ip)
+        if wait > 0:
+            raise CodeRequestRefused(429, "too many wrong codes; wait", wait)
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        salt = secrets.token_hex(16)
+        minutes = int(p.code_ttl.total_seconds() // 60)
+        text = (f"Dashboard login code: {code}\nValid {minutes} minutes, single use. "
+                f"Requested from {ip}. If this was not you, ignore it.")
+        with transaction(self._pool) as conn:
+            recent = conn.execute(
+                "SELECT extract(epoch FROM max(created_at) + %s - now())::float AS wait"
+                " FROM web_login_codes WHERE created_at > now() - %s",
+                (p.code_interval, p.code_interval)).fetchone()
+            if recent["wait"] is not None and recent["wait"] > 0:
+                raise CodeRequestRefused(429, "a code was sent moments ago; check the chat",
+                                         float(recent["wait"]))
+            row = conn.execute(
+                "INSERT INTO web_login_codes (expires_at, salt, code_hash, client_ip)"
+                " VALUES (now() + %s, %s, %s, %s) RETURNING id",
+                (p.code_ttl, salt, _sha256(salt + code), ip)).fetchone()
+            for channel in p.chat_channels:
+                out = conn.execute("INSERT INTO chat_outbox (channel, text) VALUES (%s, %s)"
+                                   " RETURNING id", (channel, text)).fetchone()
+                notify(conn, OUTBOX_CHANNEL, {"id": out["id"], "channel": channel})
+        logger.info("dashboard login code requested from %s; sent via %s", ip,
+                    ", ".join(p.chat_channels))
+        return int(row["id"])

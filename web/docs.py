@@ -1,0 +1,146 @@
+"""OpenAPI 3 description of the JSON API (/docs/openapi.json) and a readable page (/docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+
+from web.api import session_token
+
+bp = Blueprint("docs", __name__, url_prefix="/docs")
+
+S = {"type": "string"}
+D = {"type": "string", "format": "date"}
+I = {"type": "integer"}  # noqa: E741
+B = {"type": "boolean"}
+O = {"type": "object"}  # noqa: E741
+RANGE = {"from": D, "to": D, "limit": I}
+
+# (method, path, summary, public, query params, body properties, required body fields)
+ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
+    ("get", "/api/health", "Database, engine heartbeat age, token expiry; 503 if the database "
+     "is unreachable.", True, {}, {}, ()),
+    ("post", "/api/auth/login", "Exchange a 6-digit code (authenticator or chat) for a session "
+     "cookie; 401 wrong code, 429 locked out.", True, {}, {"code": S}, ("code",)),
+    ("post", "/api/auth/request-code", "Send a one-time code through the chat channel (valid 5 "
+     "minutes, single use); 409 when no channel is configured.", True, {}, {}, ()),
+    ("get", "/api/auth/session", "Whether logged in; the CSRF token for X-CSRF-Token.", True,
+     {}, {}, ()),
+    ("post", "/api/auth/logout", "End the session.", False, {}, {}, ()),
+    ("get", "/api/auth/nginx-check", "200 with a live session, 401 without (nginx "
+     "auth_request).", True, {}, {}, ()),
+    ("get", "/api/positions", "Open positions with last MTM.", False, {}, {}, ()),
+    ("get", "/api/pnl/today", "Today's realized + unrealized P&L.", False, {}, {}, ()),
+    ("get", "/api/pnl/equity", "Cumulative realized P&L per day.", False, RANGE, {}, ()),
+    ("get", "/api/trades", "Open or closed trades.", False,
+     {"status": {"type": "string", "enum": ["open", "closed"]}, "strategy": S, **RANGE}, {}, ()),
+    ("get", "/api/metrics/days", "Daily metrics snapshots.", False, RANGE, {}, ()),
+    ("get", "/api/journal", "Trade journal entries.", False, {"strategy": S, **RANGE}, {}, ()),
+    ("patch", "/api/journal/{tag}", "Set operator notes.", False, {}, {"notes": S}, ("notes",)),
+    ("get", "/api/battle-log", "Latest strategy battle-log rows.", False, {"limit": I}, {}, ()),
+    ("get", "/api/iv-snapshots", "IV snapshots (term structure, smile in payload).", False,
+     RANGE, {}, ()),
+    ("get", "/api/risk", "Risk envelope state.", False, {}, {}, ()),
+    ("post", "/api/risk/pause", "Pause new entries (engine command).", False, {},
+     {"reason": S, "idempotency_key": S}, ("reason",)),
+    ("post", "/api/risk/resume", "Resume entries (engine command).", False, {},
+     {"idempotency_key": S}, ()),
+    ("get", "/api/go-live", "Go-live stage of every strategy.", False, {}, {}, ()),
+    ("post", "/api/go-live/{strategy}", "Move a strategy to paper/shadow/live/disabled; "
+     "confirm must be true.", False, {},
+     {"stage": {"type": "string", "enum": ["paper", "shadow", "live", "disabled"]},
+      "confirm": B, "idempotency_key": S}, ("stage", "confirm")),
+    ("post", "/api/commands", "Queue close_trade {tag} or rerun_task {task}.", False, {},
+     {"kind": {"type": "string", "enum": ["close_trade", "rerun_task"]}, "payload": O,
+      "idempotency_key": S}, ("kind", "payload")),
+    ("get", "/api/commands", "Recent engine commands.", False, {"limit": I}, {}, ()),
+    ("get", "/api/commands/{command_id}", "One command with its status and result.", False,
+     {}, {}, ()),
+    ("get", "/api/settings", "Every runtime setting with default, override and what is "
+     "allowed.", False, {}, {}, ()),
+    ("put", "/api/settings/{key}", "Override a setting (audited); 400 with the reason when "
+     "refused.", False, {}, {"value": S}, ("value",)),
+    ("delete", "/api/settings/{key}", "Remove an override (audited).", False, {}, {}, ()),
+    ("get", "/api/settings/{key}/history", "Audit history of one setting.", False,
+     {"limit": I}, {}, ()),
+    ("get", "/api/reconciliation/log", "Reconciliation audit rows.", False, RANGE, {}, ()),
+    ("get", "/api/ai/exit-advisories", "AI exit advisories.", False, RANGE, {}, ()),
+    ("get", "/api/events", "Market events and NSE holidays.", False, RANGE, {}, ()),
+    ("post", "/api/backtest/run", "Start a backtest run; returns run_id.", False, {},
+     {"strategy": S, "start": D, "end": D, "params": O}, ("strategy", "start", "end")),
+    ("get", "/api/backtest/runs", "Past runs with summary metrics.", False,
+     {"limit": I, "strategy": S}, {}, ()),
+    ("get", "/api/backtest/runs/{run_id}", "Full trades + metrics of one run.", False, {}, {},
+     ()),
+    ("post", "/api/backtest/grid-search", "Start a grid search; returns job_id.", False, {},
+     {"strategy": S, "start": D, "end": D, "param_space": O},
+     ("strategy", "start", "end", "param_space")),
+    ("get", "/api/backtest/grid-search", "Recent grid-search jobs.", False, {"limit": I}, {},
+     ()),
+    ("get", "/api/backtest/grid-search/{job_id}", "Ranked results of one grid search.", False,
+     {}, {}, ()),
+    ("get", "/api/logs/tail", "Last lines of the engine or web log, redacted.", False,
+     {"lines": I, "file": {"type": "string", "enum": ["engine", "web"]}}, {}, ()),
+    ("get", "/api/system", "This web process: websocket clients, pool stats.", False, {}, {},
+     ()),
+]
+
+
+def openapi() -> dict[str, Any]:
+    """Build the OpenAPI 3.0 document from :data:`ROUTES`."""
+    paths: dict[str, Any] = {}
+    for method, path, summary, public, params, body, required in ROUTES:
+        op: dict[str, Any] = {"summary": summary, "responses": {
+            "200": {"description": "OK"},
+            "400": {"description": "Bad input; body {error, field} names the field"}}}
+        parameters = [{"name": n, "in": "path", "required": True, "schema": S}
+                      for n in _path_params(path)]
+        parameters += [{"name": n, "in": "query", "schema": s} for n, s in params.items()]
+        if parameters:
+            op["parameters"] = parameters
+        if body or method in ("post", "put", "patch"):
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "properties": body, "required": list(required)}}}}
+        if public:
+            op["security"] = []
+        else:
+            op["responses"]["401"] = {"description": "Not logged in"}
+            if method != "get":
+                op["responses"]["403"] = {"description": "Missing or wrong X-CSRF-Token"}
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "NIFTY engine dashboard API", "version": "1",
+                 "description": "Session cookie from /api/auth/login; every state-changing "
+                                "request needs the X-CSRF-Token header from /api/auth/session. "
+                                "Money is a decimal string."},
+        "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie",
+                                                       "name": "nifty_session"}}},
+        "security": [{"session": []}],
+        "paths": paths,
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def _gate() -> Any:
+    if session_token() is None:
+        if request.path.endswith(".json"):
+            return jsonify({"error": "not logged in"}), 401
+        return redirect(url_for("views.login", next=request.path))
+    return None
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Any:
+    return _gate() or jsonify(openapi())
+
+
+@bp.get("")
+def docs_page() -> Any:
+    from web.views import PAGES
+
+    return _gate() or render_template("docs.html", page="docs", title="API", pages=PAGES)
