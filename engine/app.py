@@ -103,13 +103,15 @@ class Engine:
     scheduler: Scheduler | None = None
     bus: Any = None
     exit_process: Any = None
+    restart_policy: dict[str, Any] = field(default_factory=lambda: {
+        "backoff": (0.05, 5.0), "max_restarts": 3, "period_s": 60.0})
     _stop: threading.Event = field(default_factory=threading.Event)
 
     # ------------------------------------------------------------ lifecycle
     def start(self, *, with_bus: bool = True) -> Engine:
         ctx = ActorContext(clock=self.clock, directory=self.directory, ids=self.ids,
                            services=self.services)
-        specs = [ChildSpec.for_actor(name, cls, ctx, backoff=(0.05, 5.0))
+        specs = [ChildSpec.for_actor(name, cls, ctx, **self.restart_policy)
                  for name, cls in ACTORS if name != "bridge" or self.bridge_events]
         for event, roles in SUBSCRIPTIONS.items():
             self.directory.subscribe(event, *roles)

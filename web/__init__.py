@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask
 from psycopg_pool import ConnectionPool
 
-from web.authn import AuthPolicy, Authenticator
+from web.authn import Authenticator, AuthPolicy
 from web.hub import Hub, WebActor
 
 logger = logging.getLogger(__name__)

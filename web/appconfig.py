@@ -19,7 +19,7 @@ from engine import config as engine_config
 
 logger = logging.getLogger(__name__)
 
-SECRET_FILE = "dashboard_secret_key"
+SECRET_FILE = "dashboard_secret_key"  # noqa: S105 - a file name, not a secret
 
 
 def persistent_secret_key(var_dir: Path) -> str:

@@ -23,10 +23,14 @@ import pykka
 from engine.actors.directory import Directory
 from engine.clock import Clock
 from engine.messages.base import IdSource, Message, RandomIds, new, reply
-from engine.messages.commands import Ping, Probe
+from engine.messages.commands import Crash, Ping, Probe
 from engine.messages.events import ChildFailed
 
-__all__ = ["ActorContext", "SupervisedActor"]
+__all__ = ["ActorContext", "InjectedCrash", "SupervisedActor"]
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by an actor that received `Crash` (fault injection)."""
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +158,8 @@ class SupervisedActor(pykka.ThreadingActor):
                 return "pong"
             case Probe():
                 return self._processed
+            case Crash(reason=reason):
+                raise InjectedCrash(f"{self._name}: {reason}")
             case _:
                 self._processed += 1
                 return self.handle(message)

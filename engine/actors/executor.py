@@ -17,7 +17,13 @@ from engine.actors.base import SupervisedActor
 from engine.execution import repository as repo
 from engine.execution.paper import NoQuote
 from engine.execution.trades import OpenLeg, Trade
-from engine.messages.commands import ClosePosition, EndOfDayTick, OpenPosition, SetGoLiveStage
+from engine.messages.commands import (
+    ClosePosition,
+    EndOfDayTick,
+    GetStatus,
+    OpenPosition,
+    SetGoLiveStage,
+)
 from engine.messages.events import MarkedToMarket, OrderRejected, PositionClosed, PositionOpened
 from engine.messages.legs import Leg, Side
 
@@ -53,6 +59,8 @@ class ExecutorActor(SupervisedActor):
                 logger.warning("go-live stage of %s changed %s -> %s", strategy, old, stage)
             case EndOfDayTick():
                 self._end_of_day(message.trading_day)
+            case GetStatus():
+                return {"open": sorted(self._open), "stages": dict(self._stages)}
             case _:
                 return super().handle(message)
         return None

@@ -55,6 +55,8 @@ class MonitorActor(SupervisedActor):
     def _cycle(self, at: datetime) -> None:
         if self._heartbeat is not None:
             self._heartbeat(at)
+        # open_trades is the source of truth: a PositionOpened lost to a crash cannot hide a trade
+        self._trades = trades_repo.load_open(self._pool)
         params = self._settings.snapshot(EXIT_KEYS)
         for tag, trade in list(self._trades.items()):
             try:

@@ -18,6 +18,7 @@ from engine.execution import repository as trades_repo
 from engine.messages.commands import EndOfDayTick, OpenPosition, PauseEntries, ResumeEntries
 from engine.messages.events import (
     EntryDenied,
+    OrderRejected,
     PositionClosed,
     PositionOpened,
     RiskPaused,
@@ -56,6 +57,8 @@ class RiskActor(SupervisedActor):
                 if pnl is not None:
                     self._on_close(pnl)
                 self._save_slots()
+            case OrderRejected(tag=tag):
+                self._pending.discard(tag)
             case PauseEntries(reason=reason, source=source):
                 self._set_pause(f"{source}: {reason}")
             case ResumeEntries(reason=reason):
@@ -71,6 +74,9 @@ class RiskActor(SupervisedActor):
 
     def _on_intent(self, intent: OpenPosition) -> None:
         now = self.clock.now()
+        # recount from open_trades (the source of truth) so a lost event cannot over-admit
+        self._open = {t.tag: t.strategy for t in trades_repo.load_open(self._pool).values()}
+        self._pending -= set(self._open)
         occupied = len(self._open) + len(self._pending)
         reason = entry_denial(self._state, now, occupied, self._limits())
         if reason is None and intent.tag in self._open:

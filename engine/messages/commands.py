@@ -16,6 +16,7 @@ from engine.messages.legs import Leg
 
 __all__ = [
     "CheckChildren",
+    "Crash",
     "ClosePosition",
     "DownloadBhavcopy",
     "EndOfDayTick",
@@ -233,3 +234,11 @@ class Probe:
 @dataclass(frozen=True, slots=True)
 class GetStatus:
     """Ask the supervisor for a status snapshot (dict per child)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """Fault injection (chaos tests, ``engine chaos``): the receiving actor raises on it,
+    exactly as an unexpected bug would, so supervision and recovery can be exercised."""
+
+    reason: str = "crash injected"

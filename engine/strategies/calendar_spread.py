@@ -54,15 +54,15 @@ def decide(inp: StrategyInput, params: Mapping[str, Any]) -> Decision:
     reasons: list[str] = []
     entries: tuple[EntryIntent, ...] = ()
     threshold = float(params["DC_ZSCORE_ENTRY"])
+    if inp.entries_paused_reason:
+        reasons.append(f"risk paused: {inp.entries_paused_reason}")
     if stdev == 0.0:
         reasons.append("spread has not moved in the window (stdev 0)")
     elif abs(z) <= threshold:
         reasons.append(f"|z|={abs(z):.2f} within entry threshold {threshold}")
     elif len(mine) - len(exits) >= int(params["DC_FAMILY_SLOTS"]):
         reasons.append(f"dc_family slots full ({len(mine)}/{params['DC_FAMILY_SLOTS']})")
-    elif inp.entries_paused_reason:
-        reasons.append(f"risk paused: {inp.entries_paused_reason}")
-    else:
+    elif not inp.entries_paused_reason:
         entries = (_entry(inp, z, spread, int(params["DC_LOTS"])),)
     return Decision(strategy=NAME, eligible=True, entries=entries, exits=exits,
                     reasons=tuple(reasons), metrics=metrics)

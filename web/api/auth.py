@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
 
 from web.api import COOKIE_NAME, bp, client_ip, error, services, session_token
 from web.authn import CODE_RE, CodeRequestRefused

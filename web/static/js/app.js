@@ -67,7 +67,10 @@ export function el(tag, attrs = {}, ...children) {
 }
 export const $ = (sel, root = document) => root.querySelector(sel);
 
-export function badge(text) { return el('span', { class: 'badge ' + String(text || '').toLowerCase() }, text ?? '—'); }
+export function badge(text, cls) {
+  const c = typeof cls === 'string' ? cls : String(text || '').toLowerCase();
+  return el('span', { class: 'badge ' + c }, text ?? '—');
+}
 
 // columns: [{key, label, fmt?(value,row)->Node|string, num?, cls?(value,row)}]
 export function table(container, columns, rows, { sortable = true, rowKey, empty = 'nothing yet' } = {}) {
@@ -151,9 +154,9 @@ export async function boot({ live = true } = {}) {
   tick(); setInterval(tick, 1000);
   health(); setInterval(health, 15000);
   on('heartbeat', () => health());
-  if (live) connectLive();
+  if (live) connectLive(); else { const w = $('#ws-dot'); if (w) w.parentElement.hidden = true; }
   return true;
 }
 
-export function isoDate(d) { return d.toISOString().slice(0, 10); }
+export function isoDate(d) { return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`; }
 export function daysAgo(n) { const d = new Date(); d.setDate(d.getDate() - n); return isoDate(d); }

@@ -59,7 +59,8 @@ if (await boot()) {
     const params = Object.keys(job.param_space || {});
     const metrics = results.length ? Object.keys(results[0]).filter(k => !params.includes(k) && Number.isFinite(Number(results[0][k])) && k !== 'params') : [];
     const sel = $('#metric'); const prev = sel.value;
-    sel.replaceChildren(...metrics.map(m => el('option', {}, m))); if (metrics.includes(prev)) sel.value = prev;
+    sel.replaceChildren(...metrics.map(m => el('option', {}, m)));
+    sel.value = metrics.includes(prev) ? prev : (metrics.find(m => /pnl/i.test(m)) || metrics[0] || '');
     table($('#grid-table'), [...params, ...metrics].map(k => ({ key: k, label: k, num: metrics.includes(k),
       cls: metrics.includes(k) ? v => signCls(v) : undefined })), results, { empty: `job #${id}: ${job.status}` });
     drawHeat(results, params);
@@ -95,7 +96,8 @@ if (await boot()) {
 
   on('backtest_progress', (d) => { loadRuns(); loadJobs(); if (d.run_id === current) showRun(current); if (job && d.job_id === job.job_id) showJob(job.job_id); });
   const [runs, jobs] = await Promise.all([loadRuns(), loadJobs()]);
-  if (runs[0]) showRun(runs[0].run_id);
+  const shown = runs.find(r => r.status === 'complete') || runs[0];
+  if (shown) showRun(shown.run_id);
   if (jobs[0]) showJob(jobs[0].job_id);
   setInterval(async () => {  // poll while anything is still pending or running
     const busy = [...await loadRuns(), ...await loadJobs()].some(x => x.status === 'pending' || x.status === 'running');

@@ -1,7 +1,8 @@
 import { $, api, badge, boot, el, isoDate, table } from '../app.js';
 
 if (await boot({ live: false })) {
-  let cursor = new Date(); cursor.setDate(1);
+  const now = new Date();
+  let cursor = new Date(now.getFullYear(), now.getMonth(), 1);
   const today = isoDate(new Date());
   async function render() {
     const first = new Date(cursor), last = new Date(cursor.getFullYear(), cursor.getMonth() + 1, 0);

@@ -16,7 +16,8 @@ if (await boot()) {
       ['Expiries', `${s.near_expiry || '—'} (${s.near_dte ?? '—'}d) / ${s.far_expiry || '—'} (${s.far_dte ?? '—'}d)`]];
     $('#snap').replaceChildren(...kv.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
     const ts = (s.payload || {}).term_structure || {};
-    const keys = Object.keys(ts);
+    const rank = k => { const i = ['near', 'mid', 'far'].indexOf(k); return i < 0 ? 9 : i; };
+    const keys = Object.keys(ts).sort((a, b) => rank(a) - rank(b) || (ts[a]?.dte ?? 0) - (ts[b]?.dte ?? 0));
     const termPts = keys.map((k, i) => { const v = ts[k]; return [i, typeof v === 'object' && v ? n(v.atm_iv ?? v.iv) : n(v)]; });
     lineChart($('#term'), [{ name: 'ATM IV', points: termPts }], {
       xfmt: v => (Number.isInteger(v) ? keys[v] ?? '' : ''), empty: 'no term structure in payload' });

@@ -50,8 +50,7 @@ if (await boot()) {
   }
   async function loadEngine() {
     const h = await fetch('/api/health').then(r => r.json());
-    $('#h-status').replaceChildren(badge(h.status === 'ok' ? 'done' : 'error'));
-    $('#h-status').firstChild.textContent = h.status;
+    $('#h-status').replaceChildren(badge(h.status, h.status === 'ok' ? 'done' : 'error'));
     $('#h-age').textContent = h.engine_heartbeat_age_s === null ? 'none' : `${h.engine_heartbeat_age_s}s`;
     $('#h-token').textContent = h.token_expires_at ? when(h.token_expires_at) : '—';
     const r = await api('/api/risk');

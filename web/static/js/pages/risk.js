@@ -4,8 +4,7 @@ if (await boot()) {
   async function loadEnv() {
     const r = await api('/api/risk');
     const s = r.state;
-    $('#paused').replaceChildren(badge(r.paused ? 'error' : 'done'));
-    $('#paused').firstChild.textContent = r.paused ? 'ENTRIES PAUSED' : 'entries allowed';
+    $('#paused').replaceChildren(badge(r.paused ? 'ENTRIES PAUSED' : 'entries allowed', r.paused ? 'error' : 'done'));
     const kv = [['Daily P&L', s.daily_pnl, true], ['Weekly P&L', s.weekly_pnl, true], ['Monthly P&L', s.monthly_pnl, true],
       ['Lifetime P&L', s.lifetime_pnl, true], ['Loss streak', s.loss_streak], ['Pause reason', s.pause_reason || '—'],
       ['Paused until', when(s.paused_until)], ['Last close', s.last_close_date || '—'], ['Updated', when(s.updated_at)]];

@@ -11,7 +11,7 @@ if (await boot({ live: false })) {
     ], h, { sortable: false, empty: 'never changed' });
   }
   function editor(v, row) {
-    const input = el('input', { value: String(row.value), size: 10, title: row.allowed, 'data-key': row.key });
+    const input = el('input', { value: String(row.value), size: 9, title: row.allowed, 'data-key': row.key });
     const msg = el('div', { class: 'err' });
     const save = async () => {
       msg.textContent = '';

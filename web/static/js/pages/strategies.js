@@ -25,7 +25,7 @@ if (await boot()) {
       const names = [...new Set([...Object.keys(elig), ...Object.keys(rej)])].sort();
       table($('#why'), [
         { key: 'name', label: 'Strategy' },
-        { key: 'ok', label: 'Eligible', fmt: v => badge(v ? 'done' : 'error') },
+        { key: 'ok', label: 'Eligible', fmt: v => badge(v ? 'eligible' : 'blocked', v ? 'done' : 'error') },
         { key: 'why', label: 'Reasons', cls: () => 'why' },
       ], names.map(n => ({ name: n, ok: elig[n] === true || (elig[n] && elig[n].eligible), why: reasons(rej[n]) || '' })),
       { sortable: false, empty: 'selected: ' + (last.selected_strategy || 'none') });

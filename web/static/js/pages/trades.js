@@ -44,7 +44,7 @@ if (await boot({ live: true })) {
       { key: 'exit_iv', label: 'IV out', num: true, fmt: v => num(v) }, { key: 'mfe', label: 'MFE', num: true, fmt: money },
       { key: 'mae', label: 'MAE', num: true, fmt: money }, { key: 'ai_verdict', label: 'AI' },
       { key: 'event_risk_label', label: 'Event' },
-      { key: 'operator_notes', label: 'Notes', fmt: (v, row) => el('a', { href: '#', onclick: (e) => { e.preventDefault(); editNotes(row); } }, v || '＋ add') },
+      { key: 'operator_notes', label: 'Notes', fmt: (v, row) => el('a', { href: '#', onclick: (e) => { e.preventDefault(); editNotes(row); } }, v || '+ add') },
     ], r.entries, { empty: 'no journal entries' });
   }
   $('#apply').addEventListener('click', loadTrades);
