@@ -45,6 +45,8 @@ class EventBridgeActor(SupervisedActor):
         if kind is None:
             return super().handle(message)
         data = message_fields(message, exclude=("message_id", "correlation_id", "legs"))
+        if isinstance(message, BacktestFinished):
+            data["pct"] = 100
         try:
             publish_event(self._pool, kind, data)
         except Exception as exc:  # noqa: BLE001 - the dashboard missing one event is not fatal

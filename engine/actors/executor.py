@@ -50,7 +50,7 @@ class ExecutorActor(SupervisedActor):
                 self._close_position(message, tag, reason)
             case MarkedToMarket(tag=tag, mtm=mtm) if tag in self._open:
                 marked = self._open[tag].marked(mtm)
-                if (marked.mfe, marked.mae) != (self._open[tag].mfe, self._open[tag].mae):
+                if marked != self._open[tag]:
                     self._open[tag] = marked
                     repo.save_marks(self._pool, marked)
             case SetGoLiveStage(strategy=strategy, stage=stage, reason=reason):

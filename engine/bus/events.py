@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 EVENTS_CHANNEL = "engine_events"
 EVENT_KINDS = frozenset({
     "position_opened", "position_closed", "mtm", "risk_paused", "risk_resumed",
-    "actor_restarted", "backtest_progress", "heartbeat",
+    "actor_restarted", "backtest_progress", "heartbeat", "entry_denied", "order_rejected",
 })
 HEARTBEAT_KEY = "engine_heartbeat"
 

@@ -50,6 +50,7 @@ class Trade:
     direction: str = ""
     mfe: Decimal = Decimal("0")
     mae: Decimal = Decimal("0")
+    mtm: Decimal | None = None
     context: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,11 +75,12 @@ class Trade:
         return total
 
     def marked(self, mtm: Decimal) -> Trade:
-        return replace(self, mfe=max(self.mfe, mtm), mae=min(self.mae, mtm))
+        return replace(self, mfe=max(self.mfe, mtm), mae=min(self.mae, mtm), mtm=mtm)
 
     def payload(self) -> dict[str, Any]:
         return {"legs": [leg.to_json() for leg in self.legs], "direction": self.direction,
-                "mfe": str(self.mfe), "mae": str(self.mae), "context": self.context}
+                "mfe": str(self.mfe), "mae": str(self.mae),
+                "mtm": str(self.mtm) if self.mtm is not None else None, "context": self.context}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Trade:
@@ -87,4 +89,6 @@ class Trade:
                    trade_date=row["trade_date"], opened_at=row["opened_at"],
                    legs=tuple(OpenLeg.from_json(x) for x in p.get("legs", [])),
                    direction=p.get("direction", ""), mfe=Decimal(str(p.get("mfe", "0"))),
-                   mae=Decimal(str(p.get("mae", "0"))), context=p.get("context", {}))
+                   mae=Decimal(str(p.get("mae", "0"))),
+                   mtm=Decimal(str(p["mtm"])) if p.get("mtm") is not None else None,
+                   context=p.get("context", {}))

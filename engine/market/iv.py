@@ -5,27 +5,39 @@ Method
 1. **Reduce to one normalized problem.** Undiscount the price (``p = price / df``), split it
    into intrinsic ``max(w(F-K), 0)`` and time value ``tv``. By put-call parity on the forward
    the time value *is* the price of the out-of-the-money option at the same strike, so every
-   element becomes "find ``s = sigma*sqrt(t)`` with ``b(s) = tv / sqrt(F K)``", where
+   element becomes "find ``s = sigma*sqrt(t)`` with ``b(s) = beta = tv / sqrt(F K)``", where
    ``b(s) = e^{-a/2} N(-a/s + s/2) - e^{a/2} N(-a/s - s/2)`` and ``a = |ln(F/K)|``.
-   ``b`` rises strictly from 0 to ``e^{-a/2}`` so a solution exists iff
-   ``0 < tv/sqrt(FK) < e^{-a/2}``; anything else gets NaN and a reason code.
-2. **Initial guess** (closed forms, no iteration). Split at the inflection point
-   ``s_c = sqrt(2a)`` (Jäckel, "Let's be rational"): below it use the small-vol asymptote
-   ``s ~ a / sqrt(-2 ln b)`` refined with one fixed-point correction for the
-   ``s^3/a^2`` prefactor; above it use the at-the-money inversion
-   ``s = 2 N^-1((1 + b e^{a/2}) / 2)`` (exact for ``a = 0``).
-3. **Safeguarded Newton in log-price space.** Iterate on ``f(s) = ln b(s) - ln b*`` (log
-   price is concave in ``s``, so Newton is well behaved even for prices of 1e-200 deep
-   OTM). Each element keeps a bracket ``[lo, hi]`` updated from the sign of ``f``; a
-   step leaving the bracket is replaced by bisection. All elements iterate in lock-step
-   on the still-active subset until a Newton step is below ``1e-7 s`` (quadratic
-   convergence leaves an error ~1e-14 after it) or any step is below ``1e-11 s``; typical
-   chains converge in 3-6 iterations, the worst cases (minutes to expiry, prices of 1e-200)
-   in < 30.
-4. **Convert back**: ``sigma = s / sqrt(t)``.
+   ``b`` rises strictly from 0 to ``b_max = e^{-a/2}`` so a solution exists iff
+   ``0 < beta < b_max``; anything else gets NaN and a reason code (checked once, up front;
+   only the solvable elements are handed to the solver).
+2. **Initial guess: Jäckel, "Let's be rational" (Wilmott 2015), vectorized.** From the
+   inflection point ``s_c = sqrt(2a)`` and its tangent, the points ``s_l < s_c < s_u`` split
+   ``(0, b_max)`` into four branches. In the two middle ones ``s(beta)`` is a shape-preserving
+   rational cubic (Delbourgo-Gregory) through the branch points with the exact slopes
+   ``1/b'``; in the outer ones the same interpolation is applied to the transformed price
+   ``f_l(s) = 2pi/sqrt(27) a N(-a/(sqrt(3)s))^3`` (lower) or ``f_u(s) = N(-s/2)`` (upper),
+   fitted to value, slope and curvature, and inverted in closed form. Only the branch point
+   on the element's side of ``s_c`` is evaluated, so the guess costs two ``b`` evaluations.
+3. **Two Householder(3) steps** (fourth order, from ``b'``, ``b''/b' = a^2/s^3 - s/4`` and
+   ``b'''/b'``, which cost no extra transcendental) on Jäckel's branch objectives:
+   ``1/ln b - 1/ln beta`` in the lowest branch, ``ln((b_max-beta)/(b_max-b))`` in the highest
+   when ``beta > b_max/2``, ``b - beta`` elsewhere. All elements iterate in lock-step on full
+   arrays (no masking inside the loop). The guess is accurate enough that the first step
+   lands within ~1e-10 relative and the second at machine precision; an element is accepted
+   when its second step is below ``1e-7 s`` (the fourth-order step leaves an error far below
+   1e-12 after that).
+4. **Fallback** (rare: extreme inputs such as ``|ln F/K| >> 1`` or prices near underflow):
+   elements not accepted after step 3 are re-solved by a bracketed, safeguarded Newton in
+   log-price space (Newton on ``ln b`` above ``s_c``, in ``y = 1/s^2`` below it; bisection
+   whenever a step leaves the bracket; stop when a Newton step is below ``1e-7 s`` or any
+   step below ``1e-11 s``; < 30 iterations in the worst cases seen).
+5. **Convert back**: ``sigma = s / sqrt(t)``. :func:`iv_and_greeks` (Black-76) evaluates the
+   price and greeks at the returned vol from the same normalized quantities
+   (``F phi(d1) = sqrt(FK) b'(s)``), without a second pass through the pricing module.
 
-No element can raise: bad inputs become NaN with an :class:`IVStatus` code, so one broken
-quote never loses the rest of the chain.
+Normal CDFs are ``0.5 erfc(-x/sqrt 2)`` (scipy's ``erfc``: same accuracy as ``ndtr``, half
+the cost). No element can raise: bad inputs become NaN with an :class:`IVStatus` code, so one
+broken quote never loses the rest of the chain.
 """
 
 from __future__ import annotations
@@ -34,16 +46,27 @@ from enum import IntEnum
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import ndtr, ndtri
+from scipy.special import erfc, ndtr, ndtri
 
-from engine.market.pricing import Greeks, black76_greeks, bs_greeks, normalized_otm_price
+from engine.market.pricing import Greeks, bs_greeks, normalized_otm_price
 
 __all__ = ["IVResult", "IVStatus", "implied_vol_black76", "implied_vol_bs", "iv_and_greeks"]
 
 F64 = NDArray[np.float64]
 _INV_SQRT_2PI = 0.3989422804014327
+_SQRT_2PI = 2.5066282746310002
+_INV_SQRT2 = 0.7071067811865476
+_INV_SQRT3 = 0.5773502691896258
+_TWO_PI = 6.283185307179586
+_TWO_PI_OVER_SQRT27 = 1.2091995761561452
+_SQRT3_OVER_CBRT_2PI = 0.9386434874273836
+_SQRT_PI_OVER_2 = 1.2533141373155001
+_RC_MIN = -0.9999999850988388  # -(1 - sqrt(eps)): rational cubic control parameter bounds
+_RC_MAX = 4.056481920730334e31  # 2 / eps^2 (above: linear interpolation)
+_ACCEPT = 1e-7  # accept the fast path when its last Householder step is below this * s
 _MAX_ITER = 60
 _TOL = 1e-11
+_ERRS = {"all": "ignore"}
 
 
 class IVStatus(IntEnum):
@@ -79,8 +102,108 @@ class IVResult:
         return [IVStatus(int(c)).name for c in np.ravel(self.status)]
 
 
-def _solve_normalized(a: F64, lnb: F64) -> tuple[F64, F64, int]:
-    """Solve b(s) = exp(lnb) for s > 0, elementwise; returns (s, converged_mask, iters)."""
+def _min_rc_param(dl: F64, dr: F64, slope: F64, prefer: NDArray[np.bool_]) -> F64:
+    """Smallest Delbourgo-Gregory control parameter keeping monotonicity/convexity."""
+    where = np.where
+    mono = (dl * slope >= 0.0) & (dr * slope >= 0.0)
+    conv = (dl <= slope) & (slope <= dr)
+    conc = (dl >= slope) & (slope >= dr)
+    shaped = conv | conc
+    drl = dr - dl
+    r1 = where(mono, (dr + dl) / slope, -np.inf)
+    r2 = where(shaped, np.maximum(np.abs(drl / (dr - slope)), np.abs(drl / (slope - dl))),
+               where(mono & prefer, np.inf, -np.inf))
+    r = np.fmax(np.fmax(r1, r2), _RC_MIN)
+    return where(mono | shaped, r, _RC_MIN)
+
+
+def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
+    """Rational guess + two Householder(3) steps for ``b(s) = beta``; returns (s, accepted)."""
+    where, exp, sqrt = np.where, np.exp, np.sqrt
+    em = exp(-0.5 * a)  # b_max
+    ep = exp(0.5 * a)
+    # --- branch points: inflection s_c and the tangent's crossings of 0 (s_l) / b_max (s_u)
+    s_c = sqrt(2.0 * a)
+    b_c = 0.5 * (em - ep * erfc(sqrt(a)))
+    inv_vc = _SQRT_2PI * ep  # 1 / b'(s_c)
+    low = beta < b_c
+    s_o = s_c + where(low, -b_c, em - b_c) * inv_vc  # s_l below s_c, s_u above
+    h = a / s_o
+    hs = 0.5 * s_o
+    b_o = 0.5 * (em * erfc((h - hs) * _INV_SQRT2) - ep * erfc((h + hs) * _INV_SQRT2))
+    h2 = h * h
+    s2 = s_o * s_o
+    inv_vo = _SQRT_2PI * exp(0.5 * (h2 + hs * hs))  # 1 / b'(s_o)
+    outer = where(low, beta < b_o, beta > b_o)  # lowest or highest branch
+    # --- transformed-price maps at s_o: f_l (lower) or f_u (upper), with df/db and d2f/db2
+    z = h * _INV_SQRT3
+    cdf = 0.5 * erfc(where(low, z, hs) * _INV_SQRT2)  # N(-z) lower, N(-s/2) upper
+    y = h2 * (1.0 / 3.0)
+    e_l = exp(y + 0.125 * s2)
+    phi_z = _INV_SQRT_2PI * exp(-0.5 * y)
+    f_l = _TWO_PI_OVER_SQRT27 * a * cdf * cdf * cdf
+    fp_l = _TWO_PI * y * cdf * cdf * e_l
+    fpp_l = _TWO_PI * e_l * e_l * (y / s_o) * cdf * (2.0 * z + cdf / phi_z * (0.25 * s2 - 2.0 * y - 2.0))
+    e_u = exp(0.5 * h2)
+    fp_u = -0.5 * e_u
+    fpp_u = _SQRT_PI_OVER_2 * e_u * e_u * exp(0.125 * s2) * h2 / s_o
+    # --- one Delbourgo-Gregory rational cubic per element, parameters by branch:
+    #   lowest  [0, b_l]     f_l: (0, f_l), slopes (1, fp_l), curvature fit at b_l
+    #   low-mid [b_l, b_c]   s:   (s_l, s_c), slopes (1/v_l, 1/v_c), curvature 0 at b_c
+    #   up-mid  [b_c, b_u]   s:   (s_c, s_u), slopes (1/v_c, 1/v_u), curvature 0 at b_c
+    #   highest [b_u, b_max] f_u: (f_u, 0), slopes (fp_u, -1/2), curvature fit at b_u
+    xl = where(outer, where(low, 0.0, b_o), where(low, b_o, b_c))
+    xr = where(outer, where(low, b_o, em), where(low, b_c, b_o))
+    yl = where(outer, where(low, 0.0, cdf), where(low, s_o, s_c))
+    yr = where(outer, where(low, f_l, 0.0), where(low, s_c, s_o))
+    dl = where(outer, where(low, 1.0, fp_u), where(low, inv_vo, inv_vc))
+    dr = where(outer, where(low, fp_l, -0.5), where(low, inv_vc, inv_vo))
+    sd = where(outer, where(low, fpp_l, fpp_u), 0.0)
+    hx = xr - xl
+    slope = (yr - yl) / hx
+    r = (0.5 * hx * sd + (dr - dl)) / where(low, dr - slope, slope - dl)
+    r = np.minimum(np.fmax(r, _min_rc_param(dl, dr, slope, outer)), _RC_MAX)
+    t = (beta - xl) / hx
+    omt = 1.0 - t
+    tomt = t * omt
+    g = (yr * t * t * t + (r * yr - hx * dr) * t * tomt + (r * yl + hx * dl) * tomt * omt
+         + yl * omt * omt * omt) / (1.0 + (r - 3.0) * tomt)
+    # invert the maps: f_l -> s = a / (sqrt3 |N^-1(c (f/a)^(1/3))|), f_u -> s = -2 N^-1(f)
+    qn = ndtri(where(low, _SQRT3_OVER_CBRT_2PI * np.cbrt(g / a), g))
+    s = where(outer, where(low, a * _INV_SQRT3 / np.abs(qn), -2.0 * qn), g)
+    # --- objectives: 1/ln b (lowest), ln(b_max - b) (highest, beta > b_max/2), b elsewhere
+    is_log = outer & low
+    is_up = outer & ~low & (beta > 0.5 * em)
+    d_star = em - beta
+    ds = s
+    for _ in range(2):
+        h = a / s
+        hs = 0.5 * s
+        b = 0.5 * (em * erfc((h - hs) * _INV_SQRT2) - ep * erfc((h + hs) * _INV_SQRT2))
+        bp = _INV_SQRT_2PI * exp(-0.5 * (h * h + hs * hs))
+        hos = h / s
+        bh = h * hos - 0.25 * s  # b''/b'
+        bh3 = bh * bh - 3.0 * hos * hos - 0.25  # b'''/b'
+        lnb = np.log(b)
+        c = 1.0 / lnb
+        gl = bp / b
+        d = em - b
+        gu = bp / d
+        newton = where(is_log, (lnbeta - lnb) * lnb / (lnbeta * gl),
+                       where(is_up, np.log(d / d_star) / gu, (beta - b) / bp))
+        u = where(is_log, -gl * (1.0 + 2.0 * c), where(is_up, gu, 0.0))
+        v = where(is_log, 2.0 * gl * gl * (1.0 + 3.0 * c * (1.0 + c)), where(is_up, 2.0 * gu * gu, 0.0))
+        halley = bh + u
+        hh3 = bh3 + v + 3.0 * u * bh
+        ds = newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + hh3 * newton / 6.0))
+        ds = np.maximum(ds, -0.5 * s)
+        s = s + ds
+    ok = (np.abs(ds) <= _ACCEPT * s) & (s > 0.0) & (s < np.inf)
+    return s, ok
+
+
+def _solve_safeguarded(a: F64, lnb: F64) -> tuple[F64, F64, int]:
+    """Fallback: bracketed Newton for b(s) = exp(lnb), elementwise; (s, converged, iters)."""
     n = a.shape[0]
     s_c = np.sqrt(2.0 * a)
     b_c = normalized_otm_price(a, np.where(s_c > 0.0, s_c, 1.0))
@@ -136,6 +259,150 @@ def _solve_normalized(a: F64, lnb: F64) -> tuple[F64, F64, int]:
     return out, conv, it
 
 
+
+def _normalize(price: ArrayLike, f: ArrayLike, k: ArrayLike, t: ArrayLike, is_call: ArrayLike,
+               r: ArrayLike):
+    """Flatten/broadcast inputs, classify every element, normalize the solvable ones.
+
+    Returns (shape, status, todo, arrays) where ``todo`` is None when every element is
+    solvable (no compaction needed) or the flat indices of the solvable ones, and ``arrays``
+    holds the flat inputs plus the normalized ``a``, ``beta``, ``ln beta`` of those elements.
+    """
+    p, fa, ka, ta, ra = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
+                                               for v in (price, f, k, t, r)))
+    call = np.asarray(is_call, dtype=bool)
+    if call.shape != p.shape:
+        p, fa, ka, ta, ra, call = np.broadcast_arrays(p, fa, ka, ta, ra, call)
+    shape = p.shape
+    p, fa, ka, ta, ra, call = (v.ravel() for v in (p, fa, ka, ta, ra, call))
+    with np.errstate(**_ERRS):
+        und = p * np.exp(ra * ta)
+        fmk = fa - ka
+        intrinsic = np.maximum(np.where(call, fmk, -fmk), 0.0)
+        tv = und - intrinsic
+        x = np.log(fa / ka)
+        a = np.abs(x)
+        fk = np.sqrt(fa * ka)
+        beta = tv / fk
+        em = np.exp(-0.5 * a)
+        good = (tv > 1e-14 * und) & (beta < em) & (ta > 0.0) & (p > 0.0)
+    todo = None
+    if good.all():
+        status = np.zeros(p.size, dtype=np.int8)
+    else:
+        status = _classify(p, fa, ka, ta, ra, und, tv, intrinsic, beta, em, call)
+        todo = np.flatnonzero(status == IVStatus.OK)
+        a, beta = a[todo], beta[todo]
+    with np.errstate(**_ERRS):
+        lnbeta = np.log(beta)
+    return shape, status, todo, (p, fa, ka, ta, ra, call, x, fk, intrinsic, a, beta, lnbeta)
+
+
+def _classify(p, fa, ka, ta, ra, und, tv, intrinsic, beta, em, call) -> NDArray[np.int8]:
+    """Per-element status codes (slow path, only when some element is not solvable)."""
+    status = np.zeros(p.size, dtype=np.int8)
+    finite = np.isfinite(p) & np.isfinite(fa) & np.isfinite(ka) & np.isfinite(ta) & np.isfinite(ra)
+    invalid = ~finite | ~(fa > 0.0) | ~(ka > 0.0)
+    status[invalid] = IVStatus.INVALID_INPUT
+    expired = ~invalid & (ta <= 0.0)
+    status[expired] = IVStatus.EXPIRED
+    nonpos = ~invalid & ~expired & (p <= 0.0)
+    status[nonpos] = IVStatus.NONPOSITIVE_PRICE
+    live = status == IVStatus.OK
+    with np.errstate(**_ERRS):
+        eps = 1e-14 * und
+        below = live & (tv < -eps)
+        notv = live & ~below & (tv <= eps)
+        upper = np.where(call, fa, ka)
+        above = live & ~below & ~notv & ((und >= upper) | ~(beta < em))
+    status[below] = IVStatus.BELOW_INTRINSIC
+    status[notv] = IVStatus.NO_TIME_VALUE
+    status[above] = IVStatus.ABOVE_UPPER_BOUND
+    return status
+
+
+def _solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_], int]:
+    """Fast path for everything, safeguarded fallback for the (rare) rejected elements."""
+    with np.errstate(**_ERRS):
+        s, ok = _lbr_solve(a, beta, lnbeta)
+    iters = 2
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        s_fb, conv, it = _solve_safeguarded(a[bad], lnbeta[bad])
+        s[bad] = s_fb
+        ok[bad] = conv
+        iters += it
+    return s, ok, iters
+
+
+def _implied_vol(price, f, k, t, is_call, r, greeks: bool):
+    shape, status, todo, arrs = _normalize(price, f, k, t, is_call, r)
+    p, fa, ka, ta, ra, call, x, fk, intrinsic, a, beta, lnbeta = arrs
+    n = p.size
+    iters = 0
+    g = None
+    if todo is not None and todo.size == 0:
+        iv = np.full(n, np.nan)
+        if greeks:
+            g = [iv] * 6
+        return IVResult(iv.reshape(shape), status.reshape(shape), 0), g, shape
+    s, ok, iters = _solve(a, beta, lnbeta)
+    if todo is not None:
+        ta, ra, call, x, fk, intrinsic, fa = (v[todo] for v in (ta, ra, call, x, fk, intrinsic, fa))
+    sqrt_t = np.sqrt(ta)
+    sig = s / sqrt_t
+    ok &= np.isfinite(sig)
+    all_ok = bool(ok.all())
+    if not all_ok:
+        sig = np.where(ok, sig, np.nan)
+    if todo is None:
+        iv = sig
+        if not all_ok:
+            status[~ok] = IVStatus.NOT_CONVERGED
+    else:
+        iv = np.full(n, np.nan)
+        iv[todo] = sig
+        if not all_ok:
+            status[todo[~ok]] = IVStatus.NOT_CONVERGED
+    if greeks:
+        with np.errstate(**_ERRS):
+            vals = _greeks_normalized(s, a, x, fa, fk, intrinsic, ta, sqrt_t, ra, call)
+        if not all_ok:
+            vals = [np.where(ok, v, np.nan) for v in vals]
+        if todo is not None:
+            full = []
+            for v in vals:
+                out = np.full(n, np.nan)
+                out[todo] = v
+                full.append(out)
+            vals = full
+        g = [v.reshape(shape) for v in vals]
+    return IVResult(iv.reshape(shape), status.reshape(shape), iters), g, shape
+
+
+def _greeks_normalized(s, a, x, fa, fk, intrinsic, ta, sqrt_t, ra, call) -> list[F64]:
+    """Black-76 price and greeks at total vol ``s`` (same conventions as black76_greeks)."""
+    h = a / s
+    hs = 0.5 * s
+    n1 = 0.5 * erfc((h - hs) * _INV_SQRT2)  # N(-a/s + s/2)
+    n2 = 0.5 * erfc((h + hs) * _INV_SQRT2)  # N(-a/s - s/2)
+    em = np.exp(-0.5 * a)
+    tvn = em * n1 - n2 / em
+    df = np.exp(-ra * ta)
+    price = df * (intrinsic + fk * np.maximum(tvn, 0.0))
+    phi_f = fk * _INV_SQRT_2PI * np.exp(-0.5 * (h * h + hs * hs))  # F phi(d1) = K phi(d2)
+    neg = x <= 0.0
+    e = np.where(neg, n1, n2)  # N(d1) for an OTM call (x <= 0) / N(-d1) for an OTM put
+    m = np.where(neg == call, e, 1.0 - e)
+    delta = np.where(call, df * m, -df * m)
+    dphi = df * phi_f
+    gamma = dphi / (fa * fa * s)
+    vega = dphi * sqrt_t
+    theta = ra * price - dphi * s / (2.0 * ta)
+    rho = -ta * price
+    return [price, delta, gamma, vega, theta, rho]
+
+
 def implied_vol_black76(
     price: ArrayLike, f: ArrayLike, k: ArrayLike, t: ArrayLike, is_call: ArrayLike,
     r: ArrayLike = 0.0,
@@ -153,51 +420,7 @@ def implied_vol_black76(
     Returns:
         IVResult with ``iv`` (decimal fraction, NaN where unsolvable) and ``status`` codes.
     """
-    p, fa, ka, ta, ra = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
-                                               for v in (price, f, k, t, r)))
-    call = np.broadcast_to(np.asarray(is_call, dtype=bool), p.shape)
-    shape = p.shape
-    p, fa, ka, ta, ra, call = (v.ravel() for v in (p, fa, ka, ta, ra, call))
-    n = p.size
-    status = np.zeros(n, dtype=np.int8)
-    iv = np.full(n, np.nan)
-    finite = np.isfinite(p) & np.isfinite(fa) & np.isfinite(ka) & np.isfinite(ta) & np.isfinite(ra)
-    invalid = ~finite | ~(fa > 0.0) | ~(ka > 0.0)
-    status[invalid] = IVStatus.INVALID_INPUT
-    expired = ~invalid & (ta <= 0.0)
-    status[expired] = IVStatus.EXPIRED
-    nonpos = ~invalid & ~expired & (p <= 0.0)
-    status[nonpos] = IVStatus.NONPOSITIVE_PRICE
-    live = status == IVStatus.OK
-    with np.errstate(invalid="ignore", over="ignore"):
-        und = p * np.exp(ra * ta)
-        w = np.where(call, 1.0, -1.0)
-        intrinsic = np.maximum(w * (fa - ka), 0.0)
-        tv = und - intrinsic
-        upper = np.where(call, fa, ka)
-    eps = 1e-14 * und
-    below = live & (tv < -eps)
-    status[below] = IVStatus.BELOW_INTRINSIC
-    notv = live & ~below & (tv <= eps)
-    status[notv] = IVStatus.NO_TIME_VALUE
-    above = live & ~below & ~notv & (und >= upper)
-    status[above] = IVStatus.ABOVE_UPPER_BOUND
-    todo = np.flatnonzero(status == IVStatus.OK)
-    iters = 0
-    if todo.size:
-        fs, ks = fa[todo], ka[todo]
-        a = np.abs(np.log(fs / ks))
-        with np.errstate(divide="ignore"):
-            lnb = np.log(tv[todo]) - 0.5 * (np.log(fs) + np.log(ks))
-        at_cap = lnb >= -0.5 * a  # normalized price at/above the OTM upper bound e^{-a/2}
-        s, conv, iters = _solve_normalized(a, np.where(at_cap, -0.5 * a - 1.0, lnb))
-        sig = s / np.sqrt(ta[todo])
-        good = conv & ~at_cap & np.isfinite(sig)
-        iv[todo[good]] = sig[good]
-        st = np.where(at_cap, IVStatus.ABOVE_UPPER_BOUND,
-                      np.where(good, IVStatus.OK, IVStatus.NOT_CONVERGED))
-        status[todo] = st
-    return IVResult(iv.reshape(shape), status.reshape(shape), iters)
+    return _implied_vol(price, f, k, t, is_call, r, greeks=False)[0]
 
 
 def implied_vol_bs(
@@ -217,7 +440,9 @@ def iv_and_greeks(
     """Implied vol plus greeks at that vol (NaN greeks where the vol is NaN).
 
     With ``spot_model=True`` ``f`` is the index spot and Black-Scholes greeks are returned;
-    otherwise ``f`` is the forward and Black-76 greeks are returned.
+    otherwise ``f`` is the forward and Black-76 greeks are returned (computed here from the
+    solver's normalized quantities; identical conventions to
+    :func:`engine.market.pricing.black76_greeks`).
 
     Returns:
         (IVResult, Greeks)
@@ -225,11 +450,10 @@ def iv_and_greeks(
     if spot_model:
         res = implied_vol_bs(price, f, k, t, is_call, r, q)
         g = bs_greeks(f, k, t, res.iv, is_call, r, q)
-    else:
-        res = implied_vol_black76(price, f, k, t, is_call, r)
-        g = black76_greeks(f, k, t, res.iv, is_call, r)
-    bad = ~res.ok
-    if bad.any():
-        g = Greeks(*(np.where(bad, np.nan, v) for v in
-                     (g.price, g.delta, g.gamma, g.vega, g.theta, g.rho)))
-    return res, g
+        bad = ~res.ok
+        if bad.any():
+            g = Greeks(*(np.where(bad, np.nan, v) for v in
+                         (g.price, g.delta, g.gamma, g.vega, g.theta, g.rho)))
+        return res, g
+    res, vals, _shape = _implied_vol(price, f, k, t, is_call, r, greeks=True)
+    return res, Greeks(*vals)
