@@ -221,6 +221,9 @@ def simulated_start(pool: ConnectionPool, config: Config, calendar: NseCalendar)
     with pool.connection() as conn:
         row = conn.execute("SELECT value FROM runtime_state WHERE key = %s",
                            (SIM_CLOCK_KEY,)).fetchone()
+    # the last run's ticks at exactly the saved time already ran: resume just after it
+    saved = (datetime.fromisoformat(row["value"]["now"]).astimezone(IST) + timedelta(seconds=1)
+             if row is not None else None)
     if config.sim_start:
         from datetime import date
 
@@ -228,15 +231,17 @@ def simulated_start(pool: ConnectionPool, config: Config, calendar: NseCalendar)
         if not calendar.is_trading_day(day):
             day = calendar.next_trading_day(day)
         start = calendar.session_open(day)
-    else:
-        today = datetime.now(IST).date()
-        day = today if calendar.is_trading_day(today) else calendar.next_trading_day(today)
-        start = calendar.session_open(day)
-    if row is not None:
-        saved = datetime.fromisoformat(row["value"]["now"]).astimezone(IST)
-        start = max(start, saved)
-    return start
-
+        if saved is not None and saved > start:
+            logger.warning("SIM_START %s is before the simulated clock saved by the last run (%s);"
+                           " continuing from the saved time so no trade is replayed twice",
+                           start, saved)
+            return saved
+        return start
+    if saved is not None:
+        return saved
+    today = datetime.now(IST).date()
+    day = today if calendar.is_trading_day(today) else calendar.next_trading_day(today)
+    return calendar.session_open(day)
 
 def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
           tap: MessageTap | None = None, ids: IdSource | None = None,

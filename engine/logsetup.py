@@ -89,3 +89,4 @@ def setup_logging(level: str = "info", log_dir: Path | None = None, filename: st
         handler._engine_handler = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     logging.getLogger("psycopg.pool").setLevel(max(root.level, logging.WARNING))
+    logging.getLogger("pgserver").setLevel(max(root.level, logging.WARNING))

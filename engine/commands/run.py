@@ -97,6 +97,13 @@ def _run(args: argparse.Namespace) -> int:
           f"broker={cfg.broker}, clock starts {engine.clock.now():%Y-%m-%d %H:%M} IST", flush=True)
     _print_state(pool, "resumed state")
     until = datetime.fromisoformat(args.until).replace(tzinfo=IST) if args.until else None
+    if until is not None and until <= engine.clock.now():
+        engine.stop()
+        pool.close()
+        print(f"--until {until:%Y-%m-%d %H:%M} is not after the simulated clock "
+              f"({engine.clock.now():%Y-%m-%d %H:%M} IST, continued from the last run)",
+              file=sys.stderr)
+        return 2
     last_day = [engine.clock.now().date()]
 
     def on_step(at):

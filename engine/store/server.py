@@ -32,8 +32,13 @@ _embedded = None
 def start_embedded() -> str:
     """Start (or join) the embedded server and return a DSN for the engine database."""
     global _embedded
+    import warnings
+
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset in containers
+            import pgserver
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EmbeddedServerUnavailable(
             "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
