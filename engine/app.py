@@ -8,6 +8,7 @@ chosen speed (nights and holidays are skipped); live market data runs on the rea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -147,10 +148,8 @@ class Engine:
         if self.scheduler is not None and isinstance(self.clock, RealClock):
             self.scheduler.stop()
         if self.supervisor is not None:
-            try:
+            with contextlib.suppress(pykka.ActorDeadError):
                 self.supervisor.stop(timeout=30)
-            except pykka.ActorDeadError:
-                pass
         self.settings.close()
         leftovers = pykka.ActorRegistry.get_all()
         if leftovers:

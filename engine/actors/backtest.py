@@ -125,11 +125,11 @@ class BacktestActor(SupervisedActor):
     def _tell_done(self, future: Future, make) -> None:
         try:
             message = make(future.result(), None)
-        except Exception as exc:  # noqa: BLE001 - the run's error is recorded, not raised
+        except Exception as exc:
             message = make(None, f"{type(exc).__name__}: {exc}")
         try:
             self.actor_ref.tell(message)
-        except Exception:  # noqa: BLE001 - actor restarted; setup marks the run as errored
+        except Exception:
             logger.error("backtest finished after its actor stopped")
 
     def _finish_run(self, done: _RunDone) -> None:

@@ -49,6 +49,6 @@ class EventBridgeActor(SupervisedActor):
             data["pct"] = 100
         try:
             publish_event(self._pool, kind, data)
-        except Exception as exc:  # noqa: BLE001 - the dashboard missing one event is not fatal
+        except Exception as exc:
             logger.warning("could not publish %s to the web: %s", kind, exc)
         return None

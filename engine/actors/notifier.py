@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from engine.actors.base import SupervisedActor
-from engine.notify.channels import LogChannel
 from engine.messages.events import (
     ActorEscalated,
     ActorRestarted,
@@ -24,6 +23,7 @@ from engine.messages.events import (
     TokenRefreshed,
     TokenRefreshFailed,
 )
+from engine.notify.channels import LogChannel
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from engine.messages.legs import Leg
 
 __all__ = [
     "CheckChildren",
-    "Crash",
     "ClosePosition",
+    "Crash",
     "DownloadBhavcopy",
     "EndOfDayTick",
     "GetStatus",

@@ -11,11 +11,7 @@ from psycopg.types.json import Jsonb
 
 from engine.timeutil import IST
 
-SEED_TABLES = """open_trades metrics_days executions closed_trades go_live_state runtime_state
-risk_envelope_state ai_market_analysis ai_market_trades ai_predictions ai_exit_advisories
-ai_market_sentiment nse_holidays market_events reconciliation_audit strategy_battle_log
-iv_snapshots trade_journal calendar_spread_history futures_id_cache bot_settings settings_audit
-bhavcopy_ohlc backtest_runs backtest_grid_jobs schema_migrations""".split()
+SEED_TABLES = ["open_trades", "metrics_days", "executions", "closed_trades", "go_live_state", "runtime_state", "risk_envelope_state", "ai_market_analysis", "ai_market_trades", "ai_predictions", "ai_exit_advisories", "ai_market_sentiment", "nse_holidays", "market_events", "reconciliation_audit", "strategy_battle_log", "iv_snapshots", "trade_journal", "calendar_spread_history", "futures_id_cache", "bot_settings", "settings_audit", "bhavcopy_ohlc", "backtest_runs", "backtest_grid_jobs", "schema_migrations"]
 
 NOW = datetime(2025, 2, 3, 10, 0, tzinfo=IST)
 
