@@ -4,6 +4,12 @@ In paper mode there is no token to keep, and the actor idles (still supervised, 
 structure is the same in every mode). With Dhan configured it delegates each check to a
 ``TokenManager`` (engine.broker.dhan.token) and publishes TokenRefreshed / TokenRefreshFailed;
 a refresh failure with the token near expiry pauses new entries.
+
+Token following (services from ``engine.broker.dhan.wiring``): the actor starts the
+``dhan_token_follower`` (LISTEN ``dhan_token``: every client drops its cached token when any
+process stores a new one) and stops it on stop; it connects the clients' ``dhan_auth_hook``
+so a 401 seen by any Dhan client becomes a ``RefreshToken`` to this actor (by role, so a
+restarted actor is reached). ``handle`` returns the check result, for callers that ``ask``.
 """
 
 from __future__ import annotations
@@ -23,20 +29,38 @@ class TokenActor(SupervisedActor):
         self._manager = self.ctx.services.get("token_manager")
         if self._manager is None:
             logger.info("token actor idle: no Dhan broker configured (paper mode)")
+        self._follower = self.ctx.services.get("dhan_token_follower")
+        if self._follower is not None:
+            self._follower.start()
+        hook = self.ctx.services.get("dhan_auth_hook")
+        if hook is not None:
+            hook.connect(self._on_auth_error)
+
+    def on_stop(self) -> None:
+        hook = self.ctx.services.get("dhan_auth_hook")
+        if hook is not None:
+            hook.connect(None)
+        if getattr(self, "_follower", None) is not None:
+            self._follower.stop()
+
+    def _on_auth_error(self, reason: str) -> None:
+        """Called from a Dhan client's thread: tell (never call) the token role."""
+        msg = RefreshToken(message_id=self.ctx.ids.next_id("dhan-client"), ts=self.clock.now(),
+                           reason=reason, force=True)
+        self.ctx.directory.send("token", msg, sender="dhan-client")
 
     def handle(self, message: Any) -> Any:
         match message:
             case TokenCheckTick() | RefreshToken() if self._manager is None:
                 return None
             case TokenCheckTick(at=at):
-                self._check(at, force=False)
+                return self._check(at, force=False)
             case RefreshToken():
-                self._check(self.clock.now(), force=True)
+                return self._check(self.clock.now(), force=True)
             case _:
                 return super().handle(message)
-        return None
 
-    def _check(self, now, *, force: bool) -> None:
+    def _check(self, now, *, force: bool) -> Any:
         result = self._manager.check(now, force=force)
         action = getattr(result, "action", str(result))
         if action in ("renewed", "minted"):
@@ -45,3 +69,4 @@ class TokenActor(SupervisedActor):
             reason = getattr(result, "reason", "token cannot be refreshed")
             self.publish(self.new(TokenRefreshFailed, reason=reason))
             self.send("risk", self.new(PauseEntries, reason=f"Dhan token: {reason}", source="token"))
+        return result

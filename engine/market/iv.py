@@ -64,6 +64,7 @@ _SQRT_PI_OVER_2 = 1.2533141373155001
 _RC_MIN = -0.9999999850988388  # -(1 - sqrt(eps)): rational cubic control parameter bounds
 _RC_MAX = 4.056481920730334e31  # 2 / eps^2 (above: linear interpolation)
 _ACCEPT = 1e-5  # accept the fast path when its second Householder step is below this * s
+_BLOCK = 3072  # elements per block (see _implied_vol)
 _MAX_ITER = 60
 _TOL = 1e-11
 _ERRS = {"all": "ignore"}
@@ -103,18 +104,18 @@ class IVResult:
 
 
 def _min_rc_param(dl: F64, dr: F64, slope: F64, prefer: NDArray[np.bool_]) -> F64:
-    """Smallest Delbourgo-Gregory control parameter keeping monotonicity/convexity."""
-    where = np.where
-    mono = (dl * slope >= 0.0) & (dr * slope >= 0.0)
-    conv = (dl <= slope) & (slope <= dr)
-    conc = (dl >= slope) & (slope >= dr)
-    shaped = conv | conc
+    """Smallest Delbourgo-Gregory control parameter keeping the interpolant's shape.
+
+    Jäckel's ``minimum_rational_cubic_control_parameter`` specialised to the monotonic data
+    every branch here has (``s(beta)`` and ``f_l`` increase, ``f_u`` decreases): the
+    monotonicity bound ``(d_l + d_r) / slope`` and, where the data are convex or concave, the
+    convexity bound (otherwise: linear interpolation when ``prefer``, else no bound).
+    """
     drl = dr - dl
-    r1 = where(mono, (dr + dl) / slope, -np.inf)
-    r2 = where(shaped, np.maximum(np.abs(drl / (dr - slope)), np.abs(drl / (slope - dl))),
-               where(mono & prefer, np.inf, -np.inf))
-    r = np.fmax(np.fmax(r1, r2), _RC_MIN)
-    return where(mono | shaped, r, _RC_MIN)
+    shaped = (dl <= slope) == (slope <= dr)  # convex or concave
+    r2 = np.where(shaped, np.maximum(np.abs(drl / (dr - slope)), np.abs(drl / (slope - dl))),
+                  np.where(prefer, np.inf, _RC_MIN))
+    return np.fmax(np.fmax((dr + dl) / slope, r2), _RC_MIN)
 
 
 def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
@@ -174,6 +175,7 @@ def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
     # --- objectives: 1/ln b (lowest), ln(b_max - b) (highest, beta > b_max/2), b elsewhere
     is_log = outer & low
     is_up = outer & ~low & (beta > 0.5 * em)
+    any_log, any_up = bool(is_log.any()), bool(is_up.any())
     d_star = em - beta
     ds = s
     for _ in range(2):
@@ -182,19 +184,25 @@ def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
         b = 0.5 * (em * erfc((h - hs) * _INV_SQRT2) - ep * erfc((h + hs) * _INV_SQRT2))
         bp = _INV_SQRT_2PI * exp(-0.5 * (h * h + hs * hs))
         hos = h / s
-        bh = h * hos - 0.25 * s  # b''/b'
-        bh3 = bh * bh - 3.0 * hos * hos - 0.25  # b'''/b'
-        lnb = np.log(b)
-        c = 1.0 / lnb
-        gl = bp / b
-        d = em - b
-        gu = bp / d
-        newton = where(is_log, (lnbeta - lnb) * lnb / (lnbeta * gl),
-                       where(is_up, np.log(d / d_star) / gu, (beta - b) / bp))
-        u = where(is_log, -gl * (1.0 + 2.0 * c), where(is_up, gu, 0.0))
-        v = where(is_log, 2.0 * gl * gl * (1.0 + 3.0 * c * (1.0 + c)), where(is_up, 2.0 * gu * gu, 0.0))
-        halley = bh + u
-        hh3 = bh3 + v + 3.0 * u * bh
+        halley = h * hos - 0.25 * s  # b''/b'
+        hh3 = halley * halley - 3.0 * hos * hos - 0.25  # b'''/b'
+        newton = (beta - b) / bp
+        if any_log:  # g = 1/ln b - 1/ln beta: add the transform's terms to g''/g', g'''/g'
+            lnb = np.log(b)
+            c = 1.0 / lnb
+            gl = bp / b
+            newton = where(is_log, (lnbeta - lnb) * lnb / (lnbeta * gl), newton)
+            u = where(is_log, -gl * (1.0 + 2.0 * c), 0.0)
+            v = where(is_log, 2.0 * gl * gl * (1.0 + 3.0 * c * (1.0 + c)), 0.0)
+            hh3 = hh3 + v + 3.0 * u * halley
+            halley = halley + u
+        if any_up:  # g = ln((b_max - beta) / (b_max - b))
+            d = em - b
+            gu = bp / d
+            newton = where(is_up, np.log(d / d_star) / gu, newton)
+            u = where(is_up, gu, 0.0)
+            hh3 = hh3 + u * (2.0 * u + 3.0 * halley)
+            halley = halley + u
         ds = newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + hh3 * newton / 6.0))
         ds = np.maximum(ds, -0.5 * s)
         s = s + ds
@@ -260,21 +268,23 @@ def _solve_safeguarded(a: F64, lnb: F64) -> tuple[F64, F64, int]:
 
 
 
-def _normalize(price: ArrayLike, f: ArrayLike, k: ArrayLike, t: ArrayLike, is_call: ArrayLike,
-               r: ArrayLike):
-    """Flatten/broadcast inputs, classify every element, normalize the solvable ones.
+def _flat_inputs(price, f, k, t, is_call, r):
+    """Broadcast the inputs; 1-D views (no copies for 1-D or scalar inputs) and the shape."""
+    arrs = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (price, f, k, t, r)),
+                               np.asarray(is_call, dtype=bool))
+    shape = arrs[0].shape
+    if len(shape) != 1:
+        arrs = [v.ravel() for v in arrs]
+    return shape, arrs
 
-    Returns (shape, status, todo, arrays) where ``todo`` is None when every element is
-    solvable (no compaction needed) or the flat indices of the solvable ones, and ``arrays``
-    holds the flat inputs plus the normalized ``a``, ``beta``, ``ln beta`` of those elements.
+
+def _normalize(p, fa, ka, ta, ra, call):
+    """Classify every element and normalize the solvable ones.
+
+    Returns (status, todo, arrays): ``todo`` is None when every element is solvable (no
+    compaction needed), else the indices of the solvable ones; ``arrays`` holds the inputs
+    needed later plus the normalized ``a``, ``beta``, ``ln beta`` of the solvable elements.
     """
-    p, fa, ka, ta, ra = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
-                                               for v in (price, f, k, t, r)))
-    call = np.asarray(is_call, dtype=bool)
-    if call.shape != p.shape:
-        p, fa, ka, ta, ra, call = np.broadcast_arrays(p, fa, ka, ta, ra, call)
-    shape = p.shape
-    p, fa, ka, ta, ra, call = (v.ravel() for v in (p, fa, ka, ta, ra, call))
     with np.errstate(**_ERRS):
         und = p * np.exp(ra * ta)
         fmk = fa - ka
@@ -290,15 +300,15 @@ def _normalize(price: ArrayLike, f: ArrayLike, k: ArrayLike, t: ArrayLike, is_ca
     if good.all():
         status = np.zeros(p.size, dtype=np.int8)
     else:
-        status = _classify(p, fa, ka, ta, ra, und, tv, intrinsic, beta, em, call)
+        status = _classify(p, fa, ka, ta, ra, und, tv, beta, em, call)
         todo = np.flatnonzero(status == IVStatus.OK)
         a, beta = a[todo], beta[todo]
     with np.errstate(**_ERRS):
         lnbeta = np.log(beta)
-    return shape, status, todo, (p, fa, ka, ta, ra, call, x, fk, intrinsic, a, beta, lnbeta)
+    return status, todo, (x, fk, intrinsic, a, beta, lnbeta)
 
 
-def _classify(p, fa, ka, ta, ra, und, tv, intrinsic, beta, em, call) -> NDArray[np.int8]:
+def _classify(p, fa, ka, ta, ra, und, tv, beta, em, call) -> NDArray[np.int8]:
     """Per-element status codes (slow path, only when some element is not solvable)."""
     status = np.zeros(p.size, dtype=np.int8)
     finite = np.isfinite(p) & np.isfinite(fa) & np.isfinite(ka) & np.isfinite(ta) & np.isfinite(ra)
@@ -335,17 +345,13 @@ def _solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_], int]
     return s, ok, iters
 
 
-def _implied_vol(price, f, k, t, is_call, r, greeks: bool):
-    shape, status, todo, arrs = _normalize(price, f, k, t, is_call, r)
-    p, fa, ka, ta, ra, call, x, fk, intrinsic, a, beta, lnbeta = arrs
+def _kernel(p, fa, ka, ta, ra, call, greeks: bool):
+    """IV (and Black-76 greeks) of one block of 1-D inputs: (iv, status, iters, greeks)."""
     n = p.size
-    iters = 0
-    g = None
+    status, todo, (x, fk, intrinsic, a, beta, lnbeta) = _normalize(p, fa, ka, ta, ra, call)
     if todo is not None and todo.size == 0:
         iv = np.full(n, np.nan)
-        if greeks:
-            g = [iv] * 6
-        return IVResult(iv.reshape(shape), status.reshape(shape), 0), g, shape
+        return iv, status, 0, ([iv] * 6 if greeks else None)
     s, ok, iters = _solve(a, beta, lnbeta)
     if todo is not None:
         ta, ra, call, x, fk, intrinsic, fa = (v[todo] for v in (ta, ra, call, x, fk, intrinsic, fa))
@@ -364,6 +370,7 @@ def _implied_vol(price, f, k, t, is_call, r, greeks: bool):
         iv[todo] = sig
         if not all_ok:
             status[todo[~ok]] = IVStatus.NOT_CONVERGED
+    vals = None
     if greeks:
         with np.errstate(**_ERRS):
             vals = _greeks_normalized(s, a, x, fa, fk, intrinsic, ta, sqrt_t, ra, call)
@@ -376,8 +383,36 @@ def _implied_vol(price, f, k, t, is_call, r, greeks: bool):
                 out[todo] = v
                 full.append(out)
             vals = full
-        g = [v.reshape(shape) for v in vals]
-    return IVResult(iv.reshape(shape), status.reshape(shape), iters), g, shape
+    return iv, status, iters, vals
+
+
+def _implied_vol(price, f, k, t, is_call, r, greeks: bool):
+    """Flatten, then run :func:`_kernel` on blocks of ``_BLOCK`` elements.
+
+    Blocking keeps every temporary small (cache resident, recycled by the allocator instead
+    of fresh pages from the OS: on 100k-element arrays page faults cost more than the math).
+    """
+    shape, (p, fa, ka, ta, ra, call) = _flat_inputs(price, f, k, t, is_call, r)
+    n = p.size
+    if n <= _BLOCK:
+        iv, status, iters, vals = _kernel(p, fa, ka, ta, ra, call, greeks)
+    else:
+        iv = np.empty(n)
+        status = np.empty(n, dtype=np.int8)
+        vals = [np.empty(n) for _ in range(6)] if greeks else None
+        iters = 0
+        for i in range(0, n, _BLOCK):
+            j = min(i + _BLOCK, n)
+            biv, bst, bit, bvals = _kernel(p[i:j], fa[i:j], ka[i:j], ta[i:j], ra[i:j],
+                                           call[i:j], greeks)
+            iv[i:j] = biv
+            status[i:j] = bst
+            iters = max(iters, bit)
+            if greeks:
+                for out, v in zip(vals, bvals, strict=True):
+                    out[i:j] = v
+    res = IVResult(iv.reshape(shape), status.reshape(shape), iters)
+    return res, (None if vals is None else [v.reshape(shape) for v in vals])
 
 
 def _greeks_normalized(s, a, x, fa, fk, intrinsic, ta, sqrt_t, ra, call) -> list[F64]:
@@ -455,5 +490,5 @@ def iv_and_greeks(
             g = Greeks(*(np.where(bad, np.nan, v) for v in
                          (g.price, g.delta, g.gamma, g.vega, g.theta, g.rho)))
         return res, g
-    res, vals, _shape = _implied_vol(price, f, k, t, is_call, r, greeks=True)
+    res, vals = _implied_vol(price, f, k, t, is_call, r, greeks=True)
     return res, Greeks(*vals)
