@@ -103,6 +103,7 @@ class Engine:
     supervisor: Any = None
     scheduler: Scheduler | None = None
     bus: Any = None
+    outbox_listener: Any = None
     exit_process: Any = None
     restart_policy: dict[str, Any] = field(default_factory=lambda: {
         "backoff": (0.05, 5.0), "max_restarts": 3, "period_s": 60.0})
@@ -131,8 +132,15 @@ class Engine:
             from engine.bus.commands import CommandBus
             from engine.bus.dispatch import Dispatcher
 
-            self.bus = CommandBus(self.pool, self.config.database_url or _dsn(self.pool),
-                                  Dispatcher(self).dispatch).start()
+            dsn = self.config.database_url or _dsn(self.pool)
+            self.bus = CommandBus(self.pool, dsn, Dispatcher(self).dispatch).start()
+            from engine.actors.notifier import DrainOutbox
+            from engine.store.notify import Listener
+
+            self.outbox_listener = Listener(
+                dsn, ["chat_outbox"],
+                lambda _c, _p: self.directory.send("notifier", DrainOutbox(), sender="outbox"),
+                name="outbox-listener").start()
         logger.info("engine started: %s", ", ".join(self.directory.roles()))
         return self
 
@@ -143,6 +151,8 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.outbox_listener is not None:
+            self.outbox_listener.stop()
         if self.bus is not None:
             self.bus.stop()
         if self.scheduler is not None and isinstance(self.clock, RealClock):
@@ -278,7 +288,8 @@ def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
     services["chat_channels"] = channels_from_config(config)
     services.update(extra_services or {})
     schedule = ScheduleConfig(scan_every_s=config.scan_interval_sec,
-                              monitor_every_s=config.monitor_interval_sec)
+                              monitor_every_s=config.monitor_interval_sec,
+                              monitor_roles=("monitor", "notifier"))
     return Engine(config=config, pool=pool, clock=clock, market=market, calendar=calendar,
                   settings=settings, directory=Directory(tap=tap), ids=ids or RandomIds(),
                   services=services, schedule=schedule, bridge_events=bridge_events)

@@ -35,6 +35,7 @@ def _reachable(dsn: str) -> bool:
 def _embedded_admin(tmp_root: Path) -> str:
     import pgserver
 
+    tmp_root.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(tmp_root / "pgdata", cleanup_mode="stop")
     return server.get_uri()
 

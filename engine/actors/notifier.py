@@ -10,7 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dataclasses import dataclass
+from datetime import timedelta
+
 from engine.actors.base import SupervisedActor
+from engine.messages.commands import MonitorTick
+from engine.timeutil import now_ist
 from engine.messages.events import (
     ActorEscalated,
     ActorRestarted,
@@ -53,12 +58,23 @@ def describe(event: Any) -> str | None:
     return None
 
 
+OUTBOX_MAX_AGE = timedelta(minutes=5)   # a login code is useless after five minutes
+
+
+@dataclass(frozen=True, slots=True)
+class DrainOutbox:
+    """Deliver pending chat_outbox rows now (told on NOTIFY 'chat_outbox')."""
+
+
 class NotifierActor(SupervisedActor):
     def setup(self) -> None:
         self._channels = list(self.ctx.services.get("chat_channels") or [LogChannel()])
-        self.sent: list[str] = []
+        self._pool = self.ctx.services.get("pool")
 
     def handle(self, message: Any) -> Any:
+        if isinstance(message, DrainOutbox | MonitorTick):
+            self._drain_outbox()
+            return None
         text = describe(message)
         if text is None:
             return None
@@ -68,3 +84,29 @@ class NotifierActor(SupervisedActor):
             except Exception as exc:
                 logger.error("chat channel %s failed: %s", getattr(channel, "name", channel), exc)
         return None
+
+    def _drain_outbox(self) -> None:
+        """Send queued chat messages (dashboard login codes) once each, then scrub their text."""
+        if self._pool is None:
+            return
+        by_name = {getattr(c, "name", ""): c for c in self._channels}
+        with self._pool.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                "SELECT id, created_at, channel, text FROM chat_outbox WHERE sent_at IS NULL AND"
+                " error IS NULL ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED").fetchall()
+            for row in rows:
+                channel = by_name.get(row["channel"])
+                error = None
+                if channel is None:
+                    error = f"channel {row['channel']} is not configured in the engine"
+                elif now_ist() - row["created_at"] > OUTBOX_MAX_AGE:  # wall clock: rows are real
+                    error = "expired before delivery"
+                else:
+                    try:
+                        channel.send(row["text"])
+                    except Exception as exc:  # noqa: BLE001 - recorded on the row
+                        error = f"{type(exc).__name__}: {exc}"
+                conn.execute(
+                    "UPDATE chat_outbox SET sent_at = CASE WHEN %(e)s::text IS NULL THEN now() END,"
+                    " error = %(e)s, text = '[delivered; text removed]' WHERE id = %(id)s",
+                    {"e": error, "id": row["id"]})

@@ -279,11 +279,12 @@ def _flat_inputs(price, f, k, t, is_call, r):
 
 
 def _normalize(p, fa, ka, ta, ra, call):
-    """Classify every element and normalize the solvable ones.
+    """Classify every element and normalize all of them.
 
     Returns (status, todo, arrays): ``todo`` is None when every element is solvable (no
-    compaction needed), else the indices of the solvable ones; ``arrays`` holds the inputs
-    needed later plus the normalized ``a``, ``beta``, ``ln beta`` of the solvable elements.
+    gather/scatter needed), else the indices of the solvable ones; ``arrays`` holds
+    ``x = ln(F/K)``, ``sqrt(FK)``, the undiscounted intrinsic value (all elements) and the
+    normalized ``a``, ``beta``, ``ln beta`` (solvable elements only).
     """
     with np.errstate(**_ERRS):
         und = p * np.exp(ra * ta)
@@ -296,39 +297,35 @@ def _normalize(p, fa, ka, ta, ra, call):
         beta = tv / fk
         em = np.exp(-0.5 * a)
         good = (tv > 1e-14 * und) & (beta < em) & (ta > 0.0) & (p > 0.0)
-    todo = None
-    if good.all():
-        status = np.zeros(p.size, dtype=np.int8)
-    else:
-        status = _classify(p, fa, ka, ta, ra, und, tv, beta, em, call)
-        todo = np.flatnonzero(status == IVStatus.OK)
-        a, beta = a[todo], beta[todo]
-    with np.errstate(**_ERRS):
+        if good.all():
+            status = np.zeros(p.size, dtype=np.int8)
+            good = None
+        else:
+            status = _classify(p, fa, ka, ta, ra, und, tv, beta, em, call)
+            good = np.flatnonzero(status == IVStatus.OK)
+            a, beta = a[good], beta[good]
         lnbeta = np.log(beta)
-    return status, todo, (x, fk, intrinsic, a, beta, lnbeta)
+    return status, good, (x, fk, intrinsic, a, beta, lnbeta)
 
 
 def _classify(p, fa, ka, ta, ra, und, tv, beta, em, call) -> NDArray[np.int8]:
-    """Per-element status codes (slow path, only when some element is not solvable)."""
-    status = np.zeros(p.size, dtype=np.int8)
-    finite = np.isfinite(p) & np.isfinite(fa) & np.isfinite(ka) & np.isfinite(ta) & np.isfinite(ra)
-    invalid = ~finite | ~(fa > 0.0) | ~(ka > 0.0)
-    status[invalid] = IVStatus.INVALID_INPUT
-    expired = ~invalid & (ta <= 0.0)
-    status[expired] = IVStatus.EXPIRED
-    nonpos = ~invalid & ~expired & (p <= 0.0)
-    status[nonpos] = IVStatus.NONPOSITIVE_PRICE
-    live = status == IVStatus.OK
-    with np.errstate(**_ERRS):
-        eps = 1e-14 * und
-        below = live & (tv < -eps)
-        notv = live & ~below & (tv <= eps)
-        upper = np.where(call, fa, ka)
-        above = live & ~below & ~notv & ((und >= upper) | ~(beta < em))
-    status[below] = IVStatus.BELOW_INTRINSIC
-    status[notv] = IVStatus.NO_TIME_VALUE
-    status[above] = IVStatus.ABOVE_UPPER_BOUND
-    return status
+    """Per-element status codes (only called when some element is not solvable).
+
+    Codes are assigned from the lowest priority up, so the first applicable reason in the
+    order INVALID_INPUT, EXPIRED, NONPOSITIVE_PRICE, BELOW_INTRINSIC, NO_TIME_VALUE,
+    ABOVE_UPPER_BOUND wins.
+    """
+    where = np.where
+    eps = 1e-14 * und
+    upper = where(call, fa, ka)
+    st = where((und >= upper) | ~(beta < em), np.int8(IVStatus.ABOVE_UPPER_BOUND), np.int8(0))
+    st = where(tv <= eps, np.int8(IVStatus.NO_TIME_VALUE), st)
+    st = where(tv < -eps, np.int8(IVStatus.BELOW_INTRINSIC), st)
+    st = where(p <= 0.0, np.int8(IVStatus.NONPOSITIVE_PRICE), st)
+    st = where(ta <= 0.0, np.int8(IVStatus.EXPIRED), st)
+    valid = (np.isfinite(p) & np.isfinite(ta) & np.isfinite(ra) & (fa > 0.0) & (ka > 0.0)
+             & (fa < np.inf) & (ka < np.inf))
+    return where(valid, st, np.int8(IVStatus.INVALID_INPUT))
 
 
 def _solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_], int]:
@@ -354,24 +351,24 @@ def _kernel(p, fa, ka, ta, ra, call, greeks: bool):
         return iv, status, 0, ([iv] * 6 if greeks else None)
     s, ok, iters = _solve(a, beta, lnbeta)
     if todo is not None:
-        ta, ra, call, x, fk, intrinsic, fa = (v[todo] for v in (ta, ra, call, x, fk, intrinsic, fa))
-    sqrt_t = np.sqrt(ta)
-    sig = s / sqrt_t
-    ok &= np.isfinite(sig)
+        ta = ta[todo]
+    with np.errstate(**_ERRS):
+        sqrt_t = np.sqrt(ta)
+        sig = s / sqrt_t
+    ok &= sig < np.inf  # also False for NaN
     all_ok = bool(ok.all())
     if not all_ok:
         sig = np.where(ok, sig, np.nan)
+        status[~ok if todo is None else todo[~ok]] = IVStatus.NOT_CONVERGED
     if todo is None:
         iv = sig
-        if not all_ok:
-            status[~ok] = IVStatus.NOT_CONVERGED
     else:
         iv = np.full(n, np.nan)
         iv[todo] = sig
-        if not all_ok:
-            status[todo[~ok]] = IVStatus.NOT_CONVERGED
     vals = None
     if greeks:
+        if todo is not None:
+            ra, call, x, fk, intrinsic, fa = (v[todo] for v in (ra, call, x, fk, intrinsic, fa))
         with np.errstate(**_ERRS):
             vals = _greeks_normalized(s, a, x, fa, fk, intrinsic, ta, sqrt_t, ra, call)
         if not all_ok:

@@ -1,4 +1,4 @@
-# ruff: noqa: S603  (the tests run the commands written in docker-compose.yml, on purpose)
+
 """Every Python service of docker-compose.yml, executed for real (there is no Docker here).
 
 Each test takes the service's ``command`` exactly as the compose file writes it, swaps only
@@ -41,7 +41,7 @@ EXECUTABLES = {
 #: Variables of the host environment that would change what a service does in a test.
 SCRUBBED = ("DHAN_CLIENT_ID", "DHAN_ACCESS_TOKEN", "DHAN_PIN", "DHAN_TOTP_SECRET", "BROKER",
             "MARKET_SOURCE", "TELEGRAM_ENABLED", "CLIQ_ENABLED", "HEALTHCHECK_URL",
-            "GUNICORN_CMD_ARGS", "WEB_WORKERS", "SIM_START", "SIM_SPEED", "SIM_SEED")
+            "GUNICORN_CMD_ARGS", "WEB_HOST", "WEB_PORT", "WEB_WORKERS", "SIM_START", "SIM_SPEED", "SIM_SEED")
 
 
 def load_compose() -> dict:
@@ -196,7 +196,7 @@ def _run(argv: list[str], env: Mapping[str, str], timeout: float = 60
 
 def _count(db_url: str, table: str) -> int:
     with psycopg.connect(db_url, connect_timeout=5) as conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 # ------------------------------------------------------------------------------- migrate
@@ -250,6 +250,24 @@ def test_compose_web_command_serves_api_health_with_database_ok(web_service: Web
     status, _ = http_get(f"{web_service.url}/api/auth/nginx-check")
     assert status == 401  # no session: what nginx's auth_request relies on
     assert "Booting worker" in web_service.output()
+
+
+def test_compose_web_command_binds_where_nginx_and_the_healthcheck_connect(
+        compose, tmp_path: Path, db_url: str) -> None:
+    """With the compose environment as written, gunicorn must listen on the container's
+    interface at the exposed port that nginx's upstream and HEALTHCHECK_URL use."""
+    svc = service(compose, "web")
+    env = service_env(svc, tmp_path, db_url)  # WEB_HOST/WEB_PORT only from compose
+    printed = _run([*local_argv(command_of(svc)), "--print-config"], env)
+    assert printed.returncode == 0, printed.stderr
+    config = {k.strip(): v.strip() for k, _, v in
+              (line.partition("=") for line in printed.stdout.splitlines())}
+    bind = config["bind"]
+    port = str(svc["expose"][0])
+    assert bind == f"['0.0.0.0:{port}']", (
+        f"gunicorn binds {bind}: nginx (another container) cannot reach web:{port}")
+    assert f"server web:{port};" in (ROOT / "ops/nginx/dashboard.conf").read_text()
+    assert env["HEALTHCHECK_URL"].startswith(f"http://127.0.0.1:{port}/")
 
 
 def test_compose_web_healthcheck_command_passes_against_running_gunicorn(

@@ -1,9 +1,11 @@
-# ruff: noqa: S603, S607  (tests run fixed local tools: nginx, openssl, bash, make)
-"""The real ops/nginx/dashboard.conf, run by a real nginx on loopback in front of a tiny backend.
+
+"""The real ops/nginx/dashboard.conf, run by a real nginx on loopback in front of the real web
+service: the compose ``web`` command (gunicorn serving ``web:create_app()``) on a test database.
 
 The config is copied with its substitution points rewritten (upstream web:8080, certificate
 paths, listen ports, web roots); everything else — TLS, headers, auth_request, WebSocket
-upgrade, static caching, redirects — is exactly what production runs.
+upgrade, static caching, redirects — is exactly what production runs. What reached the
+upstream is read from gunicorn's access log (format set through GUNICORN_CMD_ARGS).
 """
 
 from __future__ import annotations
@@ -11,24 +13,41 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
-import threading
-import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.cookies import SimpleCookie
 from pathlib import Path
 
+import psycopg
+import pyotp
 import pytest
+
+from tests.conftest import eventually, with_dbname
+from tests.ops.test_compose_commands import (
+    Web,
+    healthcheck_argv,
+    load_compose,
+    service,
+    start_web,
+    stop,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "ops" / "nginx" / "dashboard.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+COOKIE = "nifty_session"
+#: gunicorn access log: one JSON object per request with the headers nginx forwarded.
+ACCESS_FORMAT = ('{"path":"%(U)s","status":"%(s)s","proto":"%({x-forwarded-proto}i)s",'
+                 '"real_ip":"%({x-real-ip}i)s","forwarded_host":"%({x-forwarded-host}i)s",'
+                 '"original_uri":"%({x-original-uri}i)s","upgrade":"%({upgrade}i)s"}')
 
 pytestmark = pytest.mark.skipif(NGINX is None or shutil.which("openssl") is None,
                                 reason="nginx/openssl binaries not installed "
@@ -41,77 +60,51 @@ def _accept(key: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-class _Backend(BaseHTTPRequestHandler):
-    """Speaks just enough of the web service: health, nginx auth check, docs, WebSocket."""
-
-    seen: list[tuple[str, dict[str, str]]]
-
-    def log_message(self, *args: object) -> None:  # keep test output quiet
-        return
-
-    def _send(self, status: int, body: bytes = b"") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        self.server.seen.append((self.path, dict(self.headers.items())))  # type: ignore[attr-defined]
-        cookie = self.headers.get("Cookie", "")
-        if self.path == "/api/health":
-            self._send(200, b'{"status":"ok"}')
-        elif self.path == "/api/auth/nginx-check":
-            ok = "session=ok" in [c.strip() for c in cookie.split(";")]
-            self._send(200 if ok else 401)
-        elif self.path.startswith("/docs"):
-            self._send(200, b'{"docs":true}')
-        elif self.path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
-            key = self.headers["Sec-WebSocket-Key"]
-            accept = _accept(key)
-            self.send_response(101, "Switching Protocols")
-            self.send_header("Upgrade", "websocket")
-            self.send_header("Connection", "Upgrade")
-            self.send_header("Sec-WebSocket-Accept", accept)
-            self.end_headers()
-            self.close_connection = True
-        else:
-            self._send(404)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise AssertionError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass
 class Site:
     http_port: int
     https_port: int
-    seen: list[tuple[str, dict[str, str]]]
+    web: Web
+    access_log: Path
+    totp_secret: str
     tmp: Path
     check_output: str = ""
     ctx: ssl.SSLContext = field(default_factory=ssl._create_unverified_context)
 
-    def https(self, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    def https(self, path: str, headers: dict[str, str] | None = None, method: str = "GET",
+              body: bytes | None = None) -> http.client.HTTPResponse:
         conn = http.client.HTTPSConnection("127.0.0.1", self.https_port, context=self.ctx,
                                            timeout=10)
-        conn.request("GET", path, headers=headers or {})
+        conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
         response.body = response.read()  # type: ignore[attr-defined]
         conn.close()
         return response
+
+    def upstream_requests(self) -> list[dict[str, str]]:
+        """What gunicorn saw so far (its access log), oldest first."""
+        if not self.access_log.exists():
+            return []
+        lines = self.access_log.read_text(encoding="utf-8", errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def upstream_saw(self, path: str, **expected: str) -> dict[str, str]:
+        """Wait until gunicorn logged a request for ``path`` (matching ``expected``)."""
+        def find() -> dict[str, str] | None:
+            return next((r for r in reversed(self.upstream_requests()) if r["path"] == path
+                         and all(r.get(k) == v for k, v in expected.items())), None)
+        return eventually(find, timeout=5)
 
 
 def _rewrite(conf: str, *, backend: int, http_port: int, https_port: int, tmp: Path) -> str:
@@ -133,33 +126,61 @@ def _rewrite(conf: str, *, backend: int, http_port: int, https_port: int, tmp: P
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("nginx")
+def site_database(admin_url: str, template_db: str) -> Iterator[str]:
+    """A fresh migrated database for the whole module (one gunicorn serves every test)."""
+    name = f"t_nginx_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        eventually(lambda: _clone(conn, name, template_db), timeout=10, interval=0.05)
+    try:
+        yield with_dbname(admin_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _clone(conn: psycopg.Connection, name: str, template: str) -> bool:
+    try:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    except psycopg.errors.ObjectInUse:  # template briefly busy in another clone
+        return False
+    return True
+
+
+def _nginx_prefix(tmp: Path) -> None:
     (tmp / "certs").mkdir()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=localhost", "-keyout", str(tmp / "certs" / "privkey.pem"),
                     "-out", str(tmp / "certs" / "fullchain.pem")],
                    check=True, capture_output=True)
     shutil.copy(tmp / "certs" / "fullchain.pem", tmp / "certs" / "chain.pem")
-    (tmp / "html" / "static").mkdir(parents=True)
-    (tmp / "html" / "static" / "app.css").write_text("body{margin:0}\n")
+    # compose mounts ./web/static at /usr/share/nginx/html/static: the same files here
+    (tmp / "html").mkdir()
+    shutil.copytree(ROOT / "web" / "static", tmp / "html" / "static")
     (tmp / "acme" / ".well-known" / "acme-challenge").mkdir(parents=True)
     (tmp / "acme" / ".well-known" / "acme-challenge" / "tok123").write_text("tok123.key")
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
         (tmp / sub).mkdir()
 
-    backend = ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
-    backend.daemon_threads = True
-    backend.seen = []  # type: ignore[attr-defined]
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
 
-    http_port, https_port = _free_port(), _free_port()
-    site_conf = _rewrite(CONF.read_text(encoding="utf-8"), backend=backend.server_address[1],
-                         http_port=http_port, https_port=https_port, tmp=tmp)
-    (tmp / "dashboard.conf").write_text(site_conf)
-    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the 0700 tmp dir
-    mime = "include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
-    (tmp / "nginx.conf").write_text(f"""{user}daemon off;
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, site_database: str) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("nginx")
+    _nginx_prefix(tmp)
+    secret = pyotp.random_base32()
+    access_log = tmp / "web" / "access.log"
+    web = start_web(load_compose(), tmp / "web", site_database,
+                    DASHBOARD_TOTP_SECRET=secret, DASHBOARD_SECRET_KEY="k" * 64,
+                    WEB_ACCESS_LOG=str(access_log),
+                    GUNICORN_CMD_ARGS=f"--access-logformat '{ACCESS_FORMAT}'")
+    proc: subprocess.Popen | None = None
+    try:
+        http_port, https_port = _free_port(), _free_port()
+        site_conf = _rewrite(CONF.read_text(encoding="utf-8"), backend=web.port,
+                             http_port=http_port, https_port=https_port, tmp=tmp)
+        (tmp / "dashboard.conf").write_text(site_conf)
+        user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the 0700 tmp
+        mime = "include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
+        (tmp / "nginx.conf").write_text(f"""{user}daemon off;
 worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log {tmp}/logs/error.log warn;
@@ -175,20 +196,85 @@ http {{
     include {tmp}/dashboard.conf;
 }}
 """)
-    base = [NGINX, "-p", str(tmp), "-e", str(tmp / "logs" / "error.log"),
-            "-c", str(tmp / "nginx.conf")]
-    check = subprocess.run([*base, "-t"], capture_output=True, text=True, check=False)
-    proc = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_port(https_port)
-        _wait_port(http_port)
-        yield Site(http_port=http_port, https_port=https_port, seen=backend.seen, tmp=tmp,
+        base = [NGINX, "-p", str(tmp), "-e", str(tmp / "logs" / "error.log"),
+                "-c", str(tmp / "nginx.conf")]
+        check = subprocess.run([*base, "-t"], capture_output=True, text=True, check=False)
+        proc = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        eventually(lambda: proc.poll() is not None or
+                   (_listening(https_port) and _listening(http_port)), timeout=10)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else proc.returncode
+        yield Site(http_port=http_port, https_port=https_port, web=web, access_log=access_log,
+                   totp_secret=secret, tmp=tmp,
                    check_output=f"rc={check.returncode}\n{check.stderr}")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        backend.shutdown()
-        backend.server_close()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        rc = stop(web.proc)
+        assert rc == 0, f"gunicorn exited {rc} on SIGTERM:\n{web.output()}"
+
+
+@pytest.fixture(scope="module")
+def session_cookie(site: Site) -> str:
+    """Log in through nginx exactly like the login page: session info, then a TOTP code."""
+    before = site.https("/api/auth/session")
+    assert before.status == 200, before.body
+    info = json.loads(before.body)
+    assert info["authenticated"] is False and "totp" in info["login_methods"]
+    code = pyotp.TOTP(site.totp_secret).now()
+    login = site.https("/api/auth/login", method="POST", body=json.dumps({"code": code}).encode(),
+                       headers={"Content-Type": "application/json"})
+    assert login.status == 200, login.body
+    assert json.loads(login.body)["authenticated"] is True
+    jar = SimpleCookie(login.getheader("Set-Cookie", ""))
+    assert COOKIE in jar, login.getheader("Set-Cookie")
+    morsel = jar[COOKIE]
+    assert morsel["httponly"] and morsel["samesite"] == "Strict"
+    assert morsel["secure"], "compose sets DASHBOARD_SECURE_COOKIES: HTTPS-only cookie expected"
+    return f"{COOKIE}={morsel.value}"
+
+
+def _ws_handshake(site: Site, cookie: str | None) -> tuple[str, list[str], bytes, str]:
+    """Open /ws through nginx; returns the status line, header lines, the bytes read after
+    the head (with a 101: the first frame, at least 2 bytes) and the client key."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    extra = f"Cookie: {cookie}\r\n" if cookie else ""
+    request = (f"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+    with socket.create_connection(("127.0.0.1", site.https_port), timeout=10) as raw, \
+            site.ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode().split("\r\n")
+        if status_line.startswith("HTTP/1.1 101"):
+            rest = _read_frame(tls, rest)
+    return status_line, lines, rest, key
+
+
+def _read_frame(tls: ssl.SSLSocket, data: bytes) -> bytes:
+    """Read one unmasked server frame (payload < 64 KiB) and return its payload."""
+    def need(n: int) -> None:
+        nonlocal data
+        while len(data) < n:
+            chunk = tls.recv(4096)
+            assert chunk, f"connection closed inside a frame after {data!r}"
+            data += chunk
+
+    need(2)
+    assert data[0] & 0x0F == 0x1, f"expected a text frame, got opcode {data[0] & 0x0F}"
+    length, offset = data[1] & 0x7F, 2
+    if length == 126:
+        need(4)
+        length, offset = int.from_bytes(data[2:4], "big"), 4
+    need(offset + length)
+    return data[offset:offset + length]
 
 
 def test_nginx_config_test_passes(site: Site) -> None:
@@ -211,64 +297,85 @@ def test_nginx_http_serves_acme_challenge_from_webroot(site: Site) -> None:
     assert response.status == 200 and response.read() == b"tok123.key"
 
 
+@pytest.mark.skipif(shutil.which("wget") is None, reason="wget not installed (the nginx "
+                    "image's healthcheck uses busybox wget)")
+def test_nginx_compose_healthcheck_command_passes(site: Site) -> None:
+    argv = healthcheck_argv(service(load_compose(), "nginx")["healthcheck"]["test"])
+    assert "http://127.0.0.1/nginx-health" in argv[-1]
+    argv[-1] = argv[-1].replace("http://127.0.0.1/", f"http://127.0.0.1:{site.http_port}/")
+    ok = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert not any(r["path"] == "/nginx-health" for r in site.upstream_requests())
+
+
 def test_nginx_api_health_proxied_over_tls_with_forwarded_headers(site: Site) -> None:
-    response = site.https("/api/health")
-    assert response.status == 200 and response.body == b'{"status":"ok"}'
-    _path, headers = next(s for s in reversed(site.seen) if s[0] == "/api/health")
-    assert headers["X-Forwarded-Proto"] == "https"
-    assert headers["X-Real-IP"] == "127.0.0.1"
+    response = site.https("/api/health", headers={"Host": "dash.example.com"})
+    assert response.status == 200, response.body
+    assert json.loads(response.body)["database"] == "ok"
+    seen = site.upstream_saw("/api/health", forwarded_host="dash.example.com")
+    assert seen["proto"] == "https" and seen["real_ip"] == "127.0.0.1"
     with socket.create_connection(("127.0.0.1", site.https_port)) as raw, \
             site.ctx.wrap_socket(raw, server_hostname="localhost") as tls:
         assert tls.version() in {"TLSv1.2", "TLSv1.3"}
 
 
 def test_nginx_security_headers_on_every_response(site: Site) -> None:
-    for path in ("/api/health", "/docs"):
+    for path in ("/api/health", "/docs", "/api/positions", "/static/css/app.css"):
         response = site.https(path)
         csp = response.getheader("Content-Security-Policy", "")
-        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
-        assert "connect-src 'self' wss://" in csp
-        assert response.getheader("Strict-Transport-Security", "").startswith("max-age=")
-        assert response.getheader("X-Content-Type-Options") == "nosniff"
-        assert response.getheader("Referrer-Policy") == "strict-origin-when-cross-origin"
-        assert response.getheader("Server") == "nginx"  # server_tokens off: no version
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, path
+        assert "connect-src 'self' wss://" in csp, path
+        assert response.getheader("Strict-Transport-Security", "").startswith("max-age="), path
+        assert response.getheader("X-Content-Type-Options") == "nosniff", path
+        assert response.getheader("X-Frame-Options") == "DENY", path
+        assert response.getheader("Referrer-Policy") == "strict-origin-when-cross-origin", path
+        assert response.getheader("Server") == "nginx", path  # server_tokens off: no version
 
 
-def test_nginx_docs_gated_by_auth_request(site: Site) -> None:
+def test_nginx_api_requires_session_and_accepts_login_cookie(site: Site,
+                                                             session_cookie: str) -> None:
+    assert site.https("/api/positions").status == 401
+    allowed = site.https("/api/positions", headers={"Cookie": session_cookie})
+    assert allowed.status == 200, allowed.body
+    info = json.loads(site.https("/api/auth/session", headers={"Cookie": session_cookie}).body)
+    assert info["authenticated"] is True and info["csrf_token"]
+
+
+def test_nginx_docs_gated_by_auth_request(site: Site, session_cookie: str) -> None:
     denied = site.https("/docs")
     assert denied.status == 401
-    allowed = site.https("/docs", headers={"Cookie": "theme=dark; session=ok"})
-    assert allowed.status == 200 and allowed.body == b'{"docs":true}'
-    checks = [h for p, h in site.seen if p == "/api/auth/nginx-check"]
-    assert checks and checks[-1]["X-Original-URI"] == "/docs"
+    site.upstream_saw("/api/auth/nginx-check", status="401", original_uri="/docs")
+    assert not any(r["path"] == "/docs" for r in site.upstream_requests())
+    allowed = site.https("/docs", headers={"Cookie": f"theme=dark; {session_cookie}"})
+    assert allowed.status == 200, allowed.body
+    assert b"<html" in allowed.body.lower()
+    site.upstream_saw("/api/auth/nginx-check", status="200", original_uri="/docs")
+    spec = site.https("/docs/openapi.json", headers={"Cookie": session_cookie})
+    assert spec.status == 200 and json.loads(spec.body)["openapi"].startswith("3.")
 
 
-def test_nginx_websocket_upgrade_returns_101(site: Site) -> None:
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (f"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", site.https_port), timeout=10) as raw, \
-            site.ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-        tls.sendall(request)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = tls.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-    status_line, *lines = head.decode().split("\r\n")
-    assert status_line.startswith("HTTP/1.1 101"), head
-    expected = _accept(key)
-    assert f"Sec-WebSocket-Accept: {expected}" in lines
+def test_nginx_websocket_upgrade_returns_101_for_a_session(site: Site,
+                                                           session_cookie: str) -> None:
+    status_line, lines, frame, key = _ws_handshake(site, session_cookie)
+    assert status_line.startswith("HTTP/1.1 101"), (status_line, lines)
+    assert f"Sec-WebSocket-Accept: {_accept(key)}" in lines
+    hello = json.loads(frame)  # the app's first message, relayed through nginx
+    assert hello["kind"] == "hello" and "client" in hello["data"]
+
+
+def test_nginx_websocket_without_session_is_refused_before_upgrade(site: Site) -> None:
+    status_line, _lines, _rest, _key = _ws_handshake(site, None)
+    assert status_line.startswith("HTTP/1.1 401"), status_line
+    site.upstream_saw("/ws", status="401", upgrade="websocket")  # Upgrade header passed on
 
 
 def test_nginx_static_served_from_disk_with_cache_headers(site: Site) -> None:
-    response = site.https("/static/app.css")
-    assert response.status == 200 and response.body == b"body{margin:0}\n"
+    response = site.https("/static/css/app.css")
+    assert response.status == 200
+    assert response.body == (ROOT / "web" / "static" / "css" / "app.css").read_bytes()
     assert "max-age=604800" in response.getheader("Cache-Control", "")
     assert response.getheader("Content-Security-Policy")
-    assert all(p != "/static/app.css" for p, _ in site.seen)
     missing = site.https("/static/absent.js")  # falls through to the web service
     assert missing.status == 404
-    assert any(p == "/static/absent.js" for p, _ in site.seen)
+    site.upstream_saw("/static/absent.js", status="404")
+    assert all(r["path"] != "/static/css/app.css" for r in site.upstream_requests())

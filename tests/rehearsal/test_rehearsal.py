@@ -74,6 +74,8 @@ def test_rehearsal_live_dc_entry_sends_exactly_the_recorded_orders(
                  o.body["transactionType"], int(o.body["quantity"]),
                  Decimal(str(o.avg_price)).quantize(Decimal("0.01")))
                 for o in sim.sim.exchange.orders.values()}
+        assert len(recorded) >= 2 and {r["mode"] for r in h.query(
+            "SELECT mode FROM executions")} == {"live"}
         assert sent == recorded, "the simulator got exactly the orders the executor recorded"
         assert all(o.status == "TRADED" for o in sim.sim.exchange.orders.values())
         token = h.query("SELECT value FROM runtime_state WHERE key = 'dhan_token'")[0]["value"]

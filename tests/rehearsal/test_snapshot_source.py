@@ -82,5 +82,5 @@ def test_quote_unknown_security_raises_noquote(sim: SimServer) -> None:
 
 def test_snapshot_without_data_plan_names_the_problem(sim: SimServer) -> None:
     sim.sim.account.data_plan = False
-    with pytest.raises(MarketDataUnavailable, match="expiry list unavailable.*806"):
+    with pytest.raises(MarketDataUnavailable, match=r"expiry list unavailable.*806"):
         _market(sim).snapshot()

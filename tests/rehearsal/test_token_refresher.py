@@ -105,3 +105,49 @@ def test_follow_only_services_track_the_stored_token_via_notify(
         assert check.action == "still_valid" and check.source == "renew"
     finally:
         follower.stop()
+
+
+def test_revoked_token_reported_by_client_is_refreshed_and_followed(
+        sim: SimServer, db_url: str, pool) -> None:
+    from engine.actors.base import ActorContext
+    from engine.actors.directory import Directory
+    from engine.actors.supervisor import ChildSpec, Supervisor
+    from engine.actors.token import TokenActor
+    from engine.broker.dhan.client import DhanClient
+    from engine.broker.dhan.errors import AuthenticationError
+    from engine.broker.dhan.ratelimit import RateLimiter
+    from engine.clock import RealClock
+    from engine.messages.base import RandomIds
+    from engine.messages.commands import Ping, TokenCheckTick
+
+    env_token = sim.sim.issue_token()
+    cfg = load({**_sim_env(sim, db_url), "DHAN_ACCESS_TOKEN": env_token})
+    services = token_services(cfg, pool, follow_only=False)
+    hook, provider = services["dhan_auth_hook"], services["dhan_token_provider"]
+    hook.quiet_after_change_s = 0.0
+    client = DhanClient(sim.sim.account.client_id, token_provider=provider, on_auth_error=hook,
+                        api_base=sim.api_base, auth_base=sim.url, timeout=2.0,
+                        limiter=RateLimiter(), get_retries=0)
+    clock, ids, directory = RealClock(), RandomIds(), Directory()
+    ctx = ActorContext(clock=clock, directory=directory, ids=ids,
+                       services={"pool": pool, **services})
+    escalations: list[int] = []
+    sup = Supervisor.start([ChildSpec.for_actor("token", TokenActor, ctx)], directory=directory,
+                           clock=clock, ids=ids, exit_process=escalations.append)
+    try:
+        sup.ask(Ping(), timeout=10)
+        now = clock.now()
+        check = directory.require("token").ask(
+            TokenCheckTick(message_id="t1", ts=now, at=now), timeout=10)
+        assert check.action == "still_valid" and _stored(pool)["source"] == "env"
+        assert client.profile()["dhanClientId"] == sim.sim.account.client_id
+        sim.sim.issue_token()  # a mint elsewhere revokes the stored token
+        with pytest.raises(AuthenticationError):
+            client.profile()
+        eventually(lambda: _stored(pool)["source"] == "totp", timeout=10)
+        assert hook.forwarded == 1
+        eventually(lambda: provider() == sim.sim.account.current_token)
+        assert client.profile()["dhanClientId"] == sim.sim.account.client_id
+        assert escalations == []
+    finally:
+        sup.stop(timeout=10)

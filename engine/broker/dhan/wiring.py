@@ -135,13 +135,24 @@ class StoredTokenProvider(CachedTokenProvider):
 
 class AuthErrorHook:
     """``on_auth_error`` of every Dhan client: drop the token cache, then (debounced) call
-    the connected callback with a reason (the TokenActor's "refresh now")."""
+    the connected callback with a reason (the TokenActor's "refresh now").
 
-    def __init__(self, provider: CachedTokenProvider, *, quiet_s: float = 30.0) -> None:
-        self._provider, self.quiet_s = provider, quiet_s
+    Args:
+        provider: the token cache to drop.
+        min_interval_s: at most one forwarded error per this many seconds (a burst of 401s
+            must not become a burst of renewals: each renewal kills the previous token).
+        quiet_after_change_s: errors right after a new token was stored come from requests
+            still in flight with the old one and are not forwarded.
+    """
+
+    def __init__(self, provider: CachedTokenProvider, *, min_interval_s: float = 30.0,
+                 quiet_after_change_s: float = 3.0) -> None:
+        self._provider = provider
+        self.min_interval_s, self.quiet_after_change_s = min_interval_s, quiet_after_change_s
         self._target: Callable[[str], None] | None = None
         self._lock = threading.Lock()
         self._last = float("-inf")
+        self._changed = float("-inf")
         self.seen = 0
         self.forwarded = 0
 
@@ -153,16 +164,18 @@ class AuthErrorHook:
     def token_changed(self) -> None:
         """A new token was stored: errors of requests still in flight are expected."""
         with self._lock:
-            self._last = time.monotonic()
+            self._changed = time.monotonic()
 
     def __call__(self, error: DhanError) -> None:
         self._provider.invalidate()
         with self._lock:
             self.seen += 1
             target = self._target
-            if target is None or time.monotonic() - self._last < self.quiet_s:
+            now = time.monotonic()
+            if (target is None or now - self._last < self.min_interval_s
+                    or now - self._changed < self.quiet_after_change_s):
                 return
-            self._last = time.monotonic()
+            self._last = now
             self.forwarded += 1
         reason = f"Dhan answered {error.code or error.status or 'auth error'} on {error.endpoint}"
         logger.warning("token rejected by Dhan (%s): asking for a refresh", reason)
