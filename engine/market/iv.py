@@ -350,11 +350,9 @@ def _kernel(p, fa, ka, ta, ra, call, greeks: bool):
         iv = np.full(n, np.nan)
         return iv, status, 0, ([iv] * 6 if greeks else None)
     s, ok, iters = _solve(a, beta, lnbeta)
-    if todo is not None:
-        ta = ta[todo]
+    t_s = ta if todo is None else ta[todo]
     with np.errstate(**_ERRS):
-        sqrt_t = np.sqrt(ta)
-        sig = s / sqrt_t
+        sig = s / np.sqrt(t_s)
     ok &= sig < np.inf  # also False for NaN
     all_ok = bool(ok.all())
     if not all_ok:
@@ -370,7 +368,7 @@ def _kernel(p, fa, ka, ta, ra, call, greeks: bool):
         if todo is not None:
             ra, call, x, fk, intrinsic, fa = (v[todo] for v in (ra, call, x, fk, intrinsic, fa))
         with np.errstate(**_ERRS):
-            vals = _greeks_normalized(s, a, x, fa, fk, intrinsic, ta, sqrt_t, ra, call)
+            vals = _greeks_normalized(s, a, x, fa, fk, intrinsic, t_s, np.sqrt(t_s), ra, call)
         if not all_ok:
             vals = [np.where(ok, v, np.nan) for v in vals]
         if todo is not None:

@@ -364,3 +364,14 @@ def test_compose_token_refresher_command_idles_in_paper_mode_until_sigterm(
     finally:
         rc = stop(proc)
     assert rc == 0, out_path.read_text()
+
+
+def test_compose_engine_follows_the_token_of_the_refresher_service(
+        compose, tmp_path: Path, db_url: str) -> None:
+    """Two renewers would revoke each other's Dhan token: with a token-refresher service in
+    the stack, the engine's configuration must say the refresher is external."""
+    from engine import config as engine_config
+
+    assert command_of(service(compose, "token-refresher"))[2] == "token-refresher"
+    cfg = engine_config.load(service_env(service(compose, "engine"), tmp_path, db_url))
+    assert cfg.token_refresher_external is True
