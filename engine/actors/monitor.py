@@ -18,6 +18,7 @@ from engine.messages.commands import ClosePosition, EndOfDayTick, MonitorTick
 from engine.messages.events import MarkedToMarket, PositionClosed, PositionOpened
 from engine.settings import all_knobs
 from engine.strategies.exits import exit_reason, mark_to_market
+from engine.timeutil import now_ist
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class MonitorActor(SupervisedActor):
 
     def _cycle(self, at: datetime) -> None:
         if self._heartbeat is not None:
-            self._heartbeat(at)
+            self._heartbeat(now_ist())  # liveness is wall-clock, even on a simulated market
         # open_trades is the source of truth: a PositionOpened lost to a crash cannot hide a trade
         self._trades = trades_repo.load_open(self._pool)
         params = self._settings.snapshot(EXIT_KEYS)

@@ -136,30 +136,46 @@ def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
     s2 = s_o * s_o
     inv_vo = _SQRT_2PI * exp(0.5 * (h2 + hs * hs))  # 1 / b'(s_o)
     outer = where(low, beta < b_o, beta > b_o)  # lowest or highest branch
-    # --- transformed-price maps at s_o: f_l (lower) or f_u (upper), with df/db and d2f/db2
-    z = h * _INV_SQRT3
-    cdf = 0.5 * erfc(where(low, z, hs) * _INV_SQRT2)  # N(-z) lower, N(-s/2) upper
-    y = h2 * (1.0 / 3.0)
-    e_l = exp(y + 0.125 * s2)
-    phi_z = _INV_SQRT_2PI * exp(-0.5 * y)
-    f_l = _TWO_PI_OVER_SQRT27 * a * cdf * cdf * cdf
-    fp_l = _TWO_PI * y * cdf * cdf * e_l
-    fpp_l = _TWO_PI * e_l * e_l * (y / s_o) * cdf * (2.0 * z + cdf / phi_z * (0.25 * s2 - 2.0 * y - 2.0))
-    e_u = exp(0.5 * h2)
-    fp_u = -0.5 * e_u
-    fpp_u = _SQRT_PI_OVER_2 * e_u * e_u * exp(0.125 * s2) * h2 / s_o
+    is_ll = outer & low
+    is_uu = outer & ~low
+    any_ll, any_uu = bool(is_ll.any()), bool(is_uu.any())
     # --- one Delbourgo-Gregory rational cubic per element, parameters by branch:
-    #   lowest  [0, b_l]     f_l: (0, f_l), slopes (1, fp_l), curvature fit at b_l
     #   low-mid [b_l, b_c]   s:   (s_l, s_c), slopes (1/v_l, 1/v_c), curvature 0 at b_c
     #   up-mid  [b_c, b_u]   s:   (s_c, s_u), slopes (1/v_c, 1/v_u), curvature 0 at b_c
+    #   lowest  [0, b_l]     f_l: (0, f_l), slopes (1, fp_l), curvature fit at b_l
     #   highest [b_u, b_max] f_u: (f_u, 0), slopes (fp_u, -1/2), curvature fit at b_u
-    xl = where(outer, where(low, 0.0, b_o), where(low, b_o, b_c))
-    xr = where(outer, where(low, b_o, em), where(low, b_c, b_o))
-    yl = where(outer, where(low, 0.0, cdf), where(low, s_o, s_c))
-    yr = where(outer, where(low, f_l, 0.0), where(low, s_c, s_o))
-    dl = where(outer, where(low, 1.0, fp_u), where(low, inv_vo, inv_vc))
-    dr = where(outer, where(low, fp_l, -0.5), where(low, inv_vc, inv_vo))
-    sd = where(outer, where(low, fpp_l, fpp_u), 0.0)
+    # (the outer branches' maps are only evaluated when some element needs them)
+    xl = where(low, b_o, b_c)
+    xr = where(low, b_c, b_o)
+    yl = where(low, s_o, s_c)
+    yr = where(low, s_c, s_o)
+    dl = where(low, inv_vo, inv_vc)
+    dr = where(low, inv_vc, inv_vo)
+    sd = 0.0
+    if any_ll:  # f_l(s) = 2pi/sqrt27 a N(-z)^3, z = a/(sqrt3 s), with df/db and d2f/db2 at s_l
+        z = h * _INV_SQRT3
+        y = z * z
+        cdf = 0.5 * erfc(z * _INV_SQRT2)
+        e_l = exp(y + 0.125 * s2)
+        fp_l = _TWO_PI * y * cdf * cdf * e_l
+        fpp_l = (_TWO_PI * e_l * e_l * (y / s_o) * cdf
+                 * (2.0 * z + cdf * _SQRT_2PI * exp(0.5 * y) * (0.25 * s2 - 2.0 * y - 2.0)))
+        xl = where(is_ll, 0.0, xl)
+        xr = where(is_ll, b_o, xr)
+        yl = where(is_ll, 0.0, yl)
+        yr = where(is_ll, _TWO_PI_OVER_SQRT27 * a * cdf * cdf * cdf, yr)
+        dl = where(is_ll, 1.0, dl)
+        dr = where(is_ll, fp_l, dr)
+        sd = where(is_ll, fpp_l, sd)
+    if any_uu:  # f_u(s) = N(-s/2), with df/db and d2f/db2 at s_u
+        e_u = exp(0.5 * h2)
+        xl = where(is_uu, b_o, xl)
+        xr = where(is_uu, em, xr)
+        yl = where(is_uu, 0.5 * erfc(hs * _INV_SQRT2), yl)
+        yr = where(is_uu, 0.0, yr)
+        dl = where(is_uu, -0.5 * e_u, dl)
+        dr = where(is_uu, -0.5, dr)
+        sd = where(is_uu, _SQRT_PI_OVER_2 * e_u * e_u * exp(0.125 * s2) * h2 / s_o, sd)
     hx = xr - xl
     slope = (yr - yl) / hx
     r = (0.5 * hx * sd + (dr - dl)) / where(low, dr - slope, slope - dl)
@@ -167,14 +183,16 @@ def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
     t = (beta - xl) / hx
     omt = 1.0 - t
     tomt = t * omt
-    g = (yr * t * t * t + (r * yr - hx * dr) * t * tomt + (r * yl + hx * dl) * tomt * omt
+    s = (yr * t * t * t + (r * yr - hx * dr) * t * tomt + (r * yl + hx * dl) * tomt * omt
          + yl * omt * omt * omt) / (1.0 + (r - 3.0) * tomt)
     # invert the maps: f_l -> s = a / (sqrt3 |N^-1(c (f/a)^(1/3))|), f_u -> s = -2 N^-1(f)
-    qn = ndtri(where(low, _SQRT3_OVER_CBRT_2PI * np.cbrt(g / a), g))
-    s = where(outer, where(low, a * _INV_SQRT3 / np.abs(qn), -2.0 * qn), g)
+    if any_ll:
+        s = where(is_ll, a * _INV_SQRT3 / np.abs(ndtri(_SQRT3_OVER_CBRT_2PI * np.cbrt(s / a))), s)
+    if any_uu:
+        s = where(is_uu, -2.0 * ndtri(s), s)
     # --- objectives: 1/ln b (lowest), ln(b_max - b) (highest, beta > b_max/2), b elsewhere
-    is_log = outer & low
-    is_up = outer & ~low & (beta > 0.5 * em)
+    is_log = is_ll
+    is_up = is_uu & (beta > 0.5 * em)
     any_log, any_up = bool(is_log.any()), bool(is_up.any())
     d_star = em - beta
     ds = s

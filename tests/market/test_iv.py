@@ -98,3 +98,103 @@ def test_iv_and_greeks_nan_greeks_where_iv_unsolved():
     assert res.ok.tolist() == [True, False]
     assert np.isfinite(g.delta[0]) and np.isnan(g.delta[1])
     assert abs(g.price[0] - 150.0) < 1e-8
+
+
+def _bench_like_chain(n_strikes: int = 150):
+    """Two weekly expiries (2 and 9 days), CE+PE, +-n/2 strikes of 50 points, smile + noise."""
+    rng = np.random.default_rng(7)
+    k = np.tile(F + 50.0 * (np.arange(n_strikes) - n_strikes // 2), 4)
+    t = np.repeat(np.array([2.0, 9.0]) / 365.0, 2 * n_strikes)
+    call = np.tile(np.r_[np.ones(n_strikes, bool), np.zeros(n_strikes, bool)], 2)
+    zs = 3.0 * np.tanh(np.log(k / F) / (0.13 * np.sqrt(t)) / 3.0)
+    vol = 0.13 * (1 - 0.12 * zs + 0.03 * zs * zs) + rng.uniform(0, 0.01, k.size)
+    return k, t, call, vol
+
+
+def test_iv_realistic_chain_solved_by_the_fast_path_to_1e_10():
+    """Rational guess + two Householder steps: no element of a real-looking chain needs the
+    safeguarded fallback (iterations == 2), and the vols are exact far beyond 1e-6."""
+    k, t, call, vol = _bench_like_chain()
+    g = black76_greeks(F, k, t, vol, call, R)
+    res = implied_vol_black76(g.price, F, k, t, call, R)
+    assert res.iterations == 2
+    ident = _identifiable(g.vega, g.price) & (g.price > 0)
+    assert ident.sum() > 300
+    assert np.all(res.ok[ident])
+    assert np.max(np.abs(res.iv[ident] - vol[ident])) < 1e-10
+
+
+def test_normalized_solver_wide_sweep_fast_path_and_fallback_agree():
+    """|ln F/K| up to 3, total vol 1e-3..4: the fast path is accepted everywhere and exact to
+    1e-9 relative in s; the safeguarded fallback alone gives the same answers."""
+    from engine.market import iv as ivmod
+    from engine.market.pricing import normalized_otm_price
+
+    rng = np.random.default_rng(11)
+    a = np.abs(rng.uniform(-3.0, 3.0, 20000))
+    s_true = np.exp(rng.uniform(np.log(1e-3), np.log(4.0), a.size))
+    b = normalized_otm_price(a, s_true)
+    keep = (b > 1e-250) & (b < np.exp(-0.5 * a) * (1 - 1e-12))
+    a, s_true, b = a[keep], s_true[keep], b[keep]
+    with np.errstate(all="ignore"):
+        s, ok = ivmod._lbr_solve(a, b, np.log(b))
+        s_fb, conv, _ = ivmod._solve_safeguarded(a, np.log(b))
+    assert ok.all()
+    assert np.max(np.abs(s / s_true - 1)) < 1e-9
+    assert conv.all()
+    assert np.max(np.abs(s_fb / s_true - 1)) < 1e-9
+
+
+def test_fallback_path_alone_still_exact(monkeypatch):
+    """Force every element through the safeguarded fallback: same exactness as the fast path."""
+    from engine.market import iv as ivmod
+
+    monkeypatch.setattr(ivmod, "_ACCEPT", -1.0)  # reject every fast-path result
+    k, t, call, vol = _bench_like_chain(40)
+    g = black76_greeks(F, k, t, vol, call, R)
+    res = implied_vol_black76(g.price, F, k, t, call, R)
+    assert res.iterations > 2
+    ident = _identifiable(g.vega, g.price) & (g.price > 0)
+    assert np.all(res.ok[ident])
+    assert np.max(np.abs(res.iv[ident] - vol[ident])) < 1e-6
+
+
+def test_iv_and_greeks_match_black76_greeks_at_the_solved_vol():
+    """Greeks computed inside the solver equal pricing.black76_greeks at the returned vol."""
+    k, t, call, vol = _bench_like_chain(60)
+    r = np.where(call, 0.065, 0.07)  # per-element rates broadcast too
+    price = black76_price(F, k, t, vol, call, r)
+    res, g = iv_and_greeks(price, F, k, t, call, r)
+    ref = black76_greeks(F, k, t, np.where(res.ok, res.iv, 0.2), call, r)
+    ok = res.ok
+    assert ok.sum() > 150
+    for name in ("price", "delta", "gamma", "vega", "theta", "rho"):
+        mine, theirs = getattr(g, name), getattr(ref, name)
+        np.testing.assert_allclose(mine[ok], theirs[ok], rtol=1e-9, atol=1e-12, err_msg=name)
+        assert np.isnan(mine[~ok]).all(), name
+
+
+def test_blocked_evaluation_matches_single_block_with_bad_strikes_and_2d_shape(monkeypatch):
+    """Arrays longer than one block are processed block by block: same numbers, statuses and
+    shapes as one block, bad strikes in several blocks included, greeks too."""
+    from engine.market import iv as ivmod
+
+    k, t, call, vol = _bench_like_chain(60)
+    price = black76_price(F, k, t, vol, call, R)
+    price[[3, 50, 51, 170]] = [np.nan, -1.0, 0.0, 1e9]
+    k = k.copy()
+    k[100] = -5.0
+    one_iv, one_g = iv_and_greeks(price, F, k, t, call, R)
+    monkeypatch.setattr(ivmod, "_BLOCK", 37)
+    many_iv, many_g = iv_and_greeks(price, F, k, t, call, R)
+    np.testing.assert_array_equal(one_iv.status, many_iv.status)
+    np.testing.assert_allclose(one_iv.iv, many_iv.iv, rtol=1e-13)
+    for name in ("price", "delta", "gamma", "vega", "theta", "rho"):
+        np.testing.assert_allclose(getattr(one_g, name), getattr(many_g, name), rtol=1e-13)
+    assert one_iv.status[[3, 50, 51, 170, 100]].tolist() == [
+        IVStatus.INVALID_INPUT, IVStatus.NONPOSITIVE_PRICE, IVStatus.NONPOSITIVE_PRICE,
+        IVStatus.ABOVE_UPPER_BOUND, IVStatus.INVALID_INPUT]
+    grid = implied_vol_black76(price.reshape(4, -1), F, k.reshape(4, -1), t.reshape(4, -1),
+                               call.reshape(4, -1), R)
+    assert grid.iv.shape == (4, 60) and grid.status.shape == (4, 60)
+    np.testing.assert_array_equal(grid.status.ravel(), one_iv.status)

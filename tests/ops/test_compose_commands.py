@@ -372,6 +372,6 @@ def test_compose_engine_follows_the_token_of_the_refresher_service(
     the stack, the engine's configuration must say the refresher is external."""
     from engine import config as engine_config
 
-    assert command_of(service(compose, "token-refresher"))[2] == "token-refresher"
+    assert command_of(service(compose, "token-refresher"))[3] == "token-refresher"
     cfg = engine_config.load(service_env(service(compose, "engine"), tmp_path, db_url))
     assert cfg.token_refresher_external is True
