@@ -15,13 +15,14 @@ from typing import Any
 
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as repo
-from engine.execution.paper import NoQuote
+from engine.execution.paper import ExecutionRefused, UnhedgedExposure
 from engine.execution.trades import OpenLeg, Trade
 from engine.messages.commands import (
     ClosePosition,
     EndOfDayTick,
     GetStatus,
     OpenPosition,
+    PauseEntries,
     SetGoLiveStage,
 )
 from engine.messages.events import MarkedToMarket, OrderRejected, PositionClosed, PositionOpened
@@ -84,8 +85,12 @@ class ExecutorActor(SupervisedActor):
         now = self.clock.now()
         try:
             fills = broker.execute(intent.legs, correlation_base=intent.tag, trade_date=now.date())
-        except NoQuote as exc:
-            self._reject(intent, f"no quote: {exc}")
+        except ExecutionRefused as exc:
+            self._reject(intent, f"not executed: {exc}")
+            return
+        except UnhedgedExposure as exc:
+            self._unhedged(intent.tag, exc)
+            self._reject(intent, f"UNHEDGED EXPOSURE: {exc}")
             return
         if stage == "shadow":
             logger.info("SHADOW %s would send: %s", intent.tag,
@@ -114,8 +119,11 @@ class ExecutorActor(SupervisedActor):
         now = self.clock.now()
         try:
             fills = broker.execute(exit_legs, correlation_base=f"{tag}-X", trade_date=now.date())
-        except NoQuote as exc:
+        except ExecutionRefused as exc:
             logger.error("cannot close %s now (%s); the monitor will retry", tag, exc)
+            return
+        except UnhedgedExposure as exc:
+            self._unhedged(tag, exc)
             return
         spot = None
         try:
@@ -128,6 +136,13 @@ class ExecutorActor(SupervisedActor):
             self.publish(self.reply(PositionClosed, msg, trade_id=0, strategy=trade.strategy,
                                     tag=tag, reason=reason, realized_pnl=result.realized_pnl
                                     .quantize(Decimal("0.01"))))
+
+    def _unhedged(self, tag: str, exc: UnhedgedExposure) -> None:
+        """Legs may be open at the broker outside our books: stop entries, tell a human."""
+        logger.critical("NAKED LEG(S) for %s at the broker: %s — close them by hand", tag,
+                        exc.open_legs)
+        self.send("risk", self.new(PauseEntries, reason=f"unhedged legs for {tag}: {exc.open_legs}",
+                                   source="executor"))
 
     def _reject(self, intent: OpenPosition, reason: str) -> None:
         logger.warning("order for %s rejected: %s", intent.tag, reason)

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
+from engine.execution.paper import ExecutionRefused
 from engine.market.snapshot import price_decimal
 from engine.market.snapshot_store import prune_iv_snapshots, record_iv_snapshot
 from engine.market.surface import compute_surface
@@ -83,7 +84,15 @@ class ScannerActor(SupervisedActor):
         return self._paused
 
     def _scan(self, at: datetime) -> None:
-        snap = self._market.snapshot()
+        try:
+            snap = self._market.snapshot()
+        except ExecutionRefused as exc:  # market data unavailable: say so, don't crash
+            logger.warning("scan %s skipped: market data unavailable (%s)", at, exc)
+            with transaction(self._pool) as conn:
+                conn.execute(
+                    "INSERT INTO strategy_battle_log (created_at, trade_date, rejections) VALUES"
+                    " (%s, %s, %s)", (at, at.date(), Jsonb({"market": f"data unavailable: {exc}"})))
+            return
         near, far = futures_quote(snap, "near"), futures_quote(snap, "far")
         hi, lo = self._session_spots.get(at.date(), (snap.spot, snap.spot))
         hi, lo = max(hi, snap.spot), min(lo, snap.spot)

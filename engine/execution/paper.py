@@ -20,7 +20,24 @@ class Quote:
     ltp: Decimal
 
 
-class NoQuote(LookupError):
+class ExecutionRefused(Exception):
+    """An entry or exit was not executed and nothing was left open (safe to retry later)."""
+
+
+class UnhedgedExposure(Exception):
+    """Positions may be left open at the broker outside the engine's books: entries must
+    stop and a human must look (a flatten failed, or an order's state is unknown).
+
+    Attributes:
+        open_legs: ``(security_id, side, quantity)`` believed still open.
+    """
+
+    def __init__(self, message: str, *, open_legs: tuple[tuple[str, str, int], ...] = ()) -> None:
+        super().__init__(message)
+        self.open_legs = open_legs
+
+
+class NoQuote(ExecutionRefused, LookupError):
     """The market has no usable two-sided quote for a security."""
 
 

@@ -38,7 +38,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
 
 from engine.broker.dhan.client import DhanClient
 from engine.broker.dhan.correlation import make_correlation_id
@@ -46,7 +45,7 @@ from engine.broker.dhan.errors import DhanError, OrderInTransitError, OrderState
 from engine.broker.dhan.models import FINAL_STATUSES, Order, OrderRequest
 from engine.clock import Clock
 from engine.execution.charges import order_charges
-from engine.execution.paper import TICK, Fill, NoQuote, Quote
+from engine.execution.paper import TICK, ExecutionRefused, Fill, NoQuote, Quote, UnhedgedExposure
 from engine.messages.legs import Leg, Side
 
 logger = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ PRODUCT_TYPES = ("INTRADAY", "MARGIN")
 MAX_ATTEMPTS = 20
 
 
-class LiveOrderError(NoQuote):
+class LiveOrderError(ExecutionRefused):
     """A live ``execute`` failed and left nothing open (earlier fills were flattened).
 
     Attributes:
@@ -81,7 +80,7 @@ class FillTimeoutError(LiveOrderError):
     """A leg did not fill within ``fill_timeout_s`` (cancelled; partial fills flattened)."""
 
 
-class NakedLegError(RuntimeError):
+class NakedLegError(UnhedgedExposure):
     """Positions may be left open at the broker: a flatten failed or a state is unknown.
 
     Attributes:
@@ -89,8 +88,7 @@ class NakedLegError(RuntimeError):
     """
 
     def __init__(self, message: str, *, open_legs: tuple[tuple[str, str, int], ...]) -> None:
-        super().__init__(message)
-        self.open_legs = open_legs
+        super().__init__(message, open_legs=open_legs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +187,10 @@ class DhanLiveBroker:
                   for leg in legs]
         used = self._used_correlation_ids()
         order = sorted(range(len(legs)), key=lambda i: (legs[i].side is not Side.BUY, i))
+        cids = {i: self._fresh_cid(correlation_base, str(i), used) for i in order}  # nothing sent yet
         fills: dict[int, Fill] = {}
         for i in order:
-            leg = legs[i]
-            cid = self._fresh_cid(correlation_base, str(i), used)
+            leg, cid = legs[i], cids[i]
             try:
                 done = self._run(leg, cid, "LIMIT", prices[i])
             except NakedLegError as exc:
@@ -359,9 +357,3 @@ class DhanLiveBroker:
         except NakedLegError as more:
             exc.open_legs = exc.open_legs + more.open_legs
 
-
-def describe(fills: list[Fill]) -> list[dict[str, Any]]:
-    """Fills as plain dicts (logs, tests)."""
-    return [{"security_id": f.leg.security_id, "side": f.leg.side.value,
-             "quantity": f.leg.quantity, "price": str(f.price), "order_id": f.order_id,
-             "correlation_id": f.correlation_id} for f in fills]
