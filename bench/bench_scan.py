@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.market.calendar import NseCalendar  # noqa: E402
-from engine.market.simulator import SimulatedMarket  # noqa: E402
-from engine.market.surface import compute_surface  # noqa: E402
-from engine.scan_inputs import next_spread_history, strategy_input  # noqa: E402
-from engine.settings import all_knobs  # noqa: E402
-from engine.strategies import calendar_spread  # noqa: E402
-from engine.timeutil import IST  # noqa: E402
+from engine.market.calendar import NseCalendar
+from engine.market.simulator import SimulatedMarket
+from engine.market.surface import compute_surface
+from engine.scan_inputs import next_spread_history, strategy_input
+from engine.settings import all_knobs
+from engine.strategies import calendar_spread
+from engine.timeutil import IST
 
 START = datetime(2025, 2, 3, 9, 15, tzinfo=IST)
 N = 300

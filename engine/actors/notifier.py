@@ -8,14 +8,12 @@ the actor down. Owns nothing durable except the chat outbox it drains (OTP codes
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from engine.actors.base import SupervisedActor
 from engine.messages.commands import MonitorTick
-from engine.timeutil import now_ist
 from engine.messages.events import (
     ActorEscalated,
     ActorRestarted,
@@ -29,6 +27,7 @@ from engine.messages.events import (
     TokenRefreshFailed,
 )
 from engine.notify.channels import LogChannel
+from engine.timeutil import now_ist
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ class NotifierActor(SupervisedActor):
                 else:
                     try:
                         channel.send(row["text"])
-                    except Exception as exc:  # noqa: BLE001 - recorded on the row
+                    except Exception as exc:
                         error = f"{type(exc).__name__}: {exc}"
                 conn.execute(
                     "UPDATE chat_outbox SET sent_at = CASE WHEN %(e)s::text IS NULL THEN now() END,"

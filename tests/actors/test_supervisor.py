@@ -254,7 +254,7 @@ def test_default_exit_process_stops_actors_and_exits_70(tmp_path: Any) -> None:
         threading.Event().wait(20)
         """
     )
-    proc = subprocess.run(  # noqa: S603 - our own interpreter and script
+    proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
         cwd=str(Path(__file__).resolve().parents[2]),
     )

@@ -37,7 +37,7 @@ def test_errors_revoked_token_after_renew_is_token_revoked(sim, make_client):
 
 
 def test_errors_renew_accepts_access_token_key(make_sim, make_client):
-    sim = make_sim(renew_token_key="accessToken")  # noqa: S106
+    sim = make_sim(renew_token_key="accessToken")
     grant = make_client(sim).renew_token()
     assert make_client(sim, grant.access_token).profile()
 

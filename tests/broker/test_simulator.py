@@ -55,7 +55,7 @@ def test_simulator_totp_mint_success_bad_pin_and_throttle(make_sim, make_client)
 def test_simulator_cli_writes_env_and_serves(tmp_path):
     env_file = tmp_path / "sim.env"
     argv = [sys.executable, "-m", "engine.dhan_sim", "--port", "0", "--env-file", str(env_file)]
-    proc = subprocess.Popen(argv, cwd=Path(__file__).parents[2],  # noqa: S603
+    proc = subprocess.Popen(argv, cwd=Path(__file__).parents[2],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: env_file.exists() and "DHAN_INSTRUMENTS_URL" in env_file.read_text(),
@@ -81,7 +81,7 @@ def test_simulator_config_from_env_defaults_and_errors():
         DhanConfig.from_env({})
     with pytest.raises(ValueError, match="DHAN_TIMEOUT_SEC"):
         DhanConfig.from_env({"DHAN_CLIENT_ID": "1", "DHAN_TIMEOUT_SEC": "soon"})
-    assert "secret" not in repr(DhanConfig(client_id="1", totp_secret="secret", pin="1"))  # noqa: S106
+    assert "secret" not in repr(DhanConfig(client_id="1", totp_secret="secret", pin="1"))
 
 
 def test_simulator_over_simulated_market_snapshot(make_sim, make_client):

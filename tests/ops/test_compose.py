@@ -1,4 +1,4 @@
-# ruff: noqa: S607  (the test runs the local make)
+
 """docker-compose.yml, Dockerfile, .dockerignore, .env.docker.example and deploy.mk agree."""
 
 from __future__ import annotations

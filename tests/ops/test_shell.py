@@ -1,4 +1,4 @@
-# ruff: noqa: S603, S607  (tests run fixed local tools: nginx, openssl, bash, make)
+
 """ops/*.sh are strict bash and pass shellcheck; healthcheck.py probes for real."""
 
 from __future__ import annotations
