@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from engine.config import ConfigError
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from engine.dotenv import load_dotenv
+
+        load_dotenv(os.environ.get("ENGINE_ENV_FILE", ".env"))
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

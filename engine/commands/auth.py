@@ -17,6 +17,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     setup.add_argument("--issuer", default="NIFTY engine", help="name shown in the app")
     setup.add_argument("--account", default="dashboard", help="account label in the app")
     setup.add_argument("--no-qr", action="store_true", help="print only the secret and URI")
+    setup.add_argument("--write-env", metavar="FILE", nargs="?", const=".env", default=None,
+                       help="also store DASHBOARD_TOTP_SECRET in this env file (default .env, "
+                       "created with mode 0600)")
     setup.set_defaults(handler=run_setup)
     logout = actions.add_parser("logout-all", help="end every dashboard session now")
     logout.set_defaults(handler=run_logout_all)
@@ -47,8 +50,15 @@ def run_setup(args: argparse.Namespace) -> int:
     out.write(f"Provisioning URI: {uri}\n\n")
     out.write("1. Scan the QR code (or enter the secret) in an authenticator app "
               "(Aegis, Google Authenticator, 1Password, ...).\n")
-    out.write("2. Put this line in your .env and restart the web process:\n\n")
-    out.write(f"   DASHBOARD_TOTP_SECRET={secret}\n\n")
+    if args.write_env:
+        from engine.dotenv import set_in_file
+
+        set_in_file(args.write_env, "DASHBOARD_TOTP_SECRET", secret)
+        out.write(f"2. DASHBOARD_TOTP_SECRET was written to {args.write_env} (mode 0600); "
+                  "restart the web process (make run).\n\n")
+    else:
+        out.write("2. Put this line in your .env and restart the web process:\n\n")
+        out.write(f"   DASHBOARD_TOTP_SECRET={secret}\n\n")
     out.write("3. Log in at the dashboard with the 6-digit code the app shows.\n")
     out.write("Anyone holding this secret can log in: keep .env private (chmod 600).\n")
     return 0
