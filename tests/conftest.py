@@ -23,6 +23,10 @@ from engine.store.pool import open_pool
 
 DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+# A developer's ./.env (live credentials, DATABASE_URL, ...) must never leak into tests,
+# including the engine subprocesses they start.
+os.environ["ENGINE_ENV_FILE"] = os.devnull
+
 
 def _reachable(dsn: str) -> bool:
     try:
