@@ -43,6 +43,7 @@ from engine.messages.commands import PauseEntries, Ping
 from engine.messages.events import (
     ActorEscalated,
     ActorRestarted,
+    AlertRaised,
     BacktestFinished,
     EntryDenied,
     MarkedToMarket,
@@ -77,6 +78,7 @@ SUBSCRIPTIONS: dict[type, tuple[str, ...]] = {
     TokenRefreshed: ("notifier",),
     TokenRefreshFailed: ("notifier",),
     BacktestFinished: ("notifier",),
+    AlertRaised: ("notifier",),
 }
 ACTORS: tuple[tuple[str, type], ...] = (
     ("token", TokenActor), ("notifier", NotifierActor), ("executor", ExecutorActor),

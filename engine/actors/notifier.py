@@ -17,6 +17,7 @@ from engine.messages.commands import MonitorTick
 from engine.messages.events import (
     ActorEscalated,
     ActorRestarted,
+    AlertRaised,
     EntryDenied,
     OrderRejected,
     PositionClosed,
@@ -52,6 +53,8 @@ def describe(event: Any) -> str | None:
             return f"Dhan token refreshed, valid until {e:%Y-%m-%d %H:%M} IST" if e else None
         case TokenRefreshFailed(reason=r):
             return f"Dhan token refresh FAILED: {r}"
+        case AlertRaised(source=source, text=text):
+            return f"ALERT [{source}] {text}"
         case EntryDenied():
             return None
     return None

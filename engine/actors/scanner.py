@@ -22,6 +22,7 @@ from engine.market.snapshot_store import prune_iv_snapshots, record_iv_snapshot
 from engine.market.surface import compute_surface
 from engine.messages.commands import ClosePosition, OpenPosition, PruneTick, ScanTick
 from engine.messages.events import (
+    AlertRaised,
     EntryDenied,
     PositionClosed,
     PositionOpened,
@@ -56,6 +57,7 @@ class ScannerActor(SupervisedActor):
         self._paused_until: datetime | None = risk["paused_until"] if risk else None
         self._open = {t.tag: t for t in trades_repo.load_open(self._pool).values()}
         self._session_spots: dict[Any, tuple[float, float]] = {}
+        self._last_alert: str | None = None
 
     def handle(self, message: Any) -> Any:
         match message:
@@ -88,6 +90,9 @@ class ScannerActor(SupervisedActor):
             snap = self._market.snapshot()
         except ExecutionRefused as exc:  # market data unavailable: say so, don't crash
             logger.warning("scan %s skipped: market data unavailable (%s)", at, exc)
+            if str(exc) != self._last_alert:  # alert once per distinct problem, not every cycle
+                self._last_alert = str(exc)
+                self.publish(self.new(AlertRaised, source="market data", text=str(exc)))
             with transaction(self._pool) as conn:
                 conn.execute(
                     "INSERT INTO strategy_battle_log (created_at, trade_date, rejections) VALUES"

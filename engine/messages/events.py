@@ -17,6 +17,7 @@ from engine.messages.legs import Leg
 __all__ = [
     "ActorEscalated",
     "ActorRestarted",
+    "AlertRaised",
     "BacktestFinished",
     "ChildFailed",
     "EntryDenied",
@@ -168,3 +169,11 @@ class ActorEscalated(Event):
     name: str
     level: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertRaised(Event):
+    """Something an operator must know now (market data down, stale instrument master, ...)."""
+
+    source: str
+    text: str

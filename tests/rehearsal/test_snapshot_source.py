@@ -84,3 +84,58 @@ def test_snapshot_without_data_plan_names_the_problem(sim: SimServer) -> None:
     sim.sim.account.data_plan = False
     with pytest.raises(MarketDataUnavailable, match=r"expiry list unavailable.*806"):
         _market(sim).snapshot()
+
+
+def test_stale_instrument_master_refused_with_clear_reason(sim: SimServer) -> None:
+    from datetime import timedelta
+
+    today = sim.sim.market.today()
+    stale = InstrumentMaster.download(sim.instruments_url, as_of=today - timedelta(days=1))
+    clock = ManualClock(datetime.combine(today, time(10, 0), tzinfo=IST))
+    md = DhanMarketData(sim_client(sim), stale, clock, NseCalendar(), monotonic=FakeMono())
+    with pytest.raises(MarketDataUnavailable, match="refusing to trade: instrument master from"):
+        md.snapshot()
+
+
+def test_scanner_alerts_once_and_logs_cycles_when_market_data_is_down(sim: SimServer, pool,
+                                                                      caplog) -> None:
+    """A stale master reaches the operator as one alert; each cycle says why it did nothing."""
+    import logging
+    from datetime import timedelta
+
+    import pykka
+
+    from engine.actors.base import ActorContext
+    from engine.actors.directory import Directory
+    from engine.actors.notifier import NotifierActor
+    from engine.actors.scanner import ScannerActor
+    from engine.messages.commands import Probe, ScanTick
+    from engine.messages.events import AlertRaised
+    from engine.settings import Settings
+
+    today = sim.sim.market.today()
+    stale = InstrumentMaster.download(sim.instruments_url, as_of=today - timedelta(days=1))
+    clock = ManualClock(datetime.combine(today, time(10, 0), tzinfo=IST))
+    md = DhanMarketData(sim_client(sim), stale, clock, NseCalendar(), monotonic=FakeMono())
+    directory = Directory()
+    directory.subscribe(AlertRaised, "notifier")
+    ctx = ActorContext(clock=clock, directory=directory,
+                       services={"pool": pool, "market": md, "settings": Settings(pool)})
+    caplog.set_level(logging.INFO, logger="engine.chat")
+    directory.set("notifier", NotifierActor.start(supervisor_ref=None, name="notifier", ctx=ctx))
+    scanner = ScannerActor.start(supervisor_ref=None, name="scanner", ctx=ctx)
+    directory.set("scanner", scanner)
+    try:
+        for minute in range(3):
+            at = clock.now() + timedelta(minutes=minute)
+            scanner.tell(ScanTick(ts=at, at=at))
+        scanner.ask(Probe(), timeout=10)
+        directory.get("notifier").ask(Probe(), timeout=10)
+    finally:
+        pykka.ActorRegistry.stop_all(timeout=10)
+    with pool.connection() as conn:
+        rows = conn.execute("SELECT rejections FROM strategy_battle_log ORDER BY id").fetchall()
+    assert len(rows) == 3
+    assert all("refusing to trade" in r["rejections"]["market"] for r in rows)
+    alerts = [r.getMessage() for r in caplog.records if "ALERT [market data]" in r.getMessage()]
+    assert len(alerts) == 1, alerts

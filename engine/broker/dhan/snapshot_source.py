@@ -29,7 +29,7 @@ import numpy as np
 
 from engine.broker.dhan.client import DhanClient
 from engine.broker.dhan.errors import DhanError
-from engine.broker.dhan.instruments import InstrumentMaster
+from engine.broker.dhan.instruments import InstrumentMaster, StaleInstrumentMaster
 from engine.broker.dhan.marketdata import OptionChain as WireChain
 from engine.clock import Clock
 from engine.execution.paper import NoQuote, Quote
@@ -91,6 +91,7 @@ class DhanMarketData:
         self._lock = threading.RLock()
         self._expiries: tuple[float, date, list[date]] | None = None
         self._chains: dict[date, tuple[float, WireChain]] = {}
+        self._futures_day: date | None = None  # futures ids are re-resolved every trading day
         self._futures_quote: tuple[float, dict[str, Any]] | None = None
         self._futures: tuple[dict[str, Any], dict[str, Any]] | None = None
         self._last: tuple[float, MarketSnapshot] | None = None
@@ -170,13 +171,13 @@ class DhanMarketData:
         return chain
 
     def _future_rows(self, today: date) -> tuple[dict[str, Any], dict[str, Any]]:
-        if self._futures is not None:
+        if self._futures is not None and self._futures_day == today:
             near_exp = self._futures[0]["expiry"]
             if near_exp is None or near_exp >= today:
                 return self._futures
         source = self._source(today) if callable(self._source) else self._source
         rows = _rows_from(source, today)
-        self._futures = rows
+        self._futures, self._futures_day = rows, today
         logger.info("Dhan futures: near %s (%s), far %s (%s)", rows[0]["security_id"],
                     rows[0]["expiry"], rows[1]["security_id"], rows[1]["expiry"])
         return rows
@@ -262,6 +263,10 @@ def _strike_step(chains: list[OptionChain]) -> float:
 def _rows_from(source: Any, today: date) -> tuple[dict[str, Any], dict[str, Any]]:
     """Near/far futures rows ``{security_id, expiry, lot_size}`` from a master or mapping."""
     if isinstance(source, InstrumentMaster):
+        try:
+            source.ensure_fresh(today)
+        except StaleInstrumentMaster as exc:
+            raise MarketDataUnavailable(f"refusing to trade: {exc}") from None
         live = source.futures(on_or_after=today)
         if len(live) < 2:
             raise MarketDataUnavailable(
