@@ -10,6 +10,7 @@ sent); live goes to the configured live broker, and is refused when none is conf
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +26,7 @@ from engine.messages.commands import (
     PauseEntries,
     SetGoLiveStage,
 )
-from engine.messages.events import MarkedToMarket, OrderRejected, PositionClosed, PositionOpened
+from engine.messages.events import AlertRaised, MarkedToMarket, OrderRejected, PositionClosed, PositionOpened
 from engine.messages.legs import Leg, Side
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,13 @@ class ExecutorActor(SupervisedActor):
         self._market = s["market"]
         self._stages = repo.seed_go_live(self._pool, s.get("dry_run_flags", {}))
         self._open: dict[str, Trade] = repo.load_open(self._pool)
+        # A live close that was in flight when the engine stopped may have filled at the broker:
+        # never send it again automatically — hold the trade and tell the operator.
+        for tag, trade in list(self._open.items()):
+            if trade.closing and not trade.hold:
+                self._open[tag] = replace(trade, hold="a live close was in flight when the engine "
+                                          f"stopped ({trade.closing}); check the broker")
+                self._alert_hold(self._open[tag])
         # the seeds' save semantics: open_trades replaced transactionally from our state
         repo.replace_open_trades(self._pool, self._open.values())
 
@@ -99,7 +107,17 @@ class ExecutorActor(SupervisedActor):
                       opened_at=now, direction=str(intent.params.get("direction", "")),
                       legs=tuple(OpenLeg(f.leg, f.price, f.charges.total) for f in fills),
                       context={k: v for k, v in intent.params.items() if k != "direction"})
-        if not repo.record_open(self._pool, trade, fills, now):
+        try:
+            recorded = repo.record_open(self._pool, trade, fills, now)
+        except Exception as exc:
+            if stage != "live":
+                raise
+            self._unhedged(trade.tag, UnhedgedExposure(
+                f"entry filled at the broker but could not be recorded ({type(exc).__name__})",
+                open_legs=tuple((f.leg.security_id, f.leg.side.value, f.leg.quantity)
+                                for f in fills)))
+            return
+        if not recorded:
             return
         self._open[trade.tag] = trade
         self.publish(self.reply(PositionOpened, intent, trade_id=0, strategy=trade.strategy,
@@ -111,31 +129,78 @@ class ExecutorActor(SupervisedActor):
         if trade is None:
             logger.info("close for %s ignored: not open (already closed?)", tag)
             return
-        broker = self._broker(trade.mode) or self._paper
+        if trade.hold and not reason.startswith("manual close"):
+            logger.warning("automatic close of %s (%s) refused: on hold — %s", tag, reason,
+                           trade.hold)
+            return
+        broker = self._broker(trade.mode)
+        if broker is None:
+            # a live trade must never be "closed" on paper: the position would stay at the broker
+            logger.critical("cannot close %s: no %s broker configured (BROKER=%s?)", tag,
+                            trade.mode, "dhan" if trade.mode == "live" else trade.mode)
+            self._hold(trade, f"no {trade.mode} broker configured to close it")
+            return
         exit_legs = tuple(
             Leg(security_id=x.leg.security_id, side=Side.SELL if x.leg.side is Side.BUY else Side.BUY,
                 quantity=x.leg.quantity, kind=x.leg.kind, option_type=x.leg.option_type,
                 expiry=x.leg.expiry, strike=x.leg.strike) for x in trade.legs)
         now = self.clock.now()
+        live = trade.mode == "live"
+        if live:  # written before any order leaves, so a crash cannot lead to a second close
+            trade = replace(trade, closing=now.isoformat())
+            repo.save_marks(self._pool, trade)
+            self._open[tag] = trade
         try:
             fills = broker.execute(exit_legs, correlation_base=f"{tag}-X", trade_date=now.date())
         except ExecutionRefused as exc:
             logger.error("cannot close %s now (%s); the monitor will retry", tag, exc)
+            if live:  # nothing was left open: the close may be tried again
+                self._open[tag] = replace(trade, closing=None)
+                repo.save_marks(self._pool, self._open[tag])
             return
         except UnhedgedExposure as exc:
             self._unhedged(tag, exc)
+            self._hold(trade, f"close left unhedged legs: {exc.open_legs}")
             return
         spot = None
         try:
             spot = Decimal(repr(self._market.snapshot().spot)).quantize(Decimal("0.01"))
         except Exception:
             logger.debug("no spot for the journal of %s", tag)
-        result = repo.record_close(self._pool, trade, fills, now, reason, {"exit_spot": spot})
+        try:
+            result = repo.record_close(self._pool, trade, fills, now, reason, {"exit_spot": spot})
+        except Exception as exc:
+            if not live:
+                raise
+            self._unhedged(tag, UnhedgedExposure(
+                f"exit filled at the broker but could not be recorded ({type(exc).__name__})",
+                open_legs=()))
+            self._hold(trade, "exit filled at the broker but was not recorded; check the broker")
+            return
         del self._open[tag]
         if result.recorded:
             self.publish(self.reply(PositionClosed, msg, trade_id=0, strategy=trade.strategy,
                                     tag=tag, reason=reason, realized_pnl=result.realized_pnl
                                     .quantize(Decimal("0.01"))))
+
+    def _hold(self, trade: Trade, why: str) -> None:
+        """Suspend automatic closes of ``trade`` until an operator closes it by hand."""
+        held = replace(trade, hold=why)
+        self._open[trade.tag] = held
+        try:
+            repo.save_marks(self._pool, held)
+        except Exception:
+            logger.exception("could not persist the hold on %s", trade.tag)
+        self._alert_hold(held)
+
+    def _alert_hold(self, trade: Trade) -> None:
+        logger.critical("trade %s on hold: %s", trade.tag, trade.hold)
+        self.publish(self.new(AlertRaised, source="executor",
+                              text=f"{trade.tag} on hold: {trade.hold}. Automatic exits are "
+                                   "suspended; close it from the dashboard once the broker "
+                                   "position is checked."))
+        self.send("risk", self.new(PauseEntries, reason=f"{trade.tag} on hold: {trade.hold}",
+                                   source="executor"))
 
     def _unhedged(self, tag: str, exc: UnhedgedExposure) -> None:
         """Legs may be open at the broker outside our books: stop entries, tell a human."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -31,6 +32,7 @@ from engine.store.tx import transaction
 
 logger = logging.getLogger(__name__)
 
+PENDING_TTL = timedelta(minutes=5)
 LIMIT_KEYS = [k.key for k in all_knobs() if k.key.startswith("RISK_")]
 
 
@@ -39,8 +41,14 @@ class RiskActor(SupervisedActor):
         self._pool = self.ctx.services["pool"]
         self._settings = self.ctx.services["settings"]
         self._state: EnvelopeState = repository.load(self._pool)
-        self._open = {t.tag: t.strategy for t in trades_repo.load_open(self._pool).values()}
-        self._pending: set[str] = set()
+        trades = trades_repo.load_open(self._pool)
+        self._open = {t.tag: t.strategy for t in trades.values()}
+        held = sorted(t.tag for t in trades.values() if t.hold)
+        if held and self._state.pause_reason is None:
+            # the executor may have put a trade on hold before this actor was running
+            self._set_pause(f"executor: trades on hold {held}; check the broker")
+        # approved intents not yet confirmed by PositionOpened/OrderRejected, with approval time
+        self._pending: dict[str, datetime] = {}
         self._save_slots()
 
     def handle(self, message: Any) -> Any:
@@ -48,17 +56,17 @@ class RiskActor(SupervisedActor):
             case OpenPosition():
                 self._on_intent(message)
             case PositionOpened(tag=tag, strategy=strategy):
-                self._pending.discard(tag)
+                self._pending.pop(tag, None)
                 self._open[tag] = strategy
                 self._save_slots()
             case PositionClosed(tag=tag, realized_pnl=pnl):
-                self._pending.discard(tag)
+                self._pending.pop(tag, None)
                 self._open.pop(tag, None)
                 if pnl is not None:
                     self._on_close(pnl)
                 self._save_slots()
             case OrderRejected(tag=tag):
-                self._pending.discard(tag)
+                self._pending.pop(tag, None)
             case PauseEntries(reason=reason, source=source):
                 self._set_pause(f"{source}: {reason}")
             case ResumeEntries(reason=reason):
@@ -76,18 +84,23 @@ class RiskActor(SupervisedActor):
         now = self.clock.now()
         # recount from open_trades (the source of truth) so a lost event cannot over-admit
         self._open = {t.tag: t.strategy for t in trades_repo.load_open(self._pool).values()}
-        self._pending -= set(self._open)
+        # an intent lost with a crashed executor must not hold a slot for the rest of the day
+        self._pending = {tag: at for tag, at in self._pending.items()
+                         if tag not in self._open and now - at < PENDING_TTL}
         occupied = len(self._open) + len(self._pending)
         reason = entry_denial(self._state, now, occupied, self._limits())
-        if reason is None and intent.tag in self._open:
+        if reason is None and (intent.tag in self._open or intent.tag in self._pending):
             reason = f"tag {intent.tag} is already open"
         if reason is not None:
             logger.info("entry %s denied: %s", intent.tag, reason)
             self.publish(self.reply(EntryDenied, intent, strategy=intent.strategy, tag=intent.tag,
                                     reason=reason))
             return
-        self._pending.add(intent.tag)
-        self.send("executor", intent)
+        if not self.send("executor", intent):
+            self.publish(self.reply(EntryDenied, intent, strategy=intent.strategy, tag=intent.tag,
+                                    reason="executor unavailable (restarting); entry dropped"))
+            return
+        self._pending[intent.tag] = now
 
     def _on_close(self, pnl) -> None:
         before = self._state.paused(self.clock.now())
@@ -96,7 +109,7 @@ class RiskActor(SupervisedActor):
         after = self._state.paused(self.clock.now())
         if after and after != before:
             logger.warning("risk envelope paused entries: %s", after)
-            self.publish(self.new(RiskPaused, reason=after))
+            self.publish(self.new(RiskPaused, reason=after, paused_until=self._state.paused_until))
 
     def _set_pause(self, reason: str) -> None:
         self._state = replace(self._state, pause_reason=reason, paused_until=None)

@@ -65,8 +65,8 @@ class ScannerActor(SupervisedActor):
                 self._scan(at)
             case PruneTick(table=table, keep_days=days, at=at):
                 self._prune(table, days, at)
-            case RiskPaused(reason=reason):
-                self._paused, self._paused_until = reason, None
+            case RiskPaused(reason=reason, paused_until=until):
+                self._paused, self._paused_until = reason, until
             case RiskResumed():
                 self._paused = None
             case PositionOpened():

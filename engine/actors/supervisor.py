@@ -79,6 +79,9 @@ class ChildSpec:
         backoff: (first delay, cap) in seconds for the exponential restart back-off.
         stop_timeout_s: how long shutdown waits for the child to stop.
         start_timeout_s: how long the initial start waits for ``setup`` to finish.
+        busy_grace_s: how long a liveness ping may stay unanswered before the child counts as
+            stuck (0: one liveness interval). Give it to a child whose handlers legitimately
+            block for a while, e.g. the executor waiting for live fills.
     """
 
     name: str
@@ -89,6 +92,7 @@ class ChildSpec:
     backoff: tuple[float, float] = (0.5, 30.0)
     stop_timeout_s: float = 5.0
     start_timeout_s: float = 10.0
+    busy_grace_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -130,6 +134,7 @@ class _Child:
     restarts: int = 0
     pending: threading.Timer | None = None
     ping: pykka.Future[Any] | None = None
+    ping_sent: float = 0.0
     stuck_since: float | None = None
     stuck_escalations: int = 0
     gone: bool = False
@@ -338,10 +343,12 @@ class Supervisor(pykka.ThreadingActor):
                 self._on_death(child, "found dead by liveness check", reported=False)
                 continue
             if child.ping is not None and not self._ping_answered(child.ping):
-                self._on_stuck(child, now)
+                if now - child.ping_sent >= child.spec.busy_grace_s:
+                    self._on_stuck(child, now)
                 continue
             child.stuck_since, child.stuck_escalations = None, 0
             try:
+                child.ping_sent = now
                 child.ping = ref.ask(Ping(), block=False)
             except pykka.ActorDeadError:
                 child.ping = None

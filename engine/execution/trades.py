@@ -51,6 +51,8 @@ class Trade:
     mfe: Decimal = Decimal("0")
     mae: Decimal = Decimal("0")
     mtm: Decimal | None = None
+    closing: str | None = None     # live close in flight since (ISO time): orders may be out
+    hold: str | None = None        # why automatic closes are suspended (needs an operator)
     context: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -80,7 +82,8 @@ class Trade:
     def payload(self) -> dict[str, Any]:
         return {"legs": [leg.to_json() for leg in self.legs], "direction": self.direction,
                 "mfe": str(self.mfe), "mae": str(self.mae),
-                "mtm": str(self.mtm) if self.mtm is not None else None, "context": self.context}
+                "mtm": str(self.mtm) if self.mtm is not None else None,
+                "closing": self.closing, "hold": self.hold, "context": self.context}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Trade:
@@ -91,4 +94,5 @@ class Trade:
                    direction=p.get("direction", ""), mfe=Decimal(str(p.get("mfe", "0"))),
                    mae=Decimal(str(p.get("mae", "0"))),
                    mtm=Decimal(str(p["mtm"])) if p.get("mtm") is not None else None,
+                   closing=p.get("closing"), hold=p.get("hold"),
                    context=p.get("context", {}))

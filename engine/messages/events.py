@@ -88,6 +88,7 @@ class RiskPaused(Event):
 
     reason: str
     source: str = "risk"
+    paused_until: datetime | None = None  # None: until resumed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -75,7 +75,26 @@ def after_close(state: EnvelopeState, pnl: Decimal, now: datetime,
 
 
 def breach(s: EnvelopeState, now: datetime, limits: Mapping[str, Any]) -> EnvelopeState:
-    """Pause entries if a limit is breached (keeps an existing operator pause)."""
+    """Pause entries for every limit breached, until the latest of their periods ends.
+
+    An indefinite pause (operator, supervisor, unhedged legs, token) is never replaced by a
+    timed one: only a resume lifts it.
+    """
+    if s.pause_reason is not None and s.paused_until is None:
+        return s
+    found = breaches(s, now, limits)
+    if not found:
+        return s
+    reason = "; ".join(r for r, _ in found)
+    until = max(u for _, u in found)
+    if s.pause_reason is not None and s.paused_until is not None and s.paused_until > until:
+        return s  # an existing, longer pause stays
+    return replace(s, pause_reason=reason, paused_until=until)
+
+
+def breaches(s: EnvelopeState, now: datetime, limits: Mapping[str, Any]
+             ) -> list[tuple[str, datetime]]:
+    """Every limit the counters breach at ``now``, with when that breach's period ends."""
     today = now.astimezone(IST).date()
     checks = (
         ("RISK_DAILY_LOSS_CAP", s.daily_pnl, "daily", _next_midnight(today)),
@@ -84,16 +103,15 @@ def breach(s: EnvelopeState, now: datetime, limits: Mapping[str, Any]) -> Envelo
         ("RISK_MONTHLY_LOSS_CAP", s.monthly_pnl, "monthly",
          datetime(today.year + (today.month == 12), today.month % 12 + 1, 1, tzinfo=IST)),
     )
+    found = []
     for key, pnl, label, until in checks:
         cap = Decimal(limits[key])
         if cap > 0 and pnl <= -cap:
-            return replace(s, pause_reason=f"{label} loss cap breached: P&L {pnl} <= -{cap}",
-                           paused_until=until)
+            found.append((f"{label} loss cap breached: P&L {pnl} <= -{cap}", until))
     streak = int(limits["RISK_MAX_LOSS_STREAK"])
     if s.loss_streak >= streak:
-        return replace(s, pause_reason=f"loss streak {s.loss_streak} >= {streak}",
-                       paused_until=_next_midnight(today))
-    return s
+        found.append((f"loss streak {s.loss_streak} >= {streak}", _next_midnight(today)))
+    return found
 
 
 def entry_denial(state: EnvelopeState, now: datetime, open_positions: int,
@@ -102,6 +120,12 @@ def entry_denial(state: EnvelopeState, now: datetime, open_positions: int,
     reason = state.paused(now)
     if reason:
         return f"entries paused: {reason}"
+    # counters carried over from earlier days still count against the weekly/monthly caps
+    current = rolled(state, now.astimezone(IST).date())
+    still = [r for r, _ in breaches(replace(current, loss_streak=0), now, limits)
+             if not r.startswith("daily")]
+    if still:
+        return f"entries paused: {still[0]}"
     cap = int(limits["RISK_MAX_OPEN_POSITIONS"])
     if open_positions >= cap:
         return f"open positions {open_positions} at cap {cap}"

@@ -44,7 +44,10 @@ def exit_reason(trade: Trade, mtm: Decimal, now: datetime, params: Mapping[str, 
     prefix = trade.strategy
     local = now.astimezone(IST)
     cutoff = time.fromisoformat(str(params["EXPIRY_DAY_EXIT_TIME"]))
-    if any(leg.leg.expiry == local.date() for leg in trade.legs) and local.time() >= cutoff:
+    expiries = [leg.leg.expiry for leg in trade.legs if leg.leg.expiry is not None]
+    if any(e < local.date() for e in expiries):
+        return "past expiry: a leg expired while the engine was not watching"
+    if any(e == local.date() for e in expiries) and local.time() >= cutoff:
         return f"expiry-day exit at {cutoff:%H:%M}"
     proxy = margin_proxy(trade)
     if proxy > 0:

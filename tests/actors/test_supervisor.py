@@ -187,6 +187,24 @@ def test_supervisor_stuck_child_is_detected_and_escalated() -> None:
     assert status["level"] == 0
 
 
+def test_supervisor_busy_child_within_grace_is_not_stuck() -> None:
+    """A child allowed to block (busy_grace_s) is not escalated while inside its grace."""
+    ctx, journal, calls = make_ctx(), Journal(), Calls()
+    specs = [worker_spec(ctx, "w", journal, busy_grace_s=3600)]
+    sup = start(ctx, specs, **calls.kwargs())
+    release = threading.Event()
+    try:
+        ctx.directory.send("w", new(Block, ctx.clock, release=release), sender="test")
+        sup.tell(new(CheckChildren, ctx.clock))
+        sup.tell(new(CheckChildren, ctx.clock))
+        sup.tell(new(CheckChildren, ctx.clock))
+        status = sup.ask(GetStatus(), timeout=5)
+        assert status["children"]["w"]["stuck"] is False
+        assert status["level"] == 0 and calls.halts.items() == []
+    finally:
+        release.set()
+
+
 def test_supervisor_liveness_timer_restarts_silently_dead_child() -> None:
     ctx, journal = make_ctx(), Journal()
     specs = [worker_spec(ctx, "w", journal)]

@@ -53,3 +53,21 @@ def test_envelope_repository_round_trip(pool) -> None:
     with pool.connection() as conn:
         repository.save(conn, s)
     assert repository.load(pool) == s
+
+
+def test_envelope_weekly_breach_outlives_daily_breach() -> None:
+    limits = dict(LIMITS, RISK_DAILY_LOSS_CAP="5000", RISK_WEEKLY_LOSS_CAP="10000")
+    s = after_close(EnvelopeState(), Decimal("-12000"), MON, limits)
+    assert "daily" in s.pause_reason and "weekly" in s.pause_reason
+    tuesday = datetime(2025, 2, 4, 9, 20, tzinfo=IST)
+    assert "weekly loss cap" in entry_denial(s, tuesday, 0, limits)
+    next_monday = datetime(2025, 2, 10, 9, 20, tzinfo=IST)
+    assert entry_denial(s, next_monday, 0, limits) is None
+
+
+def test_envelope_indefinite_pause_is_not_replaced_by_a_timed_one() -> None:
+    paused = EnvelopeState(pause_reason="executor: unhedged legs for DC-1", paused_until=None)
+    s = after_close(paused, Decimal("-50000"), MON, LIMITS)
+    assert s.pause_reason == "executor: unhedged legs for DC-1" and s.paused_until is None
+    tuesday = datetime(2025, 2, 4, 9, 20, tzinfo=IST)
+    assert entry_denial(s, tuesday, 0, LIMITS).startswith("entries paused: executor")

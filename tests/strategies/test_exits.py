@@ -44,3 +44,8 @@ def test_exit_time_and_expiry_day() -> None:
     assert exit_reason(TRADE, Decimal("0"), later, PARAMS) == "time exit after 240 minutes"
     expiry_day = datetime(2025, 2, 6, 15, 1, tzinfo=IST)
     assert exit_reason(TRADE, Decimal("0"), expiry_day, PARAMS) == "expiry-day exit at 15:00"
+
+
+def test_exit_after_missed_expiry_day() -> None:
+    day_after = datetime(2025, 2, 7, 9, 20, tzinfo=IST)
+    assert exit_reason(TRADE, Decimal("0"), day_after, PARAMS).startswith("past expiry")
