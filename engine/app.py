@@ -63,6 +63,7 @@ from engine.timeutil import IST
 logger = logging.getLogger(__name__)
 
 SIM_CLOCK_KEY = "sim_clock"
+LIVE_EXECUTOR_BUSY_GRACE_S = 300.0
 
 # Who hears which event (resolved at send time, so restarted actors are picked up).
 SUBSCRIPTIONS: dict[type, tuple[str, ...]] = {
@@ -115,7 +116,11 @@ class Engine:
     def start(self, *, with_bus: bool = True) -> Engine:
         ctx = ActorContext(clock=self.clock, directory=self.directory, ids=self.ids,
                            services=self.services)
-        specs = [ChildSpec.for_actor(name, cls, ctx, **self.restart_policy)
+        # the executor blocks while live orders fill (legs x fill timeout, plus flattening):
+        # that is work, not a hang, so the liveness check gives it time before calling it stuck
+        busy = {"executor": LIVE_EXECUTOR_BUSY_GRACE_S} if "live_broker" in self.services else {}
+        specs = [ChildSpec.for_actor(name, cls, ctx, **self.restart_policy,
+                                     busy_grace_s=busy.get(name, 0.0))
                  for name, cls in ACTORS if name != "bridge" or self.bridge_events]
         for event, roles in SUBSCRIPTIONS.items():
             self.directory.subscribe(event, *roles)
