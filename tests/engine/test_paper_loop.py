@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import psycopg
 import pykka
 import pytest
 
@@ -89,5 +90,43 @@ def test_daily_loss_cap_blocks_entries_and_survives_restart(db_url: str) -> None
         assert opened_after == 0
         assert denied[0]["n"] > 0, "the pause must show up as a rejection reason in the battle log"
         assert again.query("SELECT count(*) AS n FROM closed_trades")[0]["n"] >= closes_at_pause
+    finally:
+        again.stop()
+
+
+def test_trade_past_expiry_alerts_once_and_held_trade_is_not_auto_closed(db_url: str, caplog) -> None:
+    """A paper trade whose near leg expired while the engine was away cannot be marked: one
+    alert, no crash; a held trade is never sent an automatic close."""
+    import logging
+    from datetime import date
+
+    from psycopg.types.json import Jsonb
+
+    h = Harness(db_url).start()
+    try:
+        h.run_until(10, 30)
+        tags = h.engine.directory.get("executor").ask(GetStatus(), timeout=10)["open"]
+        if not tags:
+            h.run_until(11, 30)
+            tags = h.engine.directory.get("executor").ask(GetStatus(), timeout=10)["open"]
+        assert tags, "seed 7 holds a DC position in the morning"
+        tag = tags[0]
+    finally:
+        h.stop()
+        pykka.ActorRegistry.stop_all(timeout=10)
+    with psycopg.connect(db_url) as conn:
+        payload = conn.execute("SELECT payload FROM open_trades WHERE tag = %s", (tag,)).fetchone()[0]
+        payload["legs"][1]["expiry"] = date(2025, 1, 30).isoformat()  # expired last week,
+        payload["legs"][1]["security_id"] = "99999"                    # so no longer quoted
+        payload["hold"] = "test: operator must look"
+        conn.execute("UPDATE open_trades SET payload = %s WHERE tag = %s", (Jsonb(payload), tag))
+    caplog.set_level(logging.INFO, logger="engine.chat")
+    again = Harness(db_url, start=h.engine.clock.now()).start()
+    try:
+        again.run_until(12, 0)
+        alerts = [r.getMessage() for r in caplog.records if "past its expiry" in r.getMessage()]
+        assert len(alerts) == 1, alerts
+        assert again.query("SELECT count(*) AS n FROM closed_trades WHERE tag = %s", tag)[0]["n"] == 0
+        assert again.escalations == []
     finally:
         again.stop()

@@ -38,7 +38,8 @@ def sim(make_sim: Callable[..., SimServer]) -> SimServer:
 
 def sim_client(server: SimServer, **kwargs: Any) -> DhanClient:
     """A client of ``server`` with its own limiter and short timeouts."""
-    kwargs.setdefault("access_token", server.sim.issue_token())
+    if "access_token" not in kwargs:
+        kwargs["access_token"] = server.sim.issue_token()
     kwargs.setdefault("timeout", 2.0)
     kwargs.setdefault("limiter", RateLimiter())
     kwargs.setdefault("retry_backoff", 0.05)

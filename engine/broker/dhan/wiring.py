@@ -1,8 +1,8 @@
 """Composition of the Dhan adapters for ``engine.app.build`` and the token-refresher.
 
 * :func:`dhan_market_data` -> :class:`DhanMarketData` (``MARKET_SOURCE=dhan``).
-* :func:`dhan_services` -> ``live_broker``, ``token_manager`` and the token plumbing
-  (``BROKER=dhan``).
+* :func:`dhan_services` -> ``live_broker``, ``positions`` (net quantity per security for
+  the monitor's reconciliation), ``token_manager`` and the token plumbing (``BROKER=dhan``).
 * :func:`token_services` -> what the TokenActor needs, alone (``python -m engine
   token-refresher``).
 
@@ -274,6 +274,23 @@ class _Session:
                                       on_auth_error=self.hook, **kwargs)
 
 
+class BrokerPositions:
+    """The ``positions`` service: ``GET /positions`` as ``{security_id: net_qty}`` for NSE_FNO
+    (summed over product types; flat rows included as 0). Broker errors propagate."""
+
+    SEGMENT = "NSE_FNO"
+
+    def __init__(self, client: DhanClient) -> None:
+        self._client = client
+
+    def __call__(self) -> dict[str, int]:
+        net: dict[str, int] = {}
+        for pos in self._client.positions():
+            if pos.exchange_segment == self.SEGMENT:
+                net[pos.security_id] = net.get(pos.security_id, 0) + pos.net_qty
+        return net
+
+
 def _futures_loader(url: str) -> Callable[[date], InstrumentMaster]:
     def load(today: date) -> InstrumentMaster:
         logger.info("downloading the instrument master for NIFTY futures ids")
@@ -327,8 +344,9 @@ def token_services(config: Config, pool: ConnectionPool, *, follow_only: bool,
 
 def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: Any
                   ) -> dict[str, Any]:
-    """``BROKER=dhan``: ``live_broker`` (orders on Dhan, quotes from ``market``) and the
-    token services (see :func:`token_services`).
+    """``BROKER=dhan``: ``live_broker`` (orders on Dhan, quotes from ``market``),
+    ``positions`` (:class:`BrokerPositions`) and the token services (see
+    :func:`token_services`).
 
     Extra variables: ``DHAN_PRODUCT_TYPE`` (MARGIN | INTRADAY, default MARGIN),
     ``DHAN_FILL_TIMEOUT_SEC`` (default 10), ``DHAN_LIMIT_TICKS`` (slippage cap, default 3).
@@ -347,4 +365,4 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
                 session.dcfg.api_base, broker.product_type,
                 "followed from the external refresher" if config.token_refresher_external
                 else "refreshed in-process")
-    return {**services, "live_broker": broker}
+    return {**services, "live_broker": broker, "positions": BrokerPositions(session.client())}
