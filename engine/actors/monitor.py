@@ -12,7 +12,7 @@ published as ``AlertRaised``. Alert-only: nothing is adopted or removed from the
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 EXIT_KEYS = [k.key for k in all_knobs() if k.key.endswith(("_PCT", "_MAX_HOLD_MINUTES"))
              or k.key == "EXPIRY_DAY_EXIT_TIME"]
 RESEND_AFTER_CYCLES = 2
+HEARTBEAT_EVERY = timedelta(seconds=2)  # wall clock; an accelerated market ticks far faster
 
 
 class MonitorActor(SupervisedActor):
@@ -45,6 +46,7 @@ class MonitorActor(SupervisedActor):
         self._trades: dict[str, Trade] = trades_repo.load_open(self._pool)
         self._closing: dict[str, int] = {}
         self._alerted_expired: set[str] = set()
+        self._last_beat: datetime | None = None
         self._positions = self.ctx.services.get("positions")  # BROKER=dhan only
         self._recon = ReconState()
         self._recon_wait = 0
@@ -67,8 +69,11 @@ class MonitorActor(SupervisedActor):
         return None
 
     def _cycle(self, at: datetime) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat(now_ist())  # liveness is wall-clock, even on a simulated market
+        wall = now_ist()  # liveness is wall-clock, even on a simulated market
+        if self._heartbeat is not None and (self._last_beat is None
+                                            or wall - self._last_beat >= HEARTBEAT_EVERY):
+            self._last_beat = wall
+            self._heartbeat(wall, at)
         # open_trades is the source of truth: a PositionOpened lost to a crash cannot hide a trade
         self._trades = trades_repo.load_open(self._pool)
         params = self._settings.snapshot(EXIT_KEYS)

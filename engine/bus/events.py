@@ -70,14 +70,16 @@ def publish_event(conn_or_pool: psycopg.Connection[Any] | ConnectionPool, kind: 
     return event
 
 
-def write_heartbeat(pool: ConnectionPool, now: datetime) -> None:
+def write_heartbeat(pool: ConnectionPool, now: datetime, engine_time: datetime | None = None) -> None:
     """Record the engine heartbeat (runtime_state 'engine_heartbeat' = {ts, pid}) and publish it.
 
     Called by the engine on each monitor tick; /api/health reports its age.
     """
     if now.tzinfo is None:
         raise ValueError("write_heartbeat: now must be timezone-aware")
-    value = {"ts": now.astimezone(IST).isoformat(timespec="seconds"), "pid": os.getpid()}
+    value = {"ts": now.astimezone(IST).isoformat(timespec="seconds"), "pid": os.getpid(),
+             # the engine clock (simulated or real): the dashboard's "today" is its date
+             "engine_time": (engine_time or now).astimezone(IST).isoformat(timespec="seconds")}
     with pool.connection() as conn, conn.transaction():
         conn.execute(
             "INSERT INTO runtime_state (key, value, updated_at) VALUES (%s, %s, now())"

@@ -142,8 +142,9 @@ def _up(args: argparse.Namespace) -> int:
     if not getattr(args, "no_web", False):
         try:
             web = subprocess.Popen([sys.executable, "-m", "engine", "web"], env=os.environ.copy())
-            print("dashboard: http://127.0.0.1:8080  (first login: python -m engine auth setup)",
-                  flush=True)
+            host, port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8080")
+            print(f"dashboard: http://{host}:{port}  (first login: python -m engine auth setup "
+                  "--write-env)", flush=True)
         except OSError as exc:
             print(f"dashboard not started: {exc}", file=sys.stderr)
     try:

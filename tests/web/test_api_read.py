@@ -161,3 +161,22 @@ def test_unknown_api_path_json_404(api):
     r = api.get("/api/nothing-here")
     assert r.status_code == 404 and r.json["error"]
 
+
+
+def test_pnl_today_follows_the_engine_clock_date(pool, api) -> None:
+    """On a simulated market the engine's trading day is not the wall-clock date."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from engine.bus.events import write_heartbeat
+    from engine.timeutil import IST, now_ist
+
+    with pool.connection() as conn:
+        conn.execute(
+            "INSERT INTO closed_trades (trade_date, tag, strategy, mode, opened_at, closed_at,"
+            " gross_pnl, charges, realized_pnl, exit_reason) VALUES ('2025-02-03', 'DC-1', 'DC',"
+            " 'paper', '2025-02-03 10:00+05:30', '2025-02-03 10:30+05:30', 100, 40, 60, 'x')")
+    write_heartbeat(pool, now_ist(), datetime(2025, 2, 3, 10, 45, tzinfo=IST))
+    body = api.get("/api/pnl/today").get_json()
+    assert body["date"].startswith("2025-02-03")
+    assert Decimal(body["realized"]) == Decimal("60")

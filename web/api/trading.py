@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -44,10 +44,20 @@ def positions() -> Any:
     return jsonify({"positions": items, "count": len(items), "unrealized": total})
 
 
+def engine_today():
+    """The date of the engine clock from a recent heartbeat, else today's IST date."""
+    beat = one("SELECT value, updated_at FROM runtime_state WHERE key = 'engine_heartbeat'")
+    if beat and beat["value"].get("engine_time") and now_ist() - beat["updated_at"] < timedelta(minutes=5):
+        return datetime.fromisoformat(beat["value"]["engine_time"]).date()
+    return now_ist().date()
+
+
 @bp.get("/pnl/today")
 def pnl_today() -> Any:
-    """Today's (IST) realized P&L from closed trades plus unrealized MTM of open positions."""
-    today = now_ist().date()
+    """Today's realized P&L from closed trades plus unrealized MTM of open positions.
+
+    "Today" is the engine's trading day (its clock may be simulated), else the IST date."""
+    today = engine_today()
     closed = one("SELECT coalesce(sum(realized_pnl), 0) AS realized, count(*) AS closed,"
                  " count(*) FILTER (WHERE realized_pnl > 0) AS wins,"
                  " count(*) FILTER (WHERE realized_pnl < 0) AS losses,"

@@ -86,7 +86,7 @@ if (await boot()) {
   on('position_opened', () => { loadPositions(); loadPnl(); });
   on('position_closed', () => { loadPositions(); loadPnl(); loadEquity(); });
   on('risk_paused', loadEngine); on('risk_resumed', loadEngine);
-  on('*', (_d, ev) => { if (ev.kind !== 'hello') feed(ev); });
+  on('*', (_d, ev) => { if (ev.kind !== 'hello' && ev.kind !== 'heartbeat') feed(ev); });
 
   await Promise.all([loadPositions(), loadPnl(), loadEngine(), loadEquity()]);
   setInterval(() => { loadPnl(); loadEngine(); }, 30000);
