@@ -18,7 +18,12 @@ from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
 from engine.execution.paper import ExecutionRefused
 from engine.market.snapshot import price_decimal
-from engine.market.snapshot_store import prune_iv_snapshots, record_iv_snapshot
+from engine.market.snapshot_store import (
+    decimal_or_none,
+    iv_percent,
+    prune_iv_snapshots,
+    record_iv_snapshot,
+)
 from engine.market.surface import compute_surface
 from engine.messages.commands import ClosePosition, OpenPosition, PruneTick, ScanTick
 from engine.messages.events import (
@@ -121,9 +126,9 @@ class ScannerActor(SupervisedActor):
                 " near_straddle, selected_strategy, eligibility, rejections, payload) VALUES"
                 " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (at, at.date(), price_decimal(snap.spot),
-                 _dec(surface.near_atm_iv if surface else None, 4),
-                 _dec(surface.realized_range if surface else None, 2),
-                 _dec(surface.near_straddle if surface else None, 2),
+                 iv_percent(surface.near_atm_iv if surface else None),
+                 decimal_or_none(surface.realized_range if surface else None, 2),
+                 decimal_or_none(surface.near_straddle if surface else None, 2),
                  decision.strategy if decision.entries else None,
                  Jsonb({decision.strategy: decision.eligible}),
                  Jsonb({decision.strategy: list(decision.reasons)} if decision.reasons else {}),
@@ -186,8 +191,3 @@ class ScannerActor(SupervisedActor):
                 return
         logger.info("pruned %d rows older than %d days from %s", n, keep_days, table)
 
-
-def _dec(x: float | None, places: int) -> Decimal | None:
-    if x is None:
-        return None
-    return Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-places))

@@ -29,6 +29,16 @@ _COLUMNS = (
 )
 
 
+def decimal_or_none(x: float | None, places: int) -> Decimal | None:
+    """A finite float as a Decimal with ``places`` decimals; None for None/NaN/inf."""
+    return _num(x, places)
+
+
+def iv_percent(x: float | None) -> Decimal | None:
+    """An IV fraction (0.1325) as stored percent (13.2500)."""
+    return _iv(x)
+
+
 def _num(x: float | None, places: int) -> Decimal | None:
     if x is None or not math.isfinite(x):
         return None
