@@ -23,6 +23,8 @@ from engine.store.pool import open_pool
 
 DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+pytest_plugins = ["tests.dhan_fixtures"]  # Dhan simulator fixtures: make_sim, sim
+
 # A developer's ./.env (live credentials, DATABASE_URL, ...) must never leak into tests,
 # including the engine subprocesses they start.
 os.environ["ENGINE_ENV_FILE"] = os.devnull

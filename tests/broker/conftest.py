@@ -2,48 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from engine.broker.dhan.client import DhanClient
 from engine.broker.dhan.ratelimit import RateLimiter
-from engine.dhan_sim import SimServer, build_server
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``condition`` until truthy (no fixed sleeps in tests)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
-
-
-@pytest.fixture
-def make_sim() -> Iterator[Callable[..., SimServer]]:
-    """Factory of started simulators (stopped at teardown)."""
-    servers: list[SimServer] = []
-
-    def make(**options: Any) -> SimServer:
-        options.setdefault("mint_throttle", 0.0)
-        server = build_server("127.0.0.1", 0, **options).start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def sim(make_sim: Callable[..., SimServer]) -> SimServer:
-    return make_sim()
+from engine.dhan_sim import SimServer
+from tests.conftest import eventually as wait_for  # noqa: F401 - used by the broker tests
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -10,30 +10,14 @@ import pytest
 
 from engine.broker.dhan.client import DhanClient
 from engine.broker.dhan.ratelimit import RateLimiter
-from engine.dhan_sim import SimServer, build_server
+from engine.dhan_sim import SimServer
 from engine.execution.paper import NoQuote, Quote
 
 
 @pytest.fixture
-def make_sim() -> Iterator[Callable[..., SimServer]]:
-    """Factory of started simulators with deep pockets (stopped at teardown)."""
-    servers: list[SimServer] = []
-
-    def make(**options: Any) -> SimServer:
-        options.setdefault("mint_throttle", 0.0)
-        server = build_server("127.0.0.1", 0, **options).start()
-        server.sim.account.sod_limit = 1e10  # a long future blocks its whole notional here
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def sim(make_sim: Callable[..., SimServer]) -> SimServer:
-    return make_sim()
+def make_sim(make_sim: Callable[..., SimServer]) -> Callable[..., SimServer]:
+    """Simulators with deep pockets: a long future blocks its whole notional here."""
+    return lambda **options: make_sim(deep_pockets=True, **options)
 
 
 def sim_client(server: SimServer, **kwargs: Any) -> DhanClient:
