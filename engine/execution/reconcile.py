@@ -33,17 +33,14 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.execution.trades import Trade, sign
-from engine.settings.registry import Knob, register
+from engine.settings.registry import knob
 
 PENDING = "PENDING_QTY_MISMATCH"
 CONFIRMED = "CONFIRMED_QTY_MISMATCH"
 ORPHAN = "ORPHAN_ALERT"
 CONFIRM_AFTER = 2  # consecutive checks
 
-RECON_EVERY_CYCLES = register(Knob(
-    "RECON_EVERY_CYCLES", int, 4,
-    "Reconcile live trades against the broker's positions every this many monitor cycles "
-    "(BROKER=dhan only).", 1, 1000))
+RECON_EVERY_CYCLES = knob("RECON_EVERY_CYCLES")  # registered with every other knob
 
 
 def _frozen(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

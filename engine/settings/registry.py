@@ -1,7 +1,8 @@
 """The registry of every runtime-tunable knob: key, type, default, bounds or choices.
 
-Only keys listed here may be stored in ``bot_settings``. Later parts of the engine add their
-knobs with :func:`register`. Values are stored as text and coerced on read.
+Only keys listed here may be stored in ``bot_settings``. Every knob is declared in this module
+(the ``_SEED`` list), so the engine, the web and the CLI all see the same set whatever they
+import. Values are stored as text and coerced on read.
 """
 
 from __future__ import annotations
@@ -139,6 +140,10 @@ _SEED = [
     Knob("MDC_DRY_RUN", bool, True, "Seed: MDC starts in paper mode on first run."),
     Knob("IC_DRY_RUN", bool, True, "Seed: IC starts in paper mode on first run."),
     Knob("AI_MARKET_DRY_RUN", bool, True, "Seed: AI_MARKET starts in paper mode on first run."),
+    # Live reconciliation (BROKER=dhan).
+    Knob("RECON_EVERY_CYCLES", int, 4,
+         "Reconcile live trades against the broker's positions every this many monitor cycles "
+         "(BROKER=dhan only).", 1, 1000),
     # Paper execution.
     Knob("PAPER_SLIPPAGE_TICKS", int, 1, "Ticks (₹0.05) of adverse slippage on paper fills.", 0, 100),
 ]
