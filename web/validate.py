@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -30,12 +31,15 @@ _MISSING = object()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Field:
+class Field(ABC):
+    """One validated field; subclasses say how raw JSON or query text becomes a value."""
+
     optional: bool = False
     default: Any = None
 
-    def clean(self, name: str, raw: Any, *, query: bool) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def clean(self, name: str, raw: Any, *, query: bool) -> Any:
+        """Return the value, or raise BadRequest naming ``name``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
