@@ -134,12 +134,35 @@ def _print_state(pool, title: str) -> None:
           f"today ₹{risk['daily_pnl']}, loss streak {risk['loss_streak']}{paused}", flush=True)
 
 
+def _first_login_setup(env_file: str | None = None) -> None:
+    """Local first run: create the dashboard's TOTP secret in ./.env and show its QR code."""
+    if os.environ.get("DASHBOARD_TOTP_SECRET"):
+        return
+    env_file = env_file or os.environ.get("ENGINE_ENV_FILE", ".env")
+    if env_file == os.devnull:
+        return
+    import pyotp
+
+    from engine.commands.auth import qr_text
+    from engine.dotenv import set_in_file
+
+    secret = pyotp.random_base32()
+    set_in_file(env_file, "DASHBOARD_TOTP_SECRET", secret)
+    os.environ["DASHBOARD_TOTP_SECRET"] = secret
+    uri = pyotp.TOTP(secret).provisioning_uri(name="dashboard", issuer_name="NIFTY engine")
+    print("First run: scan this QR code with an authenticator app to log in to the dashboard.\n"
+          f"(The secret is stored in {env_file}, mode 0600; `python -m engine auth setup "
+          "--write-env` makes a new one.)\n")
+    print(qr_text(uri), flush=True)
+
+
 def _up(args: argparse.Namespace) -> int:
     url = database_url()  # starts the embedded server when DATABASE_URL is unset
     os.environ["DATABASE_URL"] = url
     migrate(url)
     web = None
     if not getattr(args, "no_web", False):
+        _first_login_setup()
         try:
             web = subprocess.Popen([sys.executable, "-m", "engine", "web"], env=os.environ.copy())
             host, port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8080")

@@ -61,3 +61,21 @@ def test_cli_module_entry_point_help() -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     assert "migrate" in out.stdout and "settings" in out.stdout
+
+
+def test_up_first_run_creates_dashboard_secret_in_env_file(tmp_path, monkeypatch, capsys) -> None:
+    import stat
+
+    import pyotp
+
+    from engine.commands.run import _first_login_setup
+
+    monkeypatch.setenv("DASHBOARD_TOTP_SECRET", "")  # restored (removed) after the test
+    env = tmp_path / ".env"
+    _first_login_setup(str(env))
+    secret = env.read_text().strip().split("=", 1)[1]
+    assert len(secret) >= 16 and pyotp.TOTP(secret).now().isdigit()
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    assert "scan this QR code" in capsys.readouterr().out
+    _first_login_setup(str(env))  # second run: secret now in the environment, nothing changes
+    assert env.read_text().strip() == f"DASHBOARD_TOTP_SECRET={secret}"
