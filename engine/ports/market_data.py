@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from decimal import Decimal
 from typing import Protocol
 
 from engine.clock import Clock
@@ -55,7 +54,3 @@ class SimMarketData:
 
     def quote(self, security_id: str) -> Quote:
         return quote_from_snapshot(self.snapshot(), security_id)
-
-
-def decimal_price(x: float) -> Decimal:
-    return price_decimal(x)
