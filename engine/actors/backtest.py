@@ -10,6 +10,7 @@ blocks on the future.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -27,17 +28,17 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class _RunDone:
-    run_id: int
-    result: dict[str, Any] | None
+class _JobDone:
+    """A worker-process job finished (told to the actor by the future's callback)."""
+
+    kind: str                 # "run" | "grid"
+    row_id: int
+    result: Any               # run: {"trades", "metrics"}; grid: ranked rows; None on error
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _GridDone:
-    job_id: int
-    results: list[dict[str, Any]] | None
-    error: str | None
+# kind -> (table, key column)
+_TABLES = {"run": ("backtest_runs", "run_id"), "grid": ("backtest_grid_jobs", "job_id")}
 
 
 def _run_job(strategy: str, start: date, end: date, params: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,10 @@ def _grid_job(strategy: str, start: date, end: date, grid: list[dict[str, Any]])
 class BacktestActor(SupervisedActor):
     def setup(self) -> None:
         self._pool = self.ctx.services["pool"]
-        self._executor: Executor = self.ctx.services.get("backtest_executor") or ProcessPoolExecutor(1)
+        # spawn, not fork: forking a process full of threads (actors, pool workers) can inherit
+        # a held lock and hang the child
+        self._executor: Executor = self.ctx.services.get("backtest_executor") or \
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         with transaction(self._pool) as conn:
             # runs that were running when the engine stopped cannot be resumed: say so
             conn.execute("UPDATE backtest_runs SET status = 'error', error_text = 'engine restarted"
@@ -77,83 +81,76 @@ class BacktestActor(SupervisedActor):
                 self._start_run(message)
             case RunGrid():
                 self._start_grid(message)
-            case _RunDone():
-                self._finish_run(message)
-            case _GridDone():
-                self._finish_grid(message)
+            case _JobDone():
+                self._finish(message)
             case _:
                 return super().handle(message)
         return None
 
     def _start_run(self, msg: RunBacktest) -> None:
         params = dict(msg.params)
-        with transaction(self._pool) as conn:
-            if msg.run_id is None:
-                run_id = conn.execute(
-                    "INSERT INTO backtest_runs (strategy, start_date, end_date, config_snapshot)"
-                    " VALUES (%s, %s, %s, %s) RETURNING run_id",
-                    (msg.strategy, msg.start, msg.end, Jsonb(params))).fetchone()["run_id"]
-            else:
-                run_id = msg.run_id
-            claimed = conn.execute(
-                "UPDATE backtest_runs SET status = 'running', started_at = now() WHERE run_id = %s"
-                " AND status = 'pending' RETURNING run_id", (run_id,)).fetchone()
-        if claimed is None:
-            logger.warning("backtest run %s is not pending; not started again", run_id)
-            return
-        future = self._executor.submit(_run_job, msg.strategy, msg.start, msg.end, params)
-        future.add_done_callback(lambda f: self._tell_done(f, lambda r, e: _RunDone(run_id, r, e)))
+        run_id = self._claim("run", msg.run_id, (
+            "INSERT INTO backtest_runs (strategy, start_date, end_date, config_snapshot)"
+            " VALUES (%s, %s, %s, %s) RETURNING run_id",
+            (msg.strategy, msg.start, msg.end, Jsonb(params))))
+        if run_id is not None:
+            self._submit("run", run_id, _run_job, msg.strategy, msg.start, msg.end, params)
 
     def _start_grid(self, msg: RunGrid) -> None:
         grid = [dict(g) for g in msg.grid]
-        with transaction(self._pool) as conn:
-            if msg.job_id is None:
-                job_id = conn.execute(
-                    "INSERT INTO backtest_grid_jobs (strategy, start_date, end_date, param_space)"
-                    " VALUES (%s, %s, %s, %s) RETURNING job_id",
-                    (msg.strategy, msg.start, msg.end, Jsonb({"grid": grid}))).fetchone()["job_id"]
-            else:
-                job_id = msg.job_id
-            claimed = conn.execute(
-                "UPDATE backtest_grid_jobs SET status = 'running', started_at = now()"
-                " WHERE job_id = %s AND status = 'pending' RETURNING job_id", (job_id,)).fetchone()
-        if claimed is None:
-            return
-        future = self._executor.submit(_grid_job, msg.strategy, msg.start, msg.end, grid)
-        future.add_done_callback(lambda f: self._tell_done(f, lambda r, e: _GridDone(job_id, r, e)))
+        job_id = self._claim("grid", msg.job_id, (
+            "INSERT INTO backtest_grid_jobs (strategy, start_date, end_date, param_space)"
+            " VALUES (%s, %s, %s, %s) RETURNING job_id",
+            (msg.strategy, msg.start, msg.end, Jsonb({"grid": grid}))))
+        if job_id is not None:
+            self._submit("grid", job_id, _grid_job, msg.strategy, msg.start, msg.end, grid)
 
-    def _tell_done(self, future: Future, make) -> None:
+    def _claim(self, kind: str, row_id: int | None, insert: tuple[str, tuple]) -> int | None:
+        """Create the row if the request has none, then move it pending -> running (once)."""
+        table, key = _TABLES[kind]
+        with transaction(self._pool) as conn:
+            if row_id is None:
+                row_id = conn.execute(*insert).fetchone()[key]
+            claimed = conn.execute(
+                f"UPDATE {table} SET status = 'running', started_at = now() WHERE {key} = %s"
+                " AND status = 'pending' RETURNING 1", (row_id,)).fetchone()
+        if claimed is None:
+            logger.warning("backtest %s %s is not pending; not started again", kind, row_id)
+            return None
+        return row_id
+
+    def _submit(self, kind: str, row_id: int, job, *args: Any) -> None:
+        future = self._executor.submit(job, *args)
+        future.add_done_callback(lambda f: self._tell_done(f, kind, row_id))
+
+    def _tell_done(self, future: Future, kind: str, row_id: int) -> None:
         try:
-            message = make(future.result(), None)
+            message = _JobDone(kind, row_id, future.result(), None)
         except Exception as exc:
-            message = make(None, f"{type(exc).__name__}: {exc}")
+            message = _JobDone(kind, row_id, None, f"{type(exc).__name__}: {exc}")
         try:
             self.actor_ref.tell(message)
         except Exception:
             logger.error("backtest finished after its actor stopped")
 
-    def _finish_run(self, done: _RunDone) -> None:
+    def _finish(self, done: _JobDone) -> None:
+        table, key = _TABLES[done.kind]
         status = "error" if done.error else "complete"
+        if done.kind == "run":
+            result = done.result or {}
+            columns = {"trades_json": Jsonb(result.get("trades", [])),
+                       "metrics_json": Jsonb(result.get("metrics", {}))}
+            summary = result.get("metrics", {"error": done.error})
+        else:
+            columns = {"results_json": Jsonb(done.result or [])}
+            summary = {"results": len(done.result or [])}
+        sets = "".join(f" {c} = %({c})s," for c in columns)
         with transaction(self._pool) as conn:
             row = conn.execute(
-                "UPDATE backtest_runs SET status = %s, trades_json = %s, metrics_json = %s,"
-                " error_text = %s, progress_pct = 100, finished_at = now() WHERE run_id = %s"
+                f"UPDATE {table} SET status = %(status)s,{sets} error_text = %(error)s,"
+                f" progress_pct = 100, finished_at = now() WHERE {key} = %(id)s"
                 " RETURNING strategy, start_date, end_date",
-                (status, Jsonb(done.result["trades"] if done.result else []),
-                 Jsonb(done.result["metrics"] if done.result else {}), done.error,
-                 done.run_id)).fetchone()
-        self.publish(self.new(BacktestFinished, status=status, run_id=done.run_id,
+                {"status": status, "error": done.error, "id": done.row_id, **columns}).fetchone()
+        self.publish(self.new(BacktestFinished, status=status, **{key: done.row_id},
                               strategy=row["strategy"], start=row["start_date"], end=row["end_date"],
-                              summary=(done.result or {}).get("metrics", {"error": done.error})))
-
-    def _finish_grid(self, done: _GridDone) -> None:
-        status = "error" if done.error else "complete"
-        with transaction(self._pool) as conn:
-            row = conn.execute(
-                "UPDATE backtest_grid_jobs SET status = %s, results_json = %s, error_text = %s,"
-                " progress_pct = 100, finished_at = now() WHERE job_id = %s"
-                " RETURNING strategy, start_date, end_date",
-                (status, Jsonb(done.results or []), done.error, done.job_id)).fetchone()
-        self.publish(self.new(BacktestFinished, status=status, job_id=done.job_id,
-                              strategy=row["strategy"], start=row["start_date"], end=row["end_date"],
-                              summary={"results": len(done.results or [])}))
+                              summary=summary))

@@ -21,7 +21,7 @@ from engine.market.simulator import SimulatedMarket
 from engine.messages.legs import Leg, Side
 from engine.ports.market_data import quote_from_snapshot
 from engine.scan_inputs import next_spread_history, strategy_input
-from engine.settings import all_knobs
+from engine.settings import all_knobs, knob
 from engine.strategies import calendar_spread
 from engine.strategies.exits import exit_reason, mark_to_market
 from engine.timeutil import IST
@@ -48,7 +48,9 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     decide = STRATEGIES[strategy]
-    p = default_params() | dict(params)
+    # overrides arrive as text or JSON values (CLI, dashboard): each is checked and typed by
+    # its knob, so a bad key or value fails the run with the registry's reason
+    p = default_params() | {key: knob(key).coerce(str(value)) for key, value in params.items()}
     cal = NseCalendar()
     days = [d for d in (start + timedelta(n) for n in range((end - start).days + 1))
             if cal.is_trading_day(d)]

@@ -67,3 +67,38 @@ def test_close_trade_from_dashboard_closes_position(db_url: str, app) -> None:
         assert tag not in executor.ask(GetStatus(), timeout=10)["open"]
     finally:
         h.stop()
+
+
+def test_backtest_and_grid_from_dashboard_run_to_complete(db_url: str, app) -> None:
+    api = Api(app)
+    h = Harness(db_url)
+    h.engine.start(with_bus=True)
+    try:
+        run = api.post("/api/backtest/run", json={"strategy": "DC", "start": "2025-02-03",
+                                                  "end": "2025-02-03",
+                                                  "params": {"DC_ZSCORE_ENTRY": "2.5"}})
+        assert run.status_code == 202, run.get_json()
+        run_id = run.get_json()["run_id"]
+        grid = api.post("/api/backtest/grid-search", json={
+            "strategy": "DC", "start": "2025-02-03", "end": "2025-02-03",
+            "param_space": {"DC_ZSCORE_ENTRY": [2.5, 3]}})
+        assert grid.status_code == 202, grid.get_json()
+        job_id = grid.get_json()["job_id"]
+        bad = api.post("/api/backtest/run", json={"strategy": "DC", "start": "2025-02-03",
+                                                  "end": "2025-02-03",
+                                                  "params": {"DC_LOTS": "lots"}})
+        bad_id = bad.get_json()["run_id"]
+
+        def status(path: str) -> dict | None:
+            body = api.get(path).get_json()
+            return body if body.get("status") in ("complete", "error") else None
+
+        done = eventually(lambda: status(f"/api/backtest/runs/{run_id}"), timeout=60)
+        assert done["status"] == "complete", done
+        assert done["metrics_json"]["trades"] == len(done["trades_json"]) > 0
+        ranked = eventually(lambda: status(f"/api/backtest/grid-search/{job_id}"), timeout=60)
+        assert ranked["status"] == "complete" and len(ranked["results_json"]) == 2
+        failed = eventually(lambda: status(f"/api/backtest/runs/{bad_id}"), timeout=60)
+        assert failed["status"] == "error" and "expected an integer" in failed["error_text"]
+    finally:
+        h.stop()
