@@ -14,6 +14,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as repo
 from engine.execution.paper import ExecutionRefused, UnhedgedExposure
@@ -215,8 +217,6 @@ class ExecutorActor(SupervisedActor):
                                 reason=reason))
 
     def _end_of_day(self, day) -> None:
-        from psycopg.types.json import Jsonb
-
         with self._pool.connection() as conn:
             conn.execute(
                 "INSERT INTO metrics_days (trade_date, session_stats) VALUES (%s, %s)"

@@ -41,27 +41,25 @@ class RiskActor(SupervisedActor):
         self._pool = self.ctx.services["pool"]
         self._settings = self.ctx.services["settings"]
         self._state: EnvelopeState = repository.load(self._pool)
+        # open positions are always read from open_trades (the executor's table), never kept here
         trades = trades_repo.load_open(self._pool)
-        self._open = {t.tag: t.strategy for t in trades.values()}
         held = sorted(t.tag for t in trades.values() if t.hold)
         if held and self._state.pause_reason is None:
             # the executor may have put a trade on hold before this actor was running
             self._set_pause(f"executor: trades on hold {held}; check the broker")
         # approved intents not yet confirmed by PositionOpened/OrderRejected, with approval time
         self._pending: dict[str, datetime] = {}
-        self._save_slots()
+        self._save_slots(trades)
 
     def handle(self, message: Any) -> Any:
         match message:
             case OpenPosition():
                 self._on_intent(message)
-            case PositionOpened(tag=tag, strategy=strategy):
+            case PositionOpened(tag=tag):
                 self._pending.pop(tag, None)
-                self._open[tag] = strategy
                 self._save_slots()
             case PositionClosed(tag=tag, realized_pnl=pnl):
                 self._pending.pop(tag, None)
-                self._open.pop(tag, None)
                 if pnl is not None:
                     self._on_close(pnl)
                 self._save_slots()
@@ -82,14 +80,14 @@ class RiskActor(SupervisedActor):
 
     def _on_intent(self, intent: OpenPosition) -> None:
         now = self.clock.now()
-        # recount from open_trades (the source of truth) so a lost event cannot over-admit
-        self._open = {t.tag: t.strategy for t in trades_repo.load_open(self._pool).values()}
+        # count from open_trades (the source of truth) so a lost event cannot over-admit
+        open_tags = set(trades_repo.load_open(self._pool))
         # an intent lost with a crashed executor must not hold a slot for the rest of the day
         self._pending = {tag: at for tag, at in self._pending.items()
-                         if tag not in self._open and now - at < PENDING_TTL}
-        occupied = len(self._open) + len(self._pending)
+                         if tag not in open_tags and now - at < PENDING_TTL}
+        occupied = len(open_tags) + len(self._pending)
         reason = entry_denial(self._state, now, occupied, self._limits())
-        if reason is None and (intent.tag in self._open or intent.tag in self._pending):
+        if reason is None and (intent.tag in open_tags or intent.tag in self._pending):
             reason = f"tag {intent.tag} is already open"
         if reason is not None:
             logger.info("entry %s denied: %s", intent.tag, reason)
@@ -125,11 +123,14 @@ class RiskActor(SupervisedActor):
         with transaction(self._pool) as conn:
             repository.save(conn, self._state)
 
-    def _save_slots(self) -> None:
-        used = sorted(tag for tag, s in self._open.items() if s.startswith("DC") or s == "MDC")
+    def _save_slots(self, trades: dict | None = None) -> None:
+        """runtime_state 'strategy_slots', recomputed from open_trades (as the seeds say)."""
+        trades = trades_repo.load_open(self._pool) if trades is None else trades
+        used = sorted(t.tag for t in trades.values()
+                      if t.strategy.startswith("DC") or t.strategy == "MDC")
         limit = self._settings.get("DC_FAMILY_SLOTS")
         value = {"dc_family": {"used": len(used), "limit": limit, "tags": used},
-                 "open_positions": len(self._open)}
+                 "open_positions": len(trades)}
         with transaction(self._pool) as conn:
             conn.execute(
                 "INSERT INTO runtime_state (key, value, updated_at) VALUES ('strategy_slots', %s,"

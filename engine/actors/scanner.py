@@ -61,7 +61,7 @@ class ScannerActor(SupervisedActor):
         self._paused: str | None = risk["pause_reason"] if risk else None
         self._paused_until: datetime | None = risk["paused_until"] if risk else None
         self._open = {t.tag: t for t in trades_repo.load_open(self._pool).values()}
-        self._session_spots: dict[Any, tuple[float, float]] = {}
+        self._session_range: tuple[Any, float, float] | None = None  # (day, high, low) of spot
         self._last_alert: str | None = None
 
     def handle(self, message: Any) -> Any:
@@ -104,9 +104,11 @@ class ScannerActor(SupervisedActor):
                     " (%s, %s, %s)", (at, at.date(), Jsonb({"market": f"data unavailable: {exc}"})))
             return
         near, far = futures_quote(snap, "near"), futures_quote(snap, "far")
-        hi, lo = self._session_spots.get(at.date(), (snap.spot, snap.spot))
+        day, hi, lo = self._session_range or (None, snap.spot, snap.spot)
+        if day != at.date():
+            hi = lo = snap.spot
         hi, lo = max(hi, snap.spot), min(lo, snap.spot)
-        self._session_spots = {at.date(): (hi, lo)}
+        self._session_range = (at.date(), hi, lo)
         surface = None
         try:
             surface = compute_surface(snap, spot_high=hi, spot_low=lo)

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from engine.execution.paper import Fill
-from engine.execution.trades import OpenLeg, Trade
+from engine.execution.trades import OpenLeg, Trade, sign
 from engine.store.tx import transaction
 
 STAGES = ("paper", "shadow", "live", "disabled")
@@ -117,7 +117,7 @@ def record_close(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: date
             " payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (trade_date, tag) DO NOTHING RETURNING id",
             (day, trade.tag, trade.strategy, trade.mode, trade.opened_at, at, trade.entry_price,
-             sum((f.price * (1 if f.leg.side.value == "BUY" else -1) for f in fills), Decimal(0)),
+             sum((f.price * sign(f.leg.side) for f in fills), Decimal(0)),
              trade.quantity, gross.quantize(Decimal("0.01")), charges.quantize(Decimal("0.01")),
              net.quantize(Decimal("0.01")), reason, Jsonb(trade.payload()))).fetchone()
         if inserted is None:
