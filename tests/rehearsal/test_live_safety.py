@@ -13,6 +13,7 @@ from engine.dhan_sim import SimServer, SnapshotMarket
 from engine.messages.commands import ClosePosition, GetStatus
 from tests.conftest import eventually
 from tests.engine.harness import Harness
+from tests.rehearsal.conftest import live_env
 from tests.rehearsal.test_rehearsal import EngineTimeMarket
 
 
@@ -22,17 +23,10 @@ def _stop_all() -> Iterator[None]:
     pykka.ActorRegistry.stop_all(timeout=10)
 
 
-def _live_env(sim: SimServer) -> dict[str, str]:
-    return {"BROKER": "dhan", "MARKET_SOURCE": "sim", "DC_DRY_RUN": "false",
-            "DHAN_CLIENT_ID": sim.sim.account.client_id, "DHAN_ACCESS_TOKEN": sim.sim.issue_token(),
-            "DHAN_API_BASE": sim.api_base, "DHAN_AUTH_BASE": sim.url,
-            "DHAN_INSTRUMENTS_URL": sim.instruments_url}
-
-
 def _open_live_trade(make_sim, db_url: str) -> tuple[Harness, SimServer, str, dict[str, str]]:
     source = EngineTimeMarket(seed=7)
     sim: SimServer = make_sim(market=SnapshotMarket(source.snapshot))
-    env = _live_env(sim)
+    env = live_env(sim)
     h = Harness(db_url, env=env)
     source.clock = h.engine.clock
     h.start()
@@ -41,6 +35,14 @@ def _open_live_trade(make_sim, db_url: str) -> tuple[Harness, SimServer, str, di
     tags = h.engine.directory.get("executor").ask(GetStatus(), timeout=10)["open"]
     assert tags, "seed 7 opens a live DC trade at 10:06"
     return h, sim, tags[0], env
+
+
+def _restart(h: Harness, db_url: str, env: dict[str, str] | None = None) -> Harness:
+    """Stop the engine and start a new one on the same database at the same simulated time."""
+    now = h.engine.clock.now()
+    h.stop()
+    pykka.ActorRegistry.stop_all(timeout=10)
+    return Harness(db_url, start=now, env=env)
 
 
 def _close(h: Harness, tag: str, reason: str) -> None:
@@ -81,13 +83,10 @@ def test_exit_filled_but_not_booked_is_held_and_never_resent(make_sim, db_url: s
 
 def test_close_in_flight_at_restart_is_held(make_sim, db_url: str) -> None:
     h, sim, tag, env = _open_live_trade(make_sim, db_url)
-    now = h.engine.clock.now()
-    h.stop()
-    pykka.ActorRegistry.stop_all(timeout=10)
-    with psycopg.connect(db_url) as conn:
+    again = _restart(h, db_url, env)
+    with psycopg.connect(db_url) as conn:  # as if the engine died with the exit orders out
         conn.execute("UPDATE open_trades SET payload = jsonb_set(payload, '{closing}', to_jsonb(%s::text))"
-                     " WHERE tag = %s", (now.isoformat(), tag))
-    again = Harness(db_url, start=now, env=env)
+                     " WHERE tag = %s", (again.engine.clock.now().isoformat(), tag))
     again.start()
     try:
         assert "in flight" in eventually(lambda: _hold(again, tag))
@@ -106,10 +105,7 @@ def test_close_in_flight_at_restart_is_held(make_sim, db_url: str) -> None:
 
 def test_live_trade_is_never_closed_on_paper(make_sim, db_url: str) -> None:
     h, _sim, tag, _env = _open_live_trade(make_sim, db_url)
-    now = h.engine.clock.now()
-    h.stop()
-    pykka.ActorRegistry.stop_all(timeout=10)
-    paper = Harness(db_url, start=now)  # restarted with BROKER=paper by mistake
+    paper = _restart(h, db_url)  # restarted with BROKER=paper by mistake
     paper.start()
     try:
         _close(paper, tag, "profit target (test)")

@@ -19,6 +19,7 @@ from engine.dhan_sim import SimServer, SnapshotMarket
 from engine.messages.tap import MessageTap
 from tests.conftest import eventually
 from tests.engine.harness import Harness
+from tests.rehearsal.conftest import live_env
 from tests.rehearsal.test_rehearsal import EngineTimeMarket
 
 
@@ -49,10 +50,7 @@ def test_reconciliation_out_of_band_orders_pending_confirmed_and_orphan_alerted(
         make_sim, db_url: str) -> None:
     source = EngineTimeMarket(seed=7)
     sim: SimServer = make_sim(market=SnapshotMarket(source.snapshot))
-    env = {"BROKER": "dhan", "MARKET_SOURCE": "sim", "DC_DRY_RUN": "false",
-           "DHAN_CLIENT_ID": sim.sim.account.client_id,
-           "DHAN_ACCESS_TOKEN": sim.sim.issue_token(), "DHAN_API_BASE": sim.api_base,
-           "DHAN_AUTH_BASE": sim.url, "DHAN_INSTRUMENTS_URL": sim.instruments_url}
+    env = live_env(sim)
     tap = MessageTap()
     h = Harness(db_url, env=env, tap=tap)
     source.clock = h.engine.clock

@@ -18,6 +18,7 @@ from engine.market.calendar import NseCalendar
 from engine.market.simulator import SimulatedMarket
 from engine.messages.commands import GetStatus
 from tests.engine.harness import SESSION, Harness
+from tests.rehearsal.conftest import live_env
 
 
 @pytest.fixture
@@ -49,10 +50,7 @@ def test_rehearsal_live_dc_entry_sends_exactly_the_recorded_orders(
         make_sim, db_url: str) -> None:
     source = EngineTimeMarket(seed=7)
     sim: SimServer = make_sim(market=SnapshotMarket(source.snapshot))
-    env = {"BROKER": "dhan", "MARKET_SOURCE": "sim", "DC_DRY_RUN": "false",
-           "DHAN_CLIENT_ID": sim.sim.account.client_id,
-           "DHAN_ACCESS_TOKEN": sim.sim.issue_token(), "DHAN_API_BASE": sim.api_base,
-           "DHAN_AUTH_BASE": sim.url, "DHAN_INSTRUMENTS_URL": sim.instruments_url}
+    env = live_env(sim)
     h = Harness(db_url, env=env)
     source.clock = h.engine.clock
     assert isinstance(h.engine.services["live_broker"], DhanLiveBroker)
