@@ -21,7 +21,6 @@ from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
 from engine.execution.paper import NoQuote
 from engine.execution.reconcile import PENDING, ReconState, reconcile
-from engine.execution.trades import Trade
 from engine.messages.commands import ClosePosition, EndOfDayTick, MonitorTick
 from engine.messages.events import AlertRaised, MarkedToMarket, PositionClosed, PositionOpened
 from engine.settings import all_knobs
@@ -43,7 +42,6 @@ class MonitorActor(SupervisedActor):
         self._market = self.ctx.services["market"]
         self._settings = self.ctx.services["settings"]
         self._heartbeat = self.ctx.services.get("heartbeat")
-        self._trades: dict[str, Trade] = trades_repo.load_open(self._pool)
         self._closing: dict[str, int] = {}
         self._alerted_expired: set[str] = set()
         self._last_beat: datetime | None = None
@@ -55,15 +53,10 @@ class MonitorActor(SupervisedActor):
         match message:
             case MonitorTick(at=at):
                 self._cycle(at)
-            case PositionOpened(tag=tag):
-                self._trades = trades_repo.load_open(self._pool) | {}
-                if tag not in self._trades:
-                    logger.warning("opened trade %s not found in open_trades", tag)
             case PositionClosed(tag=tag):
-                self._trades.pop(tag, None)
                 self._closing.pop(tag, None)
-            case EndOfDayTick():
-                self._trades = trades_repo.load_open(self._pool)
+            case PositionOpened() | EndOfDayTick():
+                pass  # nothing to do: every cycle reads open_trades afresh
             case _:
                 return super().handle(message)
         return None
@@ -75,16 +68,14 @@ class MonitorActor(SupervisedActor):
             self._last_beat = wall
             self._heartbeat(wall, at)
         # open_trades is the source of truth: a PositionOpened lost to a crash cannot hide a trade
-        self._trades = trades_repo.load_open(self._pool)
         params = self._settings.snapshot(EXIT_KEYS)
-        for tag, trade in list(self._trades.items()):
+        for tag, trade in trades_repo.load_open(self._pool).items():
             try:
                 mtm = mark_to_market(trade, self._market.quote)
             except NoQuote as exc:
                 logger.warning("cannot mark %s: %s", tag, exc)
                 self._unmarkable(trade, at, str(exc))
                 continue
-            self._trades[tag] = trade.marked(mtm)
             self.publish(self.new(MarkedToMarket, trade_id=0, tag=tag, mtm=mtm))
             reason = exit_reason(trade, mtm, at, params)
             if reason is None or trade.hold:  # a held trade waits for the operator
