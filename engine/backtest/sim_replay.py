@@ -14,12 +14,13 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from engine.clock import ManualClock
 from engine.execution.paper import NoQuote, PaperBroker
 from engine.execution.trades import OpenLeg, Trade
 from engine.market.calendar import NseCalendar
 from engine.market.simulator import SimulatedMarket
 from engine.messages.legs import Leg, Side
-from engine.ports.market_data import quote_from_snapshot
+from engine.ports.market_data import SimMarketData
 from engine.scan_inputs import next_spread_history, strategy_input
 from engine.settings import all_knobs, knob
 from engine.strategies import calendar_spread
@@ -56,10 +57,10 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
             if cal.is_trading_day(d)]
     if not days:
         raise ValueError(f"no trading day between {start} and {end}")
-    market = SimulatedMarket(seed, datetime.combine(days[0], datetime.min.time(), IST), cal)
-    snap_box: dict[str, Any] = {}
-    broker = PaperBroker(lambda sid: quote_from_snapshot(snap_box["snap"], sid),
-                         lambda: int(p["PAPER_SLIPPAGE_TICKS"]))
+    first = datetime.combine(days[0], datetime.min.time(), IST)
+    clock = ManualClock(first)  # the engine's own market-data adapter, driven by this loop
+    market = SimMarketData(SimulatedMarket(seed, first, cal), clock)
+    broker = PaperBroker(market.quote, lambda: int(p["PAPER_SLIPPAGE_TICKS"]))
     history: list[Decimal] = []
     pair: tuple[date, date] | None = None
     open_trades: dict[str, Trade] = {}
@@ -68,8 +69,8 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
         t = cal.session_open(day)
         close = cal.session_close(day)
         while t <= close:
-            snap = market.snapshot_at(t)
-            snap_box["snap"] = snap
+            clock.advance_to(t)
+            snap = market.snapshot()
             inp = strategy_input(snap, t, history, open_trades.values(), None)
             if inp.near is not None and inp.far is not None:
                 history, pair, _ = next_spread_history(history, pair, inp.near, inp.far)
