@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pykka
@@ -27,12 +27,15 @@ from engine.actors.bridge import EventBridgeActor
 from engine.actors.directory import Directory
 from engine.actors.executor import ExecutorActor
 from engine.actors.monitor import MonitorActor
-from engine.actors.notifier import NotifierActor
+from engine.actors.notifier import DrainOutbox, NotifierActor
 from engine.actors.risk import RiskActor
 from engine.actors.scanner import ScannerActor
 from engine.actors.scheduler import ScheduleConfig, Scheduler
 from engine.actors.supervisor import ChildSpec, Supervisor
 from engine.actors.token import TokenActor
+from engine.bus.commands import CommandBus
+from engine.bus.dispatch import Dispatcher
+from engine.bus.events import write_heartbeat
 from engine.clock import Clock, ManualClock, RealClock
 from engine.config import Config
 from engine.execution.paper import PaperBroker
@@ -56,8 +59,10 @@ from engine.messages.events import (
     TokenRefreshFailed,
 )
 from engine.messages.tap import MessageTap
+from engine.notify.channels import channels_from_config
 from engine.ports.market_data import MarketData, SimMarketData
 from engine.settings import Settings
+from engine.store.notify import Listener
 from engine.timeutil import IST
 
 logger = logging.getLogger(__name__)
@@ -136,13 +141,9 @@ class Engine:
         self.scheduler = Scheduler(clock=self.clock, calendar=self.calendar,
                                    directory=self.directory, config=self.schedule, ids=self.ids)
         if with_bus:
-            from engine.bus.commands import CommandBus
-            from engine.bus.dispatch import Dispatcher
 
             dsn = self.config.database_url or _dsn(self.pool)
             self.bus = CommandBus(self.pool, dsn, Dispatcher(self).dispatch).start()
-            from engine.actors.notifier import DrainOutbox
-            from engine.store.notify import Listener
 
             self.outbox_listener = Listener(
                 dsn, ["chat_outbox"],
@@ -241,8 +242,6 @@ def simulated_start(pool: ConnectionPool, config: Config, calendar: NseCalendar)
     saved = (datetime.fromisoformat(row["value"]["now"]).astimezone(IST) + timedelta(seconds=1)
              if row is not None else None)
     if config.sim_start:
-        from datetime import date
-
         day = date.fromisoformat(config.sim_start)
         if not calendar.is_trading_day(day):
             day = calendar.next_trading_day(day)
@@ -279,8 +278,6 @@ def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
         clock = clock or RealClock()
         market = dhan_market_data(config, clock)
     paper = PaperBroker(market.quote, lambda: int(settings.get("PAPER_SLIPPAGE_TICKS")))
-    from engine.bus.events import write_heartbeat
-
     services: dict[str, Any] = {
         "pool": pool, "settings": settings, "market": market, "paper_broker": paper,
         "dry_run_flags": dict(config.dry_run_flags), "calendar": calendar,
@@ -290,8 +287,6 @@ def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
         from engine.broker.dhan.wiring import dhan_services
 
         services.update(dhan_services(config, pool, clock, market))
-    from engine.notify.channels import channels_from_config
-
     services["chat_channels"] = channels_from_config(config)
     services.update(extra_services or {})
     schedule = ScheduleConfig(scan_every_s=config.scan_interval_sec,
