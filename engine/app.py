@@ -157,6 +157,10 @@ class Engine:
                            message_id=self.ids.next_id("supervisor"))
         self.directory.send("risk", msg, sender="supervisor")
 
+    def request_stop(self) -> None:
+        """Ask a running ``run_*`` loop to return (safe from a signal handler)."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         if self.outbox_listener is not None:

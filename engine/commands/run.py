@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 from engine import config as config_module
 from engine.logsetup import setup_logging
@@ -80,12 +79,10 @@ def _run(args: argparse.Namespace) -> int:
         for handler in logging.getLogger().handlers:  # the reporter already prints chat lines
             if type(handler) is logging.StreamHandler:
                 handler.addFilter(lambda record: record.name != "engine.chat")
-    stop = threading.Event()
 
     def on_signal(signum, _frame):
         logger.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-        engine._stop.set()
+        engine.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
