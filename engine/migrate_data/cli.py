@@ -4,7 +4,7 @@
     python -m engine import-json --root DIR [--dry-run]
     python -m engine dedupe-closed-trades [--sqlite PATH] [--dry-run]
 
-Each subparser sets ``func``: a callable taking the parsed namespace and returning the process
+Each subparser sets ``handler``: a callable taking the parsed namespace and returning the process
 exit status (0 = done, 1 = bad legacy data or missing file; nothing committed then).
 """
 
@@ -89,14 +89,14 @@ def add_cli(subparsers: Any) -> None:
                               "(idempotent; safe to re-run).")
     p.add_argument("path", type=Path, help="legacy SQLite file (opened read-only)")
     p.add_argument("--dry-run", **dry)
-    p.set_defaults(func=_import_sqlite)
+    p.set_defaults(handler=_import_sqlite)
 
     p = subparsers.add_parser("import-json", help="import legacy JSON records",
                               description="Import open_trades.json, metrics.json, "
                               "go_live_state.json, ... from a directory (idempotent).")
     p.add_argument("--root", type=Path, required=True, help="directory with the JSON files")
     p.add_argument("--dry-run", **dry)
-    p.set_defaults(func=_import_json)
+    p.set_defaults(handler=_import_json)
 
     p = subparsers.add_parser("dedupe-closed-trades",
                               help="remove duplicate closes per (trade_date, tag)",
@@ -104,7 +104,7 @@ def add_cli(subparsers: Any) -> None:
                               "in a legacy SQLite file (--sqlite) or in PostgreSQL.")
     p.add_argument("--sqlite", type=Path, default=None, help="legacy SQLite file to repair")
     p.add_argument("--dry-run", **dry)
-    p.set_defaults(func=_dedupe)
+    p.set_defaults(handler=_dedupe)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,4 +114,4 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.migrate_data")
     add_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    return int(args.handler(args))
