@@ -40,6 +40,7 @@ from engine.clock import Clock, ManualClock, RealClock
 from engine.config import Config
 from engine.execution.paper import PaperBroker
 from engine.market.calendar import NseCalendar
+from engine.market.calendar_store import CalendarSource, seed_builtin_holidays
 from engine.market.simulator import SimulatedMarket
 from engine.messages.base import IdSource, RandomIds
 from engine.messages.commands import PauseEntries, Ping
@@ -72,7 +73,7 @@ LIVE_EXECUTOR_BUSY_GRACE_S = 300.0
 
 # Who hears which event (resolved at send time, so restarted actors are picked up).
 SUBSCRIPTIONS: dict[type, tuple[str, ...]] = {
-    PositionOpened: ("risk", "monitor", "scanner", "notifier"),
+    PositionOpened: ("risk", "scanner", "notifier"),  # the monitor reads open_trades each cycle
     PositionClosed: ("risk", "monitor", "scanner", "notifier"),
     EntryDenied: ("scanner",),
     OrderRejected: ("risk", "notifier"),
@@ -101,7 +102,7 @@ class Engine:
     pool: ConnectionPool
     clock: Clock
     market: MarketData
-    calendar: NseCalendar
+    calendar: CalendarSource  # live: re-read from nse_holidays on NOTIFY
     settings: Settings
     directory: Directory
     ids: IdSource
@@ -173,6 +174,7 @@ class Engine:
             with contextlib.suppress(pykka.ActorDeadError):
                 self.supervisor.stop(timeout=30)
         self.settings.close()
+        self.calendar.close()
         leftovers = pykka.ActorRegistry.get_all()
         if leftovers:
             logger.error("actors still running after stop: %s", leftovers)
@@ -236,7 +238,8 @@ def _dsn(pool: ConnectionPool) -> str:
         return conn.info.dsn
 
 
-def simulated_start(pool: ConnectionPool, config: Config, calendar: NseCalendar) -> datetime:
+def simulated_start(pool: ConnectionPool, config: Config,
+                    calendar: NseCalendar | CalendarSource) -> datetime:
     """Where the simulated clock starts: continue from the last run, else SIM_START's open,
     else the next session open after now."""
     with pool.connection() as conn:
@@ -262,12 +265,23 @@ def simulated_start(pool: ConnectionPool, config: Config, calendar: NseCalendar)
     day = today if calendar.is_trading_day(today) else calendar.next_trading_day(today)
     return calendar.session_open(day)
 
+
 def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
           tap: MessageTap | None = None, ids: IdSource | None = None,
           settings: Settings | None = None, listen_settings: bool = True,
+          listen_calendar: bool | None = None,
           bridge_events: bool = True, extra_services: dict[str, Any] | None = None) -> Engine:
-    """Build the engine for ``config`` (paper broker on the simulated market by default)."""
-    calendar = NseCalendar()
+    """Build the engine for ``config`` (paper broker on the simulated market by default).
+
+    The trading calendar is read from ``nse_holidays`` (seeded from the built-in list on the
+    first run) and, with ``listen_calendar`` (default: as ``listen_settings``), re-read on
+    every NOTIFY ``nse_holidays``.
+    """
+    with pool.connection() as conn:
+        seed_builtin_holidays(conn)
+    calendar = CalendarSource(pool)
+    if listen_calendar if listen_calendar is not None else listen_settings:
+        calendar.listen(config.database_url or _dsn(pool))
     if settings is None:
         settings = Settings(pool)
         if listen_settings:
@@ -275,7 +289,10 @@ def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
     if config.market_source == "sim":
         start = clock.now() if clock is not None else simulated_start(pool, config, calendar)
         clock = clock or ManualClock(start)
-        market: MarketData = SimMarketData(SimulatedMarket(config.sim_seed, start, calendar), clock)
+        # the simulated exchange keeps the calendar of its start (its sessions are generated
+        # from it); the scheduler and the actors follow the live one
+        market: MarketData = SimMarketData(
+            SimulatedMarket(config.sim_seed, start, calendar.current()), clock)
     else:
         from engine.broker.dhan.wiring import dhan_market_data
 

@@ -6,12 +6,16 @@ is documented in ``.env.example``; runtime-tunable knobs live in ``engine.settin
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+
+from engine.redact import register_secret
 
 
 class ConfigError(ValueError):
@@ -49,6 +53,47 @@ def _decimal(name: str, raw: str, lo: Decimal | None = None) -> Decimal:
     if lo is not None and value < lo:
         raise ConfigError(f"{name}={value}: must be at least {lo}")
     return value
+
+
+def parse_origin(text: str) -> str | None:
+    """``scheme://host[:port]`` (http/https) in canonical form — lower case, default port
+    dropped — or None when ``text`` is not such an origin (a path, query, user or "null")."""
+    from urllib.parse import urlsplit
+
+    if not text or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c == "\\"
+                       for c in text):
+        return None
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host or parts.username is not None \
+            or parts.password is not None or parts.path not in ("", "/") or parts.query \
+            or parts.fragment or text.endswith(("?", "#")) or port == 0:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if not re.fullmatch(r"[a-z0-9_.-]+|\[[0-9a-f:.]+\]", host):
+        return None
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in (x.strip() for x in raw.split(",")):
+        if not item:
+            continue
+        origin = parse_origin(item)
+        if origin is None:
+            raise ConfigError(f"{name}: {item!r} is not an origin; expected a comma-separated "
+                              "list of scheme://host[:port] (http or https, no path), e.g. "
+                              "https://dash.example.com")
+        out.append(origin)
+    return tuple(dict.fromkeys(out))
 
 
 def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
@@ -101,6 +146,17 @@ class Config:
     dashboard_secret_key: str = field(default="", repr=False)
     dashboard_totp_secret: str = field(default="", repr=False)
     dashboard_secure_cookies: bool = False
+    web_allowed_origins: tuple[str, ...] = ()   # extra origins allowed to open /ws
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds (fields hidden from repr, the DB password)."""
+        values = [str(getattr(self, f.name)) for f in fields(self) if not f.repr]
+        if self.database_url:
+            from psycopg.conninfo import conninfo_to_dict
+
+            with contextlib.suppress(Exception):  # a malformed URL fails later, with its own error
+                values.append(str(conninfo_to_dict(self.database_url).get("password") or ""))
+        return [v for v in values if v]
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as a dict with every secret replaced by '***'."""
@@ -114,6 +170,7 @@ class Config:
 
 
 DRY_RUN_STRATEGIES = ("DC", "MDC", "IC", "AI_MARKET")
+_SECRET_VARIABLE = re.compile(r"_(TOKEN|PIN|SECRET|SECRET_KEY|PASSWORD|API_KEY|APIKEY|ZAPIKEY|WEBHOOK_URL)$")
 
 
 def load(env: Mapping[str, str] | None = None) -> Config:
@@ -124,7 +181,10 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         return e.get(name, default)
 
     dry_run = {s: _bool(f"{s}_DRY_RUN", get(f"{s}_DRY_RUN", "true")) for s in DRY_RUN_STRATEGIES}
-    return _validate(Config(
+    for name, value in e.items():  # secrets of other parts (LLM key, ...) are redacted too
+        if _SECRET_VARIABLE.search(name):
+            register_secret(value)
+    cfg = _validate(Config(
         database_url=get("DATABASE_URL").strip(),
         var_dir=Path(get("ENGINE_VAR_DIR", "var")),
         log_dir=Path(get("LOG_DIR", "logs")),
@@ -163,7 +223,11 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         dashboard_totp_secret=get("DASHBOARD_TOTP_SECRET").strip(),
         dashboard_secure_cookies=_bool("DASHBOARD_SECURE_COOKIES",
                                        get("DASHBOARD_SECURE_COOKIES", "false")),
+        web_allowed_origins=_origins("WEB_ALLOWED_ORIGINS", get("WEB_ALLOWED_ORIGINS")),
     ))
+    for value in cfg.secret_values():
+        register_secret(value)
+    return cfg
 
 
 def _validate(cfg: Config) -> Config:

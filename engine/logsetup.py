@@ -4,40 +4,16 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import re
 from datetime import datetime
 from pathlib import Path
 
+from engine.redact import redact, register_secret
 from engine.timeutil import IST
+
+__all__ = ["MAX_BYTES", "RedactingFilter", "RedactingFormatter", "redact", "register_secret", "setup_logging"]
 
 MAX_BYTES = 50 * 1024 * 1024
 BACKUPS = 7
-
-# key=value / "key": "value" pairs whose key names a secret, and bare JWTs.
-_SECRET_KEYS = r"(?:access[-_]?token|token|pin|totp(?:_secret|_seed)?|secret|password|otp|api[-_]?key|authorization)"
-_PAIR = re.compile(
-    rf"(?i)(\"?{_SECRET_KEYS}\"?\s*[:=]\s*\"?)([^\s\",}}&]+)"
-)
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-_BEARER = re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{8,})")
-
-_registered: set[str] = set()
-
-
-def register_secret(value: str) -> None:
-    """Redact this exact value wherever it appears in a log line (tokens read at run time)."""
-    if value and len(value) >= 4:
-        _registered.add(value)
-
-
-def redact(text: str) -> str:
-    """Replace secrets in ``text`` with ***."""
-    for value in _registered:
-        if value in text:
-            text = text.replace(value, "***")
-    text = _JWT.sub("***", text)
-    text = _BEARER.sub(r"\1***", text)
-    return _PAIR.sub(r"\1***", text)
 
 
 class RedactingFilter(logging.Filter):
@@ -65,6 +41,13 @@ class ISTFormatter(logging.Formatter):
         return moment.strftime(datefmt) if datefmt else moment.isoformat(timespec="milliseconds")
 
 
+class RedactingFormatter(ISTFormatter):
+    """The whole formatted line (logger name, message, traceback) goes through ``redact``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 FORMAT = "%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s"
 
 
@@ -75,8 +58,7 @@ def setup_logging(level: str = "info", log_dir: Path | None = None, filename: st
         if getattr(handler, "_engine_handler", False):
             root.removeHandler(handler)
     root.setLevel(level.upper())
-    formatter = ISTFormatter(FORMAT)
-    redactor = RedactingFilter()
+    formatter = RedactingFormatter(FORMAT)
     console = logging.StreamHandler()
     handlers: list[logging.Handler] = [console]
     if log_dir is not None:
@@ -85,7 +67,6 @@ def setup_logging(level: str = "info", log_dir: Path | None = None, filename: st
             log_dir / filename, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter)
-        handler.addFilter(redactor)
         handler._engine_handler = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     logging.getLogger("psycopg.pool").setLevel(max(root.level, logging.WARNING))

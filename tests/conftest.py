@@ -8,6 +8,7 @@ server. Migrations run once per session into a template database; each test gets
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from engine.actors.base import UNEXPECTED_MESSAGE
 from engine.store.migrate import migrate
 from engine.store.pool import open_pool
 
@@ -28,6 +30,34 @@ pytest_plugins = ["tests.dhan_fixtures"]  # Dhan simulator fixtures: make_sim, s
 # A developer's ./.env (live credentials, DATABASE_URL, ...) must never leak into tests,
 # including the engine subprocesses they start.
 os.environ["ENGINE_ENV_FILE"] = os.devnull
+
+
+class _UnexpectedMessages(logging.Handler):
+    """Collects actors' "unexpected message" warnings (ours and pykka's own)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if UNEXPECTED_MESSAGE in text or text.startswith("Unexpected message received by"):
+            self.seen.append(text)
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_actor_messages(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A message delivered to an actor that does not handle it is a routing bug: fail the test
+    (mark a test ``unexpected_messages_ok`` when it sends one on purpose)."""
+    handler = _UnexpectedMessages()
+    loggers = [logging.getLogger("engine.actors.base"), logging.getLogger("pykka")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    yield
+    for lg in loggers:
+        lg.removeHandler(handler)
+    if handler.seen and request.node.get_closest_marker("unexpected_messages_ok") is None:
+        pytest.fail("actors received messages they do not handle: " + "; ".join(handler.seen[:5]))
 
 
 def _reachable(dsn: str) -> bool:

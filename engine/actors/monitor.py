@@ -21,8 +21,8 @@ from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
 from engine.execution.paper import NoQuote
 from engine.execution.reconcile import PENDING, ReconState, reconcile
-from engine.messages.commands import ClosePosition, EndOfDayTick, MonitorTick
-from engine.messages.events import AlertRaised, MarkedToMarket, PositionClosed, PositionOpened
+from engine.messages.commands import ClosePosition, MonitorTick
+from engine.messages.events import AlertRaised, MarkedToMarket, PositionClosed
 from engine.settings import all_knobs
 from engine.store.tx import transaction
 from engine.strategies.exits import exit_reason, mark_to_market
@@ -55,8 +55,6 @@ class MonitorActor(SupervisedActor):
                 self._cycle(at)
             case PositionClosed(tag=tag):
                 self._closing.pop(tag, None)
-            case PositionOpened() | EndOfDayTick():
-                pass  # nothing to do: every cycle reads open_trades afresh
             case _:
                 return super().handle(message)
         return None

@@ -1,8 +1,15 @@
-"""RiskActor: owns risk_envelope_state and runtime_state 'strategy_slots'.
+"""RiskActor: owns risk_envelope_state, risk_envelope_stages and runtime_state 'strategy_slots'.
 
 Every entry intent passes through here: forwarded to the executor, or denied with a reason
-(EntryDenied, which the scanner writes into the battle log). Every close updates the
-counters; a breached limit pauses entries (RiskPaused) and the pause survives a restart.
+(EntryDenied, which the scanner writes into the battle log).
+
+The envelope is kept **per go-live stage** (paper losses never pause live trading) and its
+counters are **derived from closed_trades**, the executor's record: on every start, and
+whenever the number of closes changed (checked after every PositionClosed and before every
+intent). Each new close is applied once, in close order, to decide the cap pauses, so a lost
+event, a crash between the close and this actor, or a database restart can delay an update
+but never lose one. Pauses survive restarts: a stage's cap pause in its own row, the global
+pause (operator, supervisor, trades on hold, token) in the singleton.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -26,9 +34,18 @@ from engine.messages.events import (
     RiskResumed,
 )
 from engine.risk import repository
-from engine.risk.envelope import EnvelopeState, after_close, entry_denial
+from engine.risk.envelope import (
+    STAGES,
+    ZERO,
+    EnvelopeState,
+    after_close,
+    counters,
+    derive,
+    entry_denial,
+)
 from engine.settings import all_knobs
 from engine.store.tx import transaction
+from engine.timeutil import IST, MARKET_CLOSE
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +57,19 @@ class RiskActor(SupervisedActor):
     def setup(self) -> None:
         self._pool = self.ctx.services["pool"]
         self._settings = self.ctx.services["settings"]
-        self._state: EnvelopeState = repository.load(self._pool)
+        self._global: EnvelopeState = repository.load(self._pool)
+        stored = repository.load_stages(self._pool)
+        self._stages: dict[str, EnvelopeState] = {s: st for s, (st, _) in stored.items()}
+        self._seen: dict[str, int] = {s: n for s, (_, n) in stored.items()}
+        # approved intents not yet confirmed by PositionOpened/OrderRejected: tag -> (when, stage)
+        self._pending: dict[str, tuple[datetime, str]] = {}
+        self._refresh(verify=True)
         # open positions are always read from open_trades (the executor's table), never kept here
         trades = trades_repo.load_open(self._pool)
         held = sorted(t.tag for t in trades.values() if t.hold)
-        if held and self._state.pause_reason is None:
+        if held and self._global.pause_reason is None:
             # the executor may have put a trade on hold before this actor was running
             self._set_pause(f"executor: trades on hold {held}; check the broker")
-        # approved intents not yet confirmed by PositionOpened/OrderRejected, with approval time
-        self._pending: dict[str, datetime] = {}
         self._save_slots(trades)
 
     def handle(self, message: Any) -> Any:
@@ -58,10 +79,9 @@ class RiskActor(SupervisedActor):
             case PositionOpened(tag=tag):
                 self._pending.pop(tag, None)
                 self._save_slots()
-            case PositionClosed(tag=tag, realized_pnl=pnl):
+            case PositionClosed(tag=tag):
                 self._pending.pop(tag, None)
-                if pnl is not None:
-                    self._on_close(pnl)
+                self._refresh()  # the event is only a trigger: the counters come from the records
                 self._save_slots()
             case OrderRejected(tag=tag):
                 self._pending.pop(tag, None)
@@ -78,15 +98,70 @@ class RiskActor(SupervisedActor):
     def _limits(self) -> dict[str, Any]:
         return self._settings.snapshot(LIMIT_KEYS)
 
+    # ------------------------------------------------------------------ derived counters
+    def _refresh(self, *, verify: bool = False) -> None:
+        """Bring every stage envelope in line with closed_trades; apply new closes once."""
+        with self._pool.connection() as conn:
+            counts = repository.close_counts(conn)
+            if not verify and all(counts.get(s, 0) == self._seen.get(s, 0) for s in STAGES):
+                return
+            closes = repository.load_closes(conn)
+        limits = self._limits()
+        now = self.clock.now()
+        paused_now: list[tuple[str, EnvelopeState]] = []
+        for stage in STAGES:
+            rows = [c for m, c in closes if m == stage]
+            stored, seen = self._stages[stage], min(self._seen.get(stage, 0), len(rows))
+            truth = derive(rows, stored)
+            if verify and counters(derive(rows[:seen], stored)) != counters(stored):
+                logger.warning("risk envelope %s did not match closed_trades (%s closes); rebuilt"
+                               " from the records", stage, seen)
+            state = derive(rows[:seen], stored)
+            before = state.paused(now)
+            for close in rows[seen:]:  # each close not yet applied, once, in close order
+                state = after_close(state, close.realized_pnl, _close_time(close, now), limits,
+                                    trade_date=close.trade_date)
+            final = replace(truth, pause_reason=state.pause_reason, paused_until=state.paused_until)
+            after = final.paused(now)
+            if after and after != before:
+                paused_now.append((stage, final))
+            self._stages[stage], self._seen[stage] = final, len(rows)
+        self._global = repository.all_stages(closes, self._global)
+        self._persist()
+        for stage, state in paused_now:
+            reason = state.paused(now)
+            logger.warning("risk envelope paused %s entries: %s", stage, reason)
+            self.publish(self.new(RiskPaused, reason=f"{stage}: {reason}",
+                                  paused_until=state.paused_until, stage=stage))
+
+    # ------------------------------------------------------------------ intents
+    def _stage_of(self, strategy: str) -> str:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT stage FROM go_live_state WHERE strategy = %s",
+                               (strategy,)).fetchone()
+        stage = row["stage"] if row else "paper"
+        return stage if stage in STAGES else "paper"  # 'disabled' is refused by the executor
+
     def _on_intent(self, intent: OpenPosition) -> None:
         now = self.clock.now()
+        self._refresh()  # a close whose event was lost still counts before this entry
+        stage = self._stage_of(intent.strategy)
         # count from open_trades (the source of truth) so a lost event cannot over-admit
-        open_tags = set(trades_repo.load_open(self._pool))
+        trades = trades_repo.load_open(self._pool)
+        open_tags = set(trades)
         # an intent lost with a crashed executor must not hold a slot for the rest of the day
-        self._pending = {tag: at for tag, at in self._pending.items()
+        self._pending = {tag: (at, st) for tag, (at, st) in self._pending.items()
                          if tag not in open_tags and now - at < PENDING_TTL}
-        occupied = len(open_tags) + len(self._pending)
-        reason = entry_denial(self._state, now, occupied, self._limits())
+        in_stage = [t for t in trades.values() if t.mode == stage]
+        occupied = len(in_stage) + sum(1 for _, st in self._pending.values() if st == stage)
+        open_mtm = sum((t.mtm for t in in_stage if t.mtm is not None), ZERO)
+        reason: str | None = None
+        if self._global.paused(now):
+            reason = f"entries paused: {self._global.paused(now)}"
+        if reason is None:
+            denial = entry_denial(self._stages[stage], now, occupied, self._limits(),
+                                  open_mtm=Decimal(open_mtm))
+            reason = f"{denial} [{stage}]" if denial else None
         if reason is None and (intent.tag in open_tags or intent.tag in self._pending):
             reason = f"tag {intent.tag} is already open"
         if reason is not None:
@@ -98,30 +173,27 @@ class RiskActor(SupervisedActor):
             self.publish(self.reply(EntryDenied, intent, strategy=intent.strategy, tag=intent.tag,
                                     reason="executor unavailable (restarting); entry dropped"))
             return
-        self._pending[intent.tag] = now
+        self._pending[intent.tag] = (now, stage)
 
-    def _on_close(self, pnl) -> None:
-        before = self._state.paused(self.clock.now())
-        self._state = after_close(self._state, pnl, self.clock.now(), self._limits())
-        self._persist()
-        after = self._state.paused(self.clock.now())
-        if after and after != before:
-            logger.warning("risk envelope paused entries: %s", after)
-            self.publish(self.new(RiskPaused, reason=after, paused_until=self._state.paused_until))
-
+    # ------------------------------------------------------------------ pauses
     def _set_pause(self, reason: str) -> None:
-        self._state = replace(self._state, pause_reason=reason, paused_until=None)
+        self._global = replace(self._global, pause_reason=reason, paused_until=None)
         self._persist()
         self.publish(self.new(RiskPaused, reason=reason, source="operator"))
 
     def _resume(self, reason: str) -> None:
-        self._state = replace(self._state, pause_reason=None, paused_until=None)
+        """The operator's resume lifts the global pause and every stage's cap pause."""
+        self._global = replace(self._global, pause_reason=None, paused_until=None)
+        self._stages = {s: replace(st, pause_reason=None, paused_until=None)
+                        for s, st in self._stages.items()}
         self._persist()
         self.publish(self.new(RiskResumed, reason=reason or "resumed"))
 
     def _persist(self) -> None:
         with transaction(self._pool) as conn:
-            repository.save(conn, self._state)
+            repository.save(conn, self._global)
+            for stage, state in self._stages.items():
+                repository.save_stage(conn, stage, state, self._seen.get(stage, 0))
 
     def _save_slots(self, trades: dict | None = None) -> None:
         """runtime_state 'strategy_slots', recomputed from open_trades (as the seeds say)."""
@@ -136,3 +208,14 @@ class RiskActor(SupervisedActor):
                 "INSERT INTO runtime_state (key, value, updated_at) VALUES ('strategy_slots', %s,"
                 " now()) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
                 (Jsonb(value),))
+
+
+def _close_time(close, now: datetime) -> datetime:
+    """When a close happened, for dating its pause (a close replayed on a later start pauses
+    until the end of *its* period, not of the restart's)."""
+    if close.closed_at is not None:
+        return close.closed_at.astimezone(IST)
+    return min(now, datetime.combine(close.trade_date, MARKET_CLOSE, IST))
+
+
+__all__ = ["RiskActor"]

@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
 from engine.execution.paper import ExecutionRefused
+from engine.market.calendar import uncovered_reason
 from engine.market.snapshot import price_decimal
 from engine.market.snapshot_store import (
     decimal_or_none,
@@ -49,17 +50,27 @@ class ScannerActor(SupervisedActor):
         self._pool = services["pool"]
         self._market = services["market"]
         self._settings = services["settings"]
+        # the live calendar (CalendarSource, re-read from nse_holidays) or a fixed NseCalendar
+        self._calendar = services.get("calendar")
+        self._alerted_years: set[int] = set()  # used only without a CalendarSource
         with self._pool.connection() as conn:
             rows = conn.execute(
                 "SELECT near_expiry, far_expiry, spread FROM calendar_spread_history"
                 " ORDER BY sampled_at DESC, id DESC LIMIT %s", (HISTORY_KEEP,)).fetchall()
             risk = conn.execute("SELECT pause_reason, paused_until FROM risk_envelope_state"
                                 " WHERE id = 1").fetchone()
+            stage_rows = conn.execute("SELECT stage, pause_reason, paused_until FROM"
+                                      " risk_envelope_stages WHERE pause_reason IS NOT NULL"
+                                      ).fetchall()
         rows.reverse()
         self._pair = (rows[-1]["near_expiry"], rows[-1]["far_expiry"]) if rows else None
         self._history: list[Decimal] = [r["spread"] for r in rows]
         self._paused: str | None = risk["pause_reason"] if risk else None
         self._paused_until: datetime | None = risk["paused_until"] if risk else None
+        # one stage's cap pause (paper losses do not pause live): stage -> (reason, until)
+        self._stage_paused: dict[str, tuple[str, datetime | None]] = {
+            r["stage"]: (f"{r['stage']}: {r['pause_reason']}", r["paused_until"])
+            for r in stage_rows}
         self._open = {t.tag: t for t in trades_repo.load_open(self._pool).values()}
         self._session_range: tuple[Any, float, float] | None = None  # (day, high, low) of spot
         self._last_alert: str | None = None
@@ -70,10 +81,13 @@ class ScannerActor(SupervisedActor):
                 self._scan(at)
             case PruneTick(table=table, keep_days=days, at=at):
                 self._prune(table, days, at)
-            case RiskPaused(reason=reason, paused_until=until):
+            case RiskPaused(reason=reason, paused_until=until, stage=None):
                 self._paused, self._paused_until = reason, until
+            case RiskPaused(reason=reason, paused_until=until, stage=stage):
+                self._stage_paused[stage] = (reason, until)
             case RiskResumed():
                 self._paused = None
+                self._stage_paused.clear()
             case PositionOpened():
                 self._open = dict(trades_repo.load_open(self._pool))
             case PositionClosed(tag=tag):
@@ -85,10 +99,36 @@ class ScannerActor(SupervisedActor):
         return None
 
     # ------------------------------------------------------------------ scan cycle
-    def _paused_reason(self, now: datetime) -> str | None:
-        if self._paused and self._paused_until is not None and now >= self._paused_until:
+    def _paused_reason(self, now: datetime, strategy: str) -> str | None:
+        """The pause in force for ``strategy``: the global one, or its stage's cap pause."""
+        if self._paused and (self._paused_until is None or now < self._paused_until):
+            return self._paused
+        if not self._stage_paused:
             return None
-        return self._paused
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT stage FROM go_live_state WHERE strategy = %s",
+                               (strategy,)).fetchone()
+        reason, until = self._stage_paused.get(row["stage"] if row else "paper", (None, None))
+        if reason and (until is None or now < until):
+            return reason
+        return None
+
+    def _calendar_refusal(self, at: datetime) -> str | None:
+        """Why entries are refused today for lack of a holiday list (alerted once a year)."""
+        source = self._calendar
+        if source is None:
+            return None
+        current = source.current() if hasattr(source, "current") else source
+        if current.covers(at.date()):
+            return None
+        reason = uncovered_reason(at.year)
+        claim = getattr(source, "claim_alert", None)
+        first = claim(at.year) if claim is not None else at.year not in self._alerted_years
+        self._alerted_years.add(at.year)
+        if first:
+            logger.error("entries refused: %s (open positions are still monitored)", reason)
+            self.publish(self.new(AlertRaised, source="calendar", text=reason))
+        return reason
 
     def _scan(self, at: datetime) -> None:
         try:
@@ -115,8 +155,19 @@ class ScannerActor(SupervisedActor):
         except (ValueError, ArithmeticError) as exc:
             logger.warning("IV surface skipped at %s: %s", at, exc)
         params = self._settings.snapshot(list(calendar_spread.PARAM_KEYS))
-        inp = strategy_input(snap, at, self._history, self._open.values(), self._paused_reason(at))
+        inp = strategy_input(snap, at, self._history, self._open.values(),
+                             self._paused_reason(at, calendar_spread.NAME))
         decision = calendar_spread.decide(inp, params)
+        rejections: dict[str, Any] = (
+            {decision.strategy: list(decision.reasons)} if decision.reasons else {})
+        entries = decision.entries
+        refusal = self._calendar_refusal(at)
+        if refusal is not None:  # unknown exchange calendar: no entries; exits still go out
+            rejections["calendar"] = refusal
+            entries = ()
+        funnel = {"cycles": 1, "signals": len(decision.entries)}
+        if len(entries) < len(decision.entries):
+            funnel["denied"] = len(decision.entries) - len(entries)
         with transaction(self._pool) as conn:
             if surface is not None:
                 record_iv_snapshot(conn, surface)
@@ -131,17 +182,17 @@ class ScannerActor(SupervisedActor):
                  iv_percent(surface.near_atm_iv if surface else None),
                  decimal_or_none(surface.realized_range if surface else None, 2),
                  decimal_or_none(surface.near_straddle if surface else None, 2),
-                 decision.strategy if decision.entries else None,
+                 decision.strategy if entries else None,
                  Jsonb({decision.strategy: decision.eligible}),
-                 Jsonb({decision.strategy: list(decision.reasons)} if decision.reasons else {}),
+                 Jsonb(rejections),
                  Jsonb({"metrics": decision.metrics,
                         "entry_tags": [e.tag for e in decision.entries],
                         "exit_tags": [x.tag for x in decision.exits]}))).fetchone()
-            trades_repo.bump_funnel(conn, at.date(), {"cycles": 1, "signals": len(decision.entries)})
+            trades_repo.bump_funnel(conn, at.date(), funnel)
         logger.debug("scan %s battle_log=%s %s", at, row["id"], decision.reasons)
         for exit_ in decision.exits:
             self.send("executor", self.new(ClosePosition, tag=exit_.tag, reason=exit_.reason))
-        for entry in decision.entries:
+        for entry in entries:
             self.send("risk", self.new(OpenPosition, strategy=entry.strategy, tag=entry.tag,
                                        legs=entry.legs, reason=entry.reason, reply_to=self.name,
                                        params={"direction": entry.direction, **entry.context}))

@@ -96,7 +96,7 @@ class ScheduleConfig:
     prune_at: time = time(16, 0)
     prunes: tuple[PruneSpec, ...] = field(default_factory=_default_prunes)
     eod_delay_s: int = 300
-    eod_roles: tuple[str, ...] = ("executor", "monitor", "risk", "scanner")
+    eod_roles: tuple[str, ...] = ("executor", "risk")  # the actors that handle EndOfDayTick
 
     def __post_init__(self) -> None:
         for name in ("scan_every_s", "monitor_every_s", "token_check_every_s", "eod_delay_s"):

@@ -12,6 +12,7 @@ import sys
 
 from engine import config as config_module
 from engine.logsetup import setup_logging
+from engine.redact import redact
 from engine.store.migrate import migrate
 from engine.store.pool import open_pool
 from engine.store.server import database_url, describe
@@ -54,7 +55,7 @@ class ConsoleReporter(logging.Handler):
     """Prints what happens (entries, exits, P&L, risk) as plain lines on stdout."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"  {record.getMessage()}", flush=True)
+        print(redact(f"  {record.getMessage()}"), flush=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -68,12 +69,9 @@ def _run(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from engine.app import build
-    from engine.market.calendar import seed_nse_holidays
     from engine.timeutil import IST
 
-    with pool.connection() as conn:
-        seed_nse_holidays(conn)
-    engine = build(cfg, pool)
+    engine = build(cfg, pool)  # seeds nse_holidays on the first run, then reads the calendar
     if not args.quiet:
         logging.getLogger("engine.chat").addHandler(ConsoleReporter())
         for handler in logging.getLogger().handlers:  # the reporter already prints chat lines
@@ -127,17 +125,22 @@ def _print_state(pool, title: str) -> None:
         closed = conn.execute("SELECT count(*) AS n, coalesce(sum(realized_pnl), 0) AS pnl"
                               " FROM closed_trades").fetchone()
     paused = f", PAUSED: {risk['pause_reason']}" if risk["pause_reason"] else ""
-    print(f"[{title}] open {open_n}, closed {closed['n']}, lifetime P&L ₹{closed['pnl']}, "
-          f"today ₹{risk['daily_pnl']}, loss streak {risk['loss_streak']}{paused}", flush=True)
+    print(redact(f"[{title}] open {open_n}, closed {closed['n']}, lifetime P&L ₹{closed['pnl']}, "
+                 f"today ₹{risk['daily_pnl']}, loss streak {risk['loss_streak']}{paused}"),
+          flush=True)
 
 
-def _first_login_setup(env_file: str | None = None) -> None:
-    """Local first run: create the dashboard's TOTP secret in ./.env and show its QR code."""
+def _first_login_setup(env_file: str | None = None) -> str:
+    """Local first run: create the dashboard's TOTP secret in ./.env and show its QR code.
+
+    Returns what the operator needs to log in: ``"created"`` (the QR code was just shown),
+    ``"configured"`` (a secret already exists) or ``"missing"`` (no secret and no .env to
+    write it to)."""
     if os.environ.get("DASHBOARD_TOTP_SECRET"):
-        return
+        return "configured"
     env_file = env_file or os.environ.get("ENGINE_ENV_FILE", ".env")
     if env_file == os.devnull:
-        return
+        return "missing"
     import pyotp
 
     from engine.commands.auth import qr_text
@@ -151,6 +154,14 @@ def _first_login_setup(env_file: str | None = None) -> None:
           f"(The secret is stored in {env_file}, mode 0600; `python -m engine auth setup "
           "--write-env` makes a new one.)\n")
     print(qr_text(uri), flush=True)
+    return "created"
+
+
+LOGIN_HINTS = {
+    "created": "log in with the 6-digit code of the QR code above",
+    "configured": "log in with the 6-digit code from your authenticator app",
+    "missing": "first login: python -m engine auth setup --write-env",
+}
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -159,12 +170,11 @@ def _up(args: argparse.Namespace) -> int:
     migrate(url)
     web = None
     if not getattr(args, "no_web", False):
-        _first_login_setup()
+        login = LOGIN_HINTS[_first_login_setup()]
         try:
             web = subprocess.Popen([sys.executable, "-m", "engine", "web"], env=os.environ.copy())
             host, port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8080")
-            print(f"dashboard: http://{host}:{port}  (first login: python -m engine auth setup "
-                  "--write-env)", flush=True)
+            print(f"dashboard: http://{host}:{port}  ({login})", flush=True)
         except OSError as exc:
             print(f"dashboard not started: {exc}", file=sys.stderr)
     try:

@@ -37,7 +37,8 @@ from engine.market.holidays_data import (
 )
 from engine.timeutil import IST, MARKET_CLOSE, MARKET_OPEN, to_ist
 
-__all__ = ["LotChange", "NseCalendar", "seed_nse_holidays"]
+__all__ = ["CalendarNotCovered", "LotChange", "NseCalendar", "seed_nse_holidays",
+           "uncovered_reason"]
 
 THURSDAY, TUESDAY = 3, 1
 TUESDAY_REGIME_START = date(2025, 9, 1)  # expiries on/after this date are Tuesdays
@@ -73,6 +74,21 @@ NIFTY_LOT_CHANGES: tuple[LotChange, ...] = (
 )
 
 
+def uncovered_reason(year: int) -> str:
+    """Why nothing may trade on a date of ``year``: its holiday list is missing."""
+    return (f"no NSE holiday list for {year}: run make fetch-events or add rows to "
+            "nse_holidays")
+
+
+class CalendarNotCovered(ValueError):
+    """A date's year has no holiday list, so whether the exchange is open is unknown."""
+
+    def __init__(self, d: date) -> None:
+        super().__init__(uncovered_reason(d.year))
+        self.date = d
+        self.year = d.year
+
+
 class NseCalendar:
     """NSE F&O trading calendar with the NIFTY expiry and lot-size schedule.
 
@@ -80,6 +96,10 @@ class NseCalendar:
         holidays: holiday dates (or date -> description); default: the 2024-2026 FO list.
         special_sessions: weekend dates with a full session; default: Budget days.
         holiday_published: year -> date the year's list became known (for dating listings).
+        covered_years: years whose holiday list is known (complete); default: the years of
+            ``holidays`` (2024-2026 for the built-in list). Every method works for any
+            date; only :meth:`covers` / :meth:`require_covered` tell whether a date's
+            sessions can be trusted (outside the covered years every weekday looks open).
     """
 
     def __init__(
@@ -87,6 +107,7 @@ class NseCalendar:
         holidays: Iterable[date] | Mapping[date, str] | None = None,
         special_sessions: Iterable[date] | None = None,
         holiday_published: Mapping[int, date] | None = None,
+        covered_years: Iterable[int] | None = None,
     ) -> None:
         hol = NSE_FO_HOLIDAYS if holidays is None else holidays
         self.holidays: frozenset[date] = frozenset(hol)
@@ -101,7 +122,25 @@ class NseCalendar:
         for d in self.holidays:  # years without a publication date: always known
             published.setdefault(d.year, date.min)
         self.holiday_published = published
+        self.covered_years: frozenset[int] = frozenset(
+            {d.year for d in self.holidays} if covered_years is None
+            else (int(y) for y in covered_years))
         self._listing_cache: dict[date, tuple[tuple[date, ...], tuple[date, ...]]] = {}
+
+    def __repr__(self) -> str:
+        years = ", ".join(str(y) for y in sorted(self.covered_years)) or "none"
+        return f"NseCalendar({len(self.holidays)} holidays, covered years: {years})"
+
+    # ------------------------------------------------------------------ coverage
+    def covers(self, d: date) -> bool:
+        """True if ``d``'s year has a holiday list (its sessions are known)."""
+        _check_date(d, "d")
+        return d.year in self.covered_years
+
+    def require_covered(self, d: date) -> None:
+        """Raise :class:`CalendarNotCovered` if ``d``'s year has no holiday list."""
+        if not self.covers(d):
+            raise CalendarNotCovered(d)
 
     # ------------------------------------------------------------------ sessions
     def is_trading_day(self, d: date) -> bool:
@@ -272,6 +311,9 @@ def _check_date(d: Any, name: str) -> None:
 
 def seed_nse_holidays(conn: Any, calendar: NseCalendar | None = None) -> int:
     """Upsert the calendar's holidays into ``nse_holidays`` (segment FO, source seed).
+
+    This overwrites descriptions of existing rows; the engine itself seeds with
+    ``engine.market.calendar_store.seed_builtin_holidays`` (first run only, keeps rows).
 
     Args:
         conn: an open psycopg connection (the caller owns the transaction).

@@ -89,6 +89,7 @@ class RiskPaused(Event):
     reason: str
     source: str = "risk"
     paused_until: datetime | None = None  # None: until resumed
+    stage: str | None = None  # None: every stage; else only that go-live stage's entries
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

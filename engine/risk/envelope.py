@@ -1,14 +1,17 @@
 """The risk envelope: P&L counters, loss streak and pause, as pure state transitions.
 
-The RiskActor owns the singleton ``risk_envelope_state`` row; this module only computes. Period
-counters roll over by IST calendar: daily on a new trading day, weekly on a new ISO week,
-monthly on a new month. A breached cap pauses new entries until the period rolls over (or the
-operator resumes); the pause is stored, so it survives a restart.
+There is one envelope per go-live stage (paper, shadow, live). The RiskActor owns the rows;
+this module only computes. The counters are always a function of the stage's closes
+(`derive`): daily = closes on the last close's trading date, weekly = its ISO week,
+monthly = its month, lifetime = all, loss streak = the trailing run of losing closes. They
+roll over by IST calendar when read (`rolled`). A breached cap pauses new entries of that
+stage until the period rolls over (or the operator resumes); the pause is stored, so it
+survives a restart. The daily and weekly caps also count the open positions' MTM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -17,6 +20,16 @@ from typing import Any
 from engine.timeutil import IST
 
 ZERO = Decimal("0")
+STAGES = ("paper", "shadow", "live")
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """One closed trade as the envelope sees it (from ``closed_trades``)."""
+
+    trade_date: date
+    realized_pnl: Decimal
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +69,49 @@ def rolled(state: EnvelopeState, today: date) -> EnvelopeState:
     return replace(state, **changes)
 
 
+def derive(closes: Iterable[Close], base: EnvelopeState | None = None) -> EnvelopeState:
+    """The counters implied by ``closes`` (in close order), pause fields kept from ``base``.
+
+    Equal, close for close, to applying `after_close` to each in turn (tests/risk prove it).
+    """
+    rows = list(closes)
+    base = base or EnvelopeState()
+    if not rows:
+        return replace(base, daily_pnl=ZERO, weekly_pnl=ZERO, monthly_pnl=ZERO,
+                       lifetime_pnl=ZERO, loss_streak=0, last_close_date=None)
+    last = rows[-1].trade_date
+    week, month = last.isocalendar()[:2], (last.year, last.month)
+    streak = 0
+    for c in reversed(rows):
+        if c.realized_pnl >= 0:
+            break
+        streak += 1
+    return replace(
+        base,
+        daily_pnl=sum((c.realized_pnl for c in rows if c.trade_date == last), ZERO),
+        weekly_pnl=sum((c.realized_pnl for c in rows if c.trade_date.isocalendar()[:2] == week),
+                       ZERO),
+        monthly_pnl=sum((c.realized_pnl for c in rows
+                         if (c.trade_date.year, c.trade_date.month) == month), ZERO),
+        lifetime_pnl=sum((c.realized_pnl for c in rows), ZERO),
+        loss_streak=streak, last_close_date=last)
+
+
+def counters(state: EnvelopeState) -> tuple:
+    """The derived part of ``state`` (everything but the pause)."""
+    return (state.daily_pnl, state.weekly_pnl, state.monthly_pnl, state.lifetime_pnl,
+            state.loss_streak, state.last_close_date)
+
+
 def _next_midnight(today: date, days: int = 1) -> datetime:
     return datetime.combine(today + timedelta(days=days), time(0, 0), IST)
 
 
 def after_close(state: EnvelopeState, pnl: Decimal, now: datetime,
-                limits: Mapping[str, Any]) -> EnvelopeState:
-    """The envelope after a trade closed with net ``pnl`` at ``now`` (IST)."""
-    today = now.astimezone(IST).date()
+                limits: Mapping[str, Any], trade_date: date | None = None) -> EnvelopeState:
+    """The envelope after a trade closed with net ``pnl`` at ``now`` (IST), counted on
+    ``trade_date`` (default: the IST date of ``now``)."""
+    today = trade_date or now.astimezone(IST).date()
     s = rolled(state, today)
     s = replace(
         s,
@@ -115,8 +163,12 @@ def breaches(s: EnvelopeState, now: datetime, limits: Mapping[str, Any]
 
 
 def entry_denial(state: EnvelopeState, now: datetime, open_positions: int,
-                 limits: Mapping[str, Any]) -> str | None:
-    """Why a new entry must be denied now, or None if it may go to the executor."""
+                 limits: Mapping[str, Any], open_mtm: Decimal = ZERO) -> str | None:
+    """Why a new entry must be denied now, or None if it may go to the executor.
+
+    ``open_mtm`` is the mark-to-market of the stage's open positions: a loss cap that ignored
+    it would admit new risk while the open book already breaches the cap.
+    """
     reason = state.paused(now)
     if reason:
         return f"entries paused: {reason}"
@@ -126,6 +178,12 @@ def entry_denial(state: EnvelopeState, now: datetime, open_positions: int,
              if not r.startswith("daily")]
     if still:
         return f"entries paused: {still[0]}"
+    for key, label, realised in (("RISK_DAILY_LOSS_CAP", "daily", current.daily_pnl),
+                                 ("RISK_WEEKLY_LOSS_CAP", "weekly", current.weekly_pnl)):
+        cap = Decimal(limits[key])
+        if cap > 0 and open_mtm < 0 and realised + open_mtm <= -cap:
+            return (f"{label} loss cap: realised {realised} + open MTM {open_mtm} "
+                    f"<= -{cap}")
     cap = int(limits["RISK_MAX_OPEN_POSITIONS"])
     if open_positions >= cap:
         return f"open positions {open_positions} at cap {cap}"

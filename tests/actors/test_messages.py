@@ -198,3 +198,26 @@ def test_install_signal_handlers_sigterm_calls_stop_and_sigusr1_logs(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     assert pykka.ActorRegistry.get_all() == []
+
+
+@pytest.mark.unexpected_messages_ok
+def test_actor_drops_and_reports_a_message_it_does_not_handle(caplog) -> None:
+    from engine.actors.base import UNEXPECTED_MESSAGE, SupervisedActor
+    from engine.messages.commands import EndOfDayTick
+
+    class Deaf(SupervisedActor):
+        def handle(self, message):
+            return super().handle(message)
+
+    ctx = ActorContext(clock=ManualClock(datetime(2025, 1, 6, 9, 15, tzinfo=IST)),
+                       directory=Directory())
+    ref = Deaf.start(supervisor_ref=None, name="deaf", ctx=ctx)
+    try:
+        tick = new(EndOfDayTick, ctx.clock, at=ctx.clock.now(), trading_day=date(2025, 1, 6))
+        with caplog.at_level("WARNING", logger="engine.actors.base"):
+            assert ref.ask(tick, timeout=5) is None  # dropped, the actor lives on
+            assert ref.is_alive()
+    finally:
+        ref.stop()
+    assert any(UNEXPECTED_MESSAGE in r.getMessage() and "EndOfDayTick" in r.getMessage()
+               for r in caplog.records)

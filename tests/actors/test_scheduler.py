@@ -45,7 +45,7 @@ def test_scheduler_plan_one_trading_day_has_expected_ticks() -> None:
     assert len([t for t in ticks if t.kind is MonitorTick]) == 375 * 4
     assert len([t for t in ticks if t.kind is TokenCheckTick]) == 288  # all day, every 5 min
     eod = [t for t in ticks if t.kind is EndOfDayTick]
-    assert {t.role for t in eod} == {"executor", "monitor", "risk", "scanner"}
+    assert {t.role for t in eod} == {"executor", "risk"}  # only the actors that handle it
     assert {(t.at, t.fields["trading_day"]) for t in eod} == {(ist(2025, 1, 6, 15, 35), MONDAY)}
     prunes = {(t.role, t.fields["table"], t.fields["keep_days"]) for t in ticks
               if t.kind is PruneTick}
@@ -72,7 +72,7 @@ class Scanner(SupervisedActor):
                           strike=Decimal("23500"))
                 self.send("risk", self.new(OpenPosition, strategy="s1", tag=f"s1-{at:%d%H%M}",
                                            legs=(leg,), reply_to=self.name))
-            case EntryDenied():
+            case EntryDenied() | EndOfDayTick() | PruneTick():
                 self.journal.add(message)
             case _:
                 return super().handle(message)

@@ -68,16 +68,19 @@ def test_up_first_run_creates_dashboard_secret_in_env_file(tmp_path, monkeypatch
 
     import pyotp
 
-    from engine.commands.run import _first_login_setup
+    from engine.commands.run import LOGIN_HINTS, _first_login_setup
 
     monkeypatch.setenv("DASHBOARD_TOTP_SECRET", "")  # restored (removed) after the test
     env = tmp_path / ".env"
-    _first_login_setup(str(env))
+    assert _first_login_setup(str(env)) == "created"
+    # right after creating the secret, `up` must not tell the user to create one
+    assert "auth setup" not in LOGIN_HINTS["created"]
     secret = env.read_text().strip().split("=", 1)[1]
     assert len(secret) >= 16 and pyotp.TOTP(secret).now().isdigit()
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
     assert "scan this QR code" in capsys.readouterr().out
-    _first_login_setup(str(env))  # second run: secret now in the environment, nothing changes
+    # second run: secret now in the environment, nothing changes
+    assert _first_login_setup(str(env)) == "configured"
     assert env.read_text().strip() == f"DASHBOARD_TOTP_SECRET={secret}"
 
 

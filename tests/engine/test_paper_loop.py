@@ -73,8 +73,12 @@ def test_daily_loss_cap_blocks_entries_and_survives_restart(db_url: str) -> None
     Settings(h.pool).set("RISK_MAX_LOSS_STREAK", "100", updated_by="test")
     h.start()
     h.run_until(12, 0)
-    risk = h.query("SELECT * FROM risk_envelope_state")[0]
+    # the cap pauses the stage that lost (paper), not every stage
+    risk = h.query("SELECT * FROM risk_envelope_stages WHERE stage = 'paper'")[0]
     assert risk["pause_reason"] and "daily loss cap" in risk["pause_reason"]
+    assert h.query("SELECT pause_reason FROM risk_envelope_stages WHERE stage = 'live'"
+                   )[0]["pause_reason"] is None
+    assert h.query("SELECT pause_reason FROM risk_envelope_state")[0]["pause_reason"] is None
     closes_at_pause = h.query("SELECT count(*) AS n FROM closed_trades")[0]["n"]
     h.stop()
     pykka.ActorRegistry.stop_all(timeout=10)

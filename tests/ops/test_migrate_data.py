@@ -205,10 +205,10 @@ def test_add_cli_registers_subcommands_and_runs_dedupe(tmp_path: Path, capsys) -
     dedupe_args = parser.parse_args(["dedupe-closed-trades", "--sqlite", str(legacy)])
     assert dedupe_args.sqlite == legacy and dedupe_args.dry_run is False
 
-    assert dedupe_args.func(dedupe_args) == 0
+    assert dedupe_args.handler(dedupe_args) == 0
     assert "closed_trades" in capsys.readouterr().out
     missing = parser.parse_args(["import-sqlite", str(tmp_path / "absent.sqlite3")])
-    assert missing.func(missing) == 1
+    assert missing.handler(missing) == 1
     assert "does not exist" in capsys.readouterr().err
     no_root = parser.parse_args(["import-json", "--root", str(tmp_path / "nope")])
-    assert no_root.func(no_root) == 1
+    assert no_root.handler(no_root) == 1

@@ -16,32 +16,9 @@ Messages never carry the access token, PIN or TOTP: every message built here goe
 
 from __future__ import annotations
 
-import re
-import threading
 from typing import Any
 
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-_QUERY_SECRET = re.compile(r"(?i)(pin|totp|token|access-token|accessToken)=([^&\s\"']+)")
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret (token, PIN, TOTP code) so :func:`redact` can mask it anywhere."""
-    if value and len(value) >= 4:
-        with _SECRETS_LOCK:
-            _SECRETS.add(value)
-
-
-def redact(text: str) -> str:
-    """Mask registered secrets, JWT-looking strings and secret query parameters in ``text``."""
-    with _SECRETS_LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    text = _JWT.sub("***jwt***", text)
-    return _QUERY_SECRET.sub(lambda m: f"{m.group(1)}=***", text)
+from engine.redact import redact, register_secret  # noqa: F401 -- the one redactor, re-exported
 
 
 class DhanError(Exception):
