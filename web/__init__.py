@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from web.authn import Authenticator, AuthPolicy
 from web.hub import Hub, WebActor
+from web.security import add_security_headers
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class WebServices:
     auth: Authenticator
     hub: Hub
     log_dir: Path
+    engine_log_dir: Path | None = None  # default: log_dir
     owns_pool: bool = False
     actor: Any = None
     settings: Any = None
@@ -54,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json_provider_class = ApiJSONProvider
     app.json = ApiJSONProvider(app)
     app.config.update(build_config(config))
+    app.config["ALLOWED_ORIGINS"] = _allowed_origins(app.config.get("ALLOWED_ORIGINS") or ())
     if app.config.get("SETUP_LOGGING"):
         from engine.logsetup import setup_logging
 
@@ -76,7 +79,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                            "chat_channels": tuple(app.config.get("CHAT_CHANNELS") or ())})
     services = WebServices(pool=pool, dsn=dsn, hub=Hub(int(app.config["WS_QUEUE_SIZE"])),
                            auth=Authenticator(pool, app.config["SECRET_KEY"], policy),
-                           log_dir=Path(app.config["LOG_DIR"]), owns_pool=owns)
+                           log_dir=Path(app.config["LOG_DIR"]),
+                           engine_log_dir=Path(app.config.get("ENGINE_LOG_DIR")
+                                               or app.config["LOG_DIR"]),
+                           owns_pool=owns)
     app.extensions["engine"] = services
 
     from web import api, docs, views, ws
@@ -87,11 +93,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(ws.bp)
     ws.sock.init_app(app)
     app.register_error_handler(404, _not_found)
+    app.after_request(add_security_headers)
 
     if app.config.get("START_BRIDGE", True):
         services.actor = WebActor.start(dsn, services.hub)
     _apps.append(app)
     return app
+
+
+def _allowed_origins(values: Any) -> tuple[str, ...]:
+    from engine.config import parse_origin
+
+    out = []
+    for value in ([values] if isinstance(values, str) else values):
+        origin = parse_origin(str(value).strip())
+        if origin is None:
+            raise ValueError(f"ALLOWED_ORIGINS: {value!r} is not an origin "
+                             "(scheme://host[:port])")
+        out.append(origin)
+    return tuple(out)
 
 
 def _not_found(exc: Exception) -> Any:

@@ -3,7 +3,8 @@
 Keys (all optional in the mapping given to ``create_app``): DATABASE_URL, POOL (an open
 ConnectionPool to use instead of opening one), SECRET_KEY, DASHBOARD_TOTP_SECRET,
 SESSION_COOKIE_SECURE, CHAT_CHANNELS, LOG_DIR, VAR_DIR, WS_QUEUE_SIZE, START_BRIDGE,
-TRUST_PROXY, SETUP_LOGGING, and AUTH_POLICY (a web.authn.AuthPolicy).
+TRUST_PROXY, ALLOWED_ORIGINS (origins besides the app's own allowed to open /ws),
+SETUP_LOGGING, and AUTH_POLICY (a web.authn.AuthPolicy).
 """
 
 from __future__ import annotations
@@ -54,10 +55,14 @@ def build_config(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": cfg.dashboard_secure_cookies,
         "CHAT_CHANNELS": channels,
         "LOG_DIR": str(cfg.log_dir),
+        # where the engine's engine.log is read from (compose mounts the engine's volume
+        # read-only there); default: the same directory
+        "ENGINE_LOG_DIR": os.environ.get("ENGINE_LOG_DIR", "").strip(),
         "VAR_DIR": str(cfg.var_dir),
         "LOG_LEVEL": cfg.log_level,
         "WS_QUEUE_SIZE": int(os.environ.get("WEB_WS_QUEUE", "256")),
         "START_BRIDGE": True,
+        "ALLOWED_ORIGINS": cfg.web_allowed_origins,
         "TRUST_PROXY": os.environ.get("WEB_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
         "SETUP_LOGGING": overrides is None,
         "JSON_SORT_KEYS": False,

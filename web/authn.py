@@ -1,8 +1,12 @@
 """Dashboard authentication: one-time codes, server-side sessions, CSRF tokens, lock-out.
 
-* TOTP (RFC 6238, pyotp) from DASHBOARD_TOTP_SECRET; each 30-second step works once.
+* TOTP (RFC 6238, pyotp) from DASHBOARD_TOTP_SECRET; codes of the previous, current and next
+  30-second step are accepted, but only for a step later than the last one accepted (kept in
+  runtime_state, so every worker and restart agrees): a code works once, and once a later
+  step's code was used no earlier one works.
 * Chat codes: 6 digits, valid 5 minutes, single use, stored as sha256(salt || code); the code
-  exists in clear only in the ``chat_outbox`` row the NotifierActor delivers.
+  exists in clear only in the ``chat_outbox`` row the NotifierActor delivers (and scrubs once
+  it tried). The web only queues; :meth:`Authenticator.code_status` reports what happened.
 * Sessions: a random 256-bit token in a signed cookie; the database keeps only its sha256,
   so logout and expiry are real. CSRF token = HMAC(secret key, token) (double submit: the
   client reads it from /api/auth/session and echoes it in X-CSRF-Token).
@@ -33,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 CODE_RE = re.compile(r"\d{6}")
 OUTBOX_CHANNEL = "chat_outbox"
+#: runtime_state key holding {"step": n}, the last TOTP time step accepted for a login.
+TOTP_STATE_KEY = "web_totp_last_step"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +75,15 @@ class SessionInfo:
     method: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodeRequest:
+    """A queued chat code: its web_login_codes id, its chat_outbox rows, a status handle."""
+
+    code_id: int
+    outbox_ids: tuple[int, ...]
+    handle: str
+
+
 class CodeRequestRefused(Exception):
     """A chat code cannot be sent now (no channel, lock-out, or asked too soon)."""
 
@@ -91,6 +106,7 @@ class Authenticator:
         self._pool = pool
         self._secret = secret_key.encode()
         self._signer = URLSafeSerializer(secret_key, salt="web-session")
+        self._request_signer = URLSafeSerializer(secret_key, salt="chat-code-request")
         self.policy = policy
 
     # ------------------------------------------------------------ cookies and CSRF
@@ -199,20 +215,27 @@ class Authenticator:
         return LoginResult(ok=True, token=token, expires_at=expires_at)
 
     def _match_totp(self, conn: Any, code: str) -> str | None:
+        """Accept a code of the previous, current or next 30-second step only when that step
+        is later than the last one accepted (runtime_state 'web_totp_last_step'). The
+        conditional upsert is atomic: of two workers with the same or an older code, the
+        second waits for the first's row lock, re-checks and refuses."""
         if not self.policy.totp_secret:
             return None
         totp = pyotp.TOTP(self.policy.totp_secret)
         now = time.time()
-        for offset in (0, -1, 1):
-            moment = now + offset * totp.interval
-            if hmac.compare_digest(totp.at(moment), code):
-                step = int(moment // totp.interval)
-                fresh = conn.execute(
-                    "INSERT INTO web_totp_used (step) VALUES (%s) ON CONFLICT DO NOTHING"
-                    " RETURNING step", (step,)).fetchone()
-                conn.execute("DELETE FROM web_totp_used WHERE used_at < now() - interval '1 hour'")
-                return "totp" if fresh else None
-        return None
+        steps = [int((now + offset * totp.interval) // totp.interval) for offset in (-1, 0, 1)]
+        matched = [step for step in steps
+                   if hmac.compare_digest(totp.at(step * totp.interval), code)]
+        if not matched:
+            return None
+        step = max(matched)
+        fresh = conn.execute(
+            "INSERT INTO runtime_state AS s (key, value, updated_at)"
+            " VALUES (%(key)s, jsonb_build_object('step', %(step)s::bigint), now())"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+            " WHERE (s.value->>'step')::bigint < %(step)s::bigint RETURNING key",
+            {"key": TOTP_STATE_KEY, "step": step}).fetchone()
+        return "totp" if fresh else None
 
     def _match_chat_code(self, conn: Any, code: str) -> str | None:
         rows = conn.execute(
@@ -227,8 +250,9 @@ class Authenticator:
         return None
 
     # ------------------------------------------------------------ chat codes
-    def request_code(self, ip: str) -> int:
-        """Create a chat login code and queue it in chat_outbox. Returns the code's row id."""
+    def request_code(self, ip: str) -> CodeRequest:
+        """Create a chat login code and queue it in chat_outbox (the engine's NotifierActor
+        delivers it). Returns the code's row id and a handle for :meth:`code_status`."""
         p = self.policy
         if not p.chat_channels:
             raise CodeRequestRefused(409, "no chat channel is configured (Telegram or Cliq); "
@@ -241,6 +265,7 @@ class Authenticator:
         minutes = int(p.code_ttl.total_seconds() // 60)
         text = (f"Dashboard login code: {code}\nValid {minutes} minutes, single use. "
                 f"Requested from {ip}. If this was not you, ignore it.")
+        outbox: list[int] = []
         with transaction(self._pool) as conn:
             recent = conn.execute(
                 "SELECT extract(epoch FROM max(created_at) + %s - now())::float AS wait"
@@ -256,7 +281,45 @@ class Authenticator:
             for channel in p.chat_channels:
                 out = conn.execute("INSERT INTO chat_outbox (channel, text) VALUES (%s, %s)"
                                    " RETURNING id", (channel, text)).fetchone()
+                outbox.append(int(out["id"]))
                 notify(conn, OUTBOX_CHANNEL, {"id": out["id"], "channel": channel})
-        logger.info("dashboard login code requested from %s; sent via %s", ip,
+        logger.info("dashboard login code requested from %s; queued for %s", ip,
                     ", ".join(p.chat_channels))
-        return int(row["id"])
+        return CodeRequest(code_id=int(row["id"]), outbox_ids=tuple(outbox),
+                           handle=self._request_signer.dumps(outbox))
+
+    def code_status(self, handle: str) -> dict[str, Any] | None:
+        """Delivery of a requested chat code, from its chat_outbox rows (None for a handle
+        this app did not issue). ``status`` is 'delivered' when any channel delivered it,
+        'failed' when every channel failed (each with its ``error``, which never holds the
+        code or a channel secret), else 'queued'."""
+        try:
+            ids = self._request_signer.loads(handle)
+        except BadSignature:
+            return None
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+            return None
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, channel, sent_at, error, now() - created_at > %s AS overdue"
+                " FROM chat_outbox WHERE id = ANY(%s) ORDER BY id",
+                (self.policy.code_ttl, ids)).fetchall()
+        if not rows:
+            return None
+        channels = []
+        for row in rows:
+            if row["sent_at"] is not None:
+                entry = {"channel": row["channel"], "status": "delivered",
+                         "sent_at": row["sent_at"]}
+            elif row["error"] is not None:
+                entry = {"channel": row["channel"], "status": "failed", "error": row["error"]}
+            elif row["overdue"]:
+                entry = {"channel": row["channel"], "status": "failed",
+                         "error": "not delivered in time (is the engine running?)"}
+            else:
+                entry = {"channel": row["channel"], "status": "queued"}
+            channels.append(entry)
+        states = {c["status"] for c in channels}
+        status = ("delivered" if "delivered" in states else
+                  "failed" if states == {"failed"} else "queued")
+        return {"status": status, "channels": channels}

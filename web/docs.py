@@ -22,9 +22,14 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
     ("get", "/api/health", "Database, engine heartbeat age, token expiry; 503 if the database "
      "is unreachable.", True, {}, {}, ()),
     ("post", "/api/auth/login", "Exchange a 6-digit code (authenticator or chat) for a session "
-     "cookie; 401 wrong code, 429 locked out.", True, {}, {"code": S}, ("code",)),
-    ("post", "/api/auth/request-code", "Send a one-time code through the chat channel (valid 5 "
-     "minutes, single use); 409 when no channel is configured.", True, {}, {}, ()),
+     "cookie; 401 wrong or already used code, 429 locked out. The answer's next is the given "
+     "next when it is a dashboard page, else /.", True, {}, {"code": S, "next": S},
+     ("code",)),
+    ("post", "/api/auth/request-code", "Queue a one-time code for the chat channel(s) (valid 5 "
+     "minutes, single use; delivered by the engine's notifier); 202 {status: queued, "
+     "request_id}; 409 when no channel is configured.", True, {}, {}, ()),
+    ("get", "/api/auth/code-status/{request_id}", "Delivery of a requested chat code: "
+     "queued, delivered or failed with the reason (per channel).", True, {}, {}, ()),
     ("get", "/api/auth/session", "Whether logged in; the CSRF token for X-CSRF-Token.", True,
      {}, {}, ()),
     ("post", "/api/auth/logout", "End the session.", False, {}, {}, ()),

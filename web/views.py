@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from web.api import session_token
+from web.security import safe_next
 
 bp = Blueprint("views", __name__)
 
@@ -39,9 +40,7 @@ for _name, _path, _title in PAGES:
 
 @bp.get("/login")
 def login() -> Any:
-    nxt = request.args.get("next", "/")
-    if not nxt.startswith("/") or nxt.startswith("//"):
-        nxt = "/"
+    nxt = safe_next(request.args.get("next"))
     if session_token() is not None:
         return redirect(nxt)
     return render_template("login.html", page="login", title="Log in", pages=(), next=nxt)

@@ -1,6 +1,8 @@
 """/ws: live engine events for logged-in browsers.
 
-The handshake is refused with 401 before any upgrade when there is no live session. After
+The handshake is refused before any upgrade: with 403 when its Origin is another site's
+(web.security.origin_allowed: the app's own origin or WEB_ALLOWED_ORIGINS; no Origin at all,
+as from a non-browser client, is allowed), with 401 when there is no live session. After
 that the handler thread is the only writer of its socket: it drains the client's Hub queue,
 sends a keep-alive when idle, reads (and ignores) client messages, and re-checks the session
 every 30 s so a logout or expiry also ends the socket.
@@ -15,13 +17,14 @@ import socket
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from engine.store.pool import json_dumps
 from engine.timeutil import now_ist
 from web.api import session_token
+from web.security import origin_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,10 @@ POLICY_VIOLATION = 1008
 
 @bp.before_request
 def require_session() -> Any:
+    if not origin_allowed(request, current_app.config.get("ALLOWED_ORIGINS") or ()):
+        logger.warning("refused /ws from %s: Origin %r is not this dashboard's",
+                       request.remote_addr, request.headers.get("Origin", "")[:100])
+        return jsonify({"error": "cross-origin WebSocket refused"}), 403
     if session_token() is None:
         return jsonify({"error": "not logged in"}), 401
     return None

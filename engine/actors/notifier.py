@@ -27,7 +27,7 @@ from engine.messages.events import (
     TokenRefreshed,
     TokenRefreshFailed,
 )
-from engine.notify.channels import LogChannel
+from engine.notify.channels import ChatError, LogChannel
 from engine.timeutil import now_ist
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ def describe(event: Any) -> str | None:
 
 
 OUTBOX_MAX_AGE = timedelta(minutes=5)   # a login code is useless after five minutes
+DELIVERED_TEXT = "[delivered; text removed]"
+UNDELIVERED_TEXT = "[not delivered; text removed]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,11 @@ class NotifierActor(SupervisedActor):
         return None
 
     def _drain_outbox(self) -> None:
-        """Send queued chat messages (dashboard login codes) once each, then scrub their text."""
+        """Send queued chat messages (dashboard login codes) once each, then scrub their text.
+
+        Every row tried is scrubbed (its text may hold a login code), and labelled with what
+        really happened: delivered rows get ``sent_at``; the others keep ``sent_at`` NULL and
+        an ``error`` saying why (no channel secret, no message text) for the dashboard."""
         if self._pool is None:
             return
         by_name = {getattr(c, "name", ""): c for c in self._channels}
@@ -107,8 +113,22 @@ class NotifierActor(SupervisedActor):
                     try:
                         channel.send(row["text"])
                     except Exception as exc:
-                        error = f"{type(exc).__name__}: {exc}"
-                conn.execute(
-                    "UPDATE chat_outbox SET sent_at = CASE WHEN %(e)s::text IS NULL THEN now() END,"
-                    " error = %(e)s, text = '[delivered; text removed]' WHERE id = %(id)s",
-                    {"e": error, "id": row["id"]})
+                        error = _delivery_error(exc)
+                if error is None:
+                    conn.execute("UPDATE chat_outbox SET sent_at = now(), error = NULL,"
+                                 " text = %s WHERE id = %s", (DELIVERED_TEXT, row["id"]))
+                else:
+                    logger.warning("chat outbox row %s not delivered via %s: %s", row["id"],
+                                   row["channel"], error)
+                    conn.execute("UPDATE chat_outbox SET sent_at = NULL, error = %s, text = %s"
+                                 " WHERE id = %s", (error, UNDELIVERED_TEXT, row["id"]))
+
+
+def _delivery_error(exc: Exception) -> str:
+    """Why a send failed, fit to show on the login page: a ChatError's message names the
+    channel and the HTTP status, never its URL or token; anything else only by type."""
+    from engine.logsetup import redact
+
+    if isinstance(exc, ChatError):
+        return redact(str(exc))[:300]
+    return f"{type(exc).__name__} while sending"

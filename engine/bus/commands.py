@@ -55,6 +55,38 @@ IDEMPOTENT_KINDS: frozenset[str] = frozenset(
 
 STALE_ERROR = "engine restarted while running; check state"
 
+#: How long a command may wait before it is refused at claim time, by what it does to risk.
+#: Risk-reducing commands (close a trade, pause entries, stage down to paper/disabled) still
+#: run late: the dispatch checks at claim time that they still make sense (the trade is still
+#: open, ...). Risk-adding ones (resume entries, promote to shadow/live, rerun an AI task)
+#: expire: an operator who asked an hour ago, while the engine was down, may not want it now.
+RISK_ADDING_TTL = timedelta(minutes=5)
+NEUTRAL_TTL = timedelta(hours=24)  # backtests: compute only, but not a day-old queue
+
+
+def risk_direction(kind: str, payload: Mapping[str, Any]) -> str:
+    """``"reduces"``, ``"adds"`` or ``"neutral"``: what running the command does to risk."""
+    if kind in ("close_trade", "pause_entries"):
+        return "reduces"
+    if kind == "set_go_live_stage":
+        return "reduces" if payload.get("stage") in ("paper", "disabled") else "adds"
+    if kind in ("resume_entries", "rerun_task"):
+        return "adds"
+    return "neutral"
+
+
+def expiry_error(kind: str, payload: Mapping[str, Any], age: timedelta) -> str | None:
+    """Why a command that waited ``age`` must not run any more, or None."""
+    direction = risk_direction(kind, payload)
+    ttl = {"adds": RISK_ADDING_TTL, "neutral": NEUTRAL_TTL}.get(direction)
+    if ttl is None or age <= ttl:
+        return None
+    minutes = int(age.total_seconds() // 60)
+    return (f"expired: {kind} waited {minutes} min (risk-adding commands run only within "
+            f"{int(ttl.total_seconds() // 60)} min of the request); send it again if still wanted"
+            if direction == "adds" else
+            f"expired: {kind} waited {minutes} min (more than {ttl}); send it again")
+
 
 class CommandError(ValueError):
     """A command has an unknown kind or is missing a payload field."""
@@ -126,7 +158,7 @@ _CLAIM = """
 UPDATE engine_commands SET status = 'claimed', claimed_by = %s, claimed_at = now()
  WHERE id = (SELECT id FROM engine_commands WHERE status = 'pending'
               ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
-RETURNING *
+RETURNING *, now() - created_at AS age
 """
 
 
@@ -216,6 +248,11 @@ class CommandBus:
         command = CommandRow.from_row(row)
         logger.info("command %s %s claimed by %s (requested by %s)", command.id, command.kind,
                     self.worker_name, command.requested_by)
+        expired = expiry_error(command.kind, command.payload, row["age"])
+        if expired is not None:
+            logger.warning("command %s not run: %s", command.id, expired)
+            self._finish(command, "error", None, expired)
+            return True
         try:
             result = self._dispatch(command) or {}
         except Exception as exc:

@@ -35,7 +35,13 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
 
 def _who(args: argparse.Namespace) -> str:
-    return args.by or f"{getpass.getuser()}@cli"
+    """``--by`` as given (an empty or blank one is refused, like any other bad input), or
+    ``$USER@cli`` when it is left out."""
+    if args.by is None:
+        return f"{getpass.getuser()}@cli"
+    if not args.by.strip():
+        raise ValueError("--by must name who is changing the setting (or leave it out)")
+    return args.by.strip()
 
 
 def _settings() -> Settings:

@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 from engine.execution.paper import Fill
 from engine.execution.trades import OpenLeg, Trade, sign
 from engine.store.tx import transaction
+from engine.timeutil import IST
 
 STAGES = ("paper", "shadow", "live", "disabled")
 
@@ -101,6 +102,16 @@ def replace_open_trades(pool: ConnectionPool, trades: Iterable[Trade]) -> None:
             _upsert_open(conn, trade)
 
 
+def close_trade_date(trade: Trade, at: datetime) -> date:
+    """The trading date a close counts on: the IST date of the exit, or, for a trade whose
+    every leg had expired before the exit was recorded (settlement), its last expiry."""
+    day = at.astimezone(IST).date()
+    expiries = [leg.leg.expiry for leg in trade.legs]
+    if expiries and all(e is not None for e in expiries) and max(expiries) < day:
+        return max(expiries)
+    return day
+
+
 def record_close(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: datetime,
                  reason: str, journal: Mapping[str, Any]) -> CloseResult:
     """Close a trade in one transaction. A tag already closed that day is ignored."""
@@ -109,7 +120,7 @@ def record_close(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: date
     exit_charges = sum((f.charges.total for f in fills), Decimal("0"))
     charges = trade.entry_charges + exit_charges
     net = gross - charges
-    day = at.date()
+    day = close_trade_date(trade, at)
     with transaction(pool) as conn:
         inserted = conn.execute(
             "INSERT INTO closed_trades (trade_date, tag, strategy, mode, opened_at, closed_at,"

@@ -45,7 +45,13 @@ class TelegramChannel:
                                    timeout=self._timeout)
         except requests.RequestException as exc:
             raise ChatError(f"telegram unreachable: {type(exc).__name__}") from None
-        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        try:
+            body = r.json() if r.headers.get("content-type", "").startswith(
+                "application/json") else {}
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
         if r.status_code != 200 or not body.get("ok", False):
             raise ChatError(f"telegram refused the message: HTTP {r.status_code} "
                             f"{body.get('description', '')}".strip())

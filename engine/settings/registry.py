@@ -7,9 +7,14 @@ import. Values are stored as text and coerced on read.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 
 
 class SettingError(ValueError):
@@ -58,6 +63,10 @@ class Knob:
             if not text and not self.choices:
                 raise bad
             return text
+        # plain ASCII notation only: Python would also take "５" (full-width), "1_0" and "1e1"
+        pattern = _INT_TEXT if self.type is int else _DECIMAL_TEXT
+        if not pattern.fullmatch(text):
+            raise bad
         try:
             value: Any = int(text) if self.type is int else Decimal(text)
         except (ValueError, InvalidOperation):

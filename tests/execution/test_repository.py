@@ -97,3 +97,24 @@ def test_funnel_counts_accumulate(pool) -> None:
         repo.bump_funnel(conn, T0.date(), {"cycles": 1, "denied": 1})
         funnel = conn.execute("SELECT funnel FROM metrics_days").fetchone()["funnel"]
     assert funnel == {"cycles": 2, "signals": 2, "denied": 1}
+
+
+def test_close_counts_on_the_ist_exit_date_or_the_expiry_for_a_settlement() -> None:
+    def trade(*expiries):
+        legs = tuple(OpenLeg(Leg(security_id=str(i), side=Side.BUY, quantity=65,
+                                 kind=InstrumentKind.FUT, expiry=e), Decimal(1), Decimal(0))
+                     for i, e in enumerate(expiries))
+        return Trade(tag="T", strategy="DC", mode="paper", trade_date=T0.date(), opened_at=T0,
+                     legs=legs)
+
+    from datetime import UTC
+    # 20:00 UTC on Feb 3 is 01:30 IST on Feb 4: the IST date counts, not the UTC one
+    late = datetime(2025, 2, 3, 20, 0, tzinfo=UTC)
+    assert repo.close_trade_date(trade(date(2025, 2, 27)), late) == date(2025, 2, 4)
+    # every leg expired before the close was recorded: it counts on the (last) expiry date
+    after = datetime(2025, 3, 3, 10, 0, tzinfo=IST)
+    assert repo.close_trade_date(trade(date(2025, 2, 25), date(2025, 2, 27)), after) == \
+        date(2025, 2, 27)
+    # a leg still alive: the exit date
+    assert repo.close_trade_date(trade(date(2025, 2, 25), date(2025, 3, 27)), after) == \
+        date(2025, 3, 3)

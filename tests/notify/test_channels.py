@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,7 @@ class ChatServer:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict]] = []
         self.status = 200
+        self.raw_body: bytes | None = None  # answer this instead of Telegram's JSON
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,7 +38,7 @@ class ChatServer:
                 self.send_response(server.status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
-                self.wfile.write(payload.encode())
+                self.wfile.write(payload.encode() if server.raw_body is None else server.raw_body)
 
             def log_message(self, *_a) -> None:
                 pass
@@ -101,6 +103,61 @@ def test_notifier_delivers_outbox_once_and_scrubs_code(chat, pool) -> None:
         ref.stop()
         pykka.ActorRegistry.stop_all()
     assert [body["text"] for _, body in chat.requests] == ["login code 481516"]
-    assert rows[0]["sent_at"] is not None and "481516" not in rows[0]["text"]
-    assert "not configured" in rows[1]["error"]
-    assert rows[2]["error"] == "expired before delivery"
+    assert rows[0]["sent_at"] is not None and rows[0]["error"] is None
+    assert rows[0]["text"] == "[delivered; text removed]"
+    assert "not configured" in rows[1]["error"] and rows[1]["sent_at"] is None
+    assert rows[2]["error"] == "expired before delivery" and rows[2]["sent_at"] is None
+    for row in rows[1:]:  # tried, not delivered: scrubbed, and never labelled delivered
+        assert row["text"] == "[not delivered; text removed]"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _drain_with(pool, channel) -> dict:
+    """Run a real NotifierActor over one outbox row holding a login code; return the row."""
+    with pool.connection() as conn:
+        conn.execute("INSERT INTO chat_outbox (channel, text) VALUES ('telegram',"
+                     " 'Dashboard login code: 271828')")
+    ctx = ActorContext(clock=RealClock(), directory=Directory(),
+                       services={"pool": pool, "chat_channels": [channel]})
+    ref = NotifierActor.start(supervisor_ref=None, name="notifier", ctx=ctx)
+    try:
+        ref.tell(DrainOutbox())
+        with pool.connection() as conn:
+            return eventually(lambda: conn.execute(
+                "SELECT * FROM chat_outbox WHERE sent_at IS NOT NULL OR error IS NOT NULL"
+            ).fetchone())
+    finally:
+        ref.stop()
+        pykka.ActorRegistry.stop_all()
+
+
+@pytest.mark.parametrize("status", [500, 400])
+def test_notifier_refused_row_scrubbed_labelled_not_delivered_with_reason(chat, pool,
+                                                                          status) -> None:
+    chat.status = status
+    row = _drain_with(pool, TelegramChannel(chat.url, "77:BOTSECRET", "42"))
+    assert len(chat.requests) == 1  # it was tried
+    assert row["sent_at"] is None
+    assert row["text"] == "[not delivered; text removed]" and "271828" not in row["text"]
+    assert f"HTTP {status}" in row["error"] and "telegram" in row["error"]
+    assert "BOTSECRET" not in row["error"] and chat.url not in row["error"]
+
+
+def test_notifier_unreachable_telegram_labelled_not_delivered(pool) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    row = _drain_with(pool, TelegramChannel(url, "77:BOTSECRET", "42", timeout=2))
+    assert row["sent_at"] is None and row["text"] == "[not delivered; text removed]"
+    assert row["error"].startswith("telegram unreachable")
+    assert "BOTSECRET" not in row["error"] and url not in row["error"]
+
+
+def test_notifier_telegram_answer_not_json_is_a_refusal_not_a_crash(chat, pool) -> None:
+    chat.raw_body = b"<html>gateway</html>"
+    row = _drain_with(pool, TelegramChannel(chat.url, "77:BOTSECRET", "42"))
+    assert row["sent_at"] is None and row["text"] == "[not delivered; text removed]"
+    assert row["error"] == "telegram refused the message: HTTP 200"

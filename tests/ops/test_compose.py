@@ -65,6 +65,10 @@ def test_compose_python_services_share_image_env_and_migrate_gate(compose) -> No
     assert services["web"]["command"] == ["gunicorn", "-c", "web/gunicorn.conf.py",
                                           "web:create_app()"]
     assert "bot_logs:/app/logs" in services["engine"]["volumes"]
+    # the dashboard's Logs page reads the engine's log: same volume, read-only, where
+    # ENGINE_LOG_DIR points
+    assert "bot_logs:/app/engine-logs:ro" in services["web"]["volumes"]
+    assert services["web"]["environment"]["ENGINE_LOG_DIR"] == "/app/engine-logs"
 
 
 def test_compose_web_healthcheck_targets_api_health(compose) -> None:

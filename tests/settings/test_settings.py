@@ -50,6 +50,13 @@ def test_settings_reset_restores_default_and_audits_null(pool) -> None:
     ("DC_ZSCORE_ENTRY", "NaN", "decimal number"),
     ("DC_ENABLED", "maybe", "true or false"),
     ("EXPIRY_DAY_EXIT_TIME", "16:00", "one of"),
+    # Python's int()/Decimal() would take these; an operator typing them meant something else
+    ("DC_LOTS", "\uff15", "expected an integer"),       # full-width 5
+    ("DC_LOTS", "1_0", "expected an integer"),
+    ("DC_LOTS", "\u0665", "expected an integer"),       # Arabic-Indic 5
+    ("DC_ZSCORE_ENTRY", "1e1", "decimal number"),
+    ("DC_ZSCORE_ENTRY", "2_5", "decimal number"),
+    ("DC_ZSCORE_ENTRY", "Infinity", "decimal number"),
 ])
 def test_settings_bad_value_refused_nothing_written(pool, key: str, value: str, message: str) -> None:
     with pytest.raises(SettingError, match=message):
@@ -99,3 +106,24 @@ def test_settings_cache_serves_from_memory_within_ttl(pool) -> None:
     assert s.get("DC_LOTS") == 1
     s.invalidate()
     assert eventually(lambda: s.get("DC_LOTS") == 9)
+
+
+@pytest.mark.parametrize(("raw", "value"), [("2.5", Decimal("2.5")), (" 3 ", Decimal("3")),
+                                            ("+1.25", Decimal("1.25")), (".5", Decimal("0.5"))])
+def test_settings_plain_decimal_notation_accepted(raw: str, value: Decimal) -> None:
+    assert knob("DC_ZSCORE_ENTRY").coerce(raw) == value
+
+
+def test_cli_settings_set_by_must_name_someone(db_url: str, capsys) -> None:
+    from engine.cli import main
+    from engine.store import pool as pool_module
+
+    pool_module.close_pool()
+    try:
+        for by in ("", "   "):
+            assert main(["settings", "set", "DC_LOTS", "2", "--by", by]) == 2
+            assert "--by must name who" in capsys.readouterr().err
+        assert main(["settings", "history"]) == 0
+        assert "DC_LOTS" not in capsys.readouterr().out  # nothing was written
+    finally:
+        pool_module.close_pool()

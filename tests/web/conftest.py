@@ -112,3 +112,41 @@ def live_server(make_app) -> Iterator[LiveServer]:
     yield server
     web.shutdown(server.app)
     server.stop()
+
+
+@pytest.fixture
+def chat():
+    """A local HTTP server that plays the Telegram Bot API (tests/notify)."""
+    from tests.notify.test_channels import ChatServer
+
+    server = ChatServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def notifier(pool, db_url: str):
+    """Start the engine's chat delivery as the engine wires it: a NotifierActor with the given
+    channels, woken by LISTEN 'chat_outbox' (the NOTIFY the web sends with each code)."""
+    import pykka
+
+    from engine.actors.base import ActorContext
+    from engine.actors.directory import Directory
+    from engine.actors.notifier import DrainOutbox, NotifierActor
+    from engine.clock import RealClock
+    from engine.store.notify import Listener
+
+    started: list[Any] = []
+
+    def start(channels: list) -> None:
+        ctx = ActorContext(clock=RealClock(), directory=Directory(),
+                           services={"pool": pool, "chat_channels": channels})
+        ref = NotifierActor.start(supervisor_ref=None, name="notifier", ctx=ctx)
+        listener = Listener(db_url, ["chat_outbox"], lambda _c, _p: ref.tell(DrainOutbox()),
+                            name="test-outbox-listener").start()
+        started.extend([listener, ref])
+
+    yield start
+    for item in started:
+        item.stop()
+    pykka.ActorRegistry.stop_all(timeout=10)

@@ -180,3 +180,17 @@ def test_pnl_today_follows_the_engine_clock_date(pool, api) -> None:
     body = api.get("/api/pnl/today").get_json()
     assert body["date"].startswith("2025-02-03")
     assert Decimal(body["realized"]) == Decimal("60")
+
+
+def test_logs_tail_reads_the_engine_log_from_engine_log_dir(make_app, tmp_path):
+    """Under compose the engine's log volume is mounted read-only apart from the web's own."""
+    engine_dir, web_dir = tmp_path / "engine-logs", tmp_path / "web-logs"
+    engine_dir.mkdir()
+    web_dir.mkdir()
+    (engine_dir / "engine.log").write_text("2025-01-01 INFO engine line\n")
+    (web_dir / "web.log").write_text("2025-01-01 INFO web line\n")
+    from tests.web.conftest import Api
+
+    api = Api(make_app(LOG_DIR=str(web_dir), ENGINE_LOG_DIR=str(engine_dir)))
+    assert api.get("/api/logs/tail").json["lines"] == ["2025-01-01 INFO engine line"]
+    assert api.get("/api/logs/tail?file=web").json["lines"] == ["2025-01-01 INFO web line"]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from datetime import timedelta
 
 import pyotp
+import requests
 
 import web
-from tests.web.conftest import SECRET_KEY, login
+from tests.web.conftest import SECRET_KEY, LiveServer, login
 from web.appconfig import persistent_secret_key
-from web.authn import AuthPolicy
+from web.authn import TOTP_STATE_KEY, AuthPolicy
 
 
 def _outbox_code(pool) -> str:
@@ -222,3 +225,91 @@ def test_persistent_secret_key_created_once_private(tmp_path):
     assert persistent_secret_key(tmp_path) == first and len(first) >= 32
     assert os.stat(tmp_path / "dashboard_secret_key").st_mode & 0o777 == 0o600
     assert first != SECRET_KEY
+
+
+# ---------------------------------------------------------------- TOTP: single use across windows
+def _steady_step() -> int:
+    """The current 30-second step, waiting out the last 2 s of one so a test's codes are
+    checked within the step they were made for."""
+    if 30 - time.time() % 30 < 2:
+        time.sleep(30 - time.time() % 30 + 0.05)
+    return int(time.time() // 30)
+
+
+def _code_at(secret: str, step: int) -> str:
+    return pyotp.TOTP(secret).at(step * 30)
+
+
+def _last_step(pool) -> int | None:
+    with pool.connection() as conn:
+        row = conn.execute("SELECT value FROM runtime_state WHERE key = %s",
+                           (TOTP_STATE_KEY,)).fetchone()
+    return None if row is None else int(row["value"]["step"])
+
+
+def test_totp_earlier_window_refused_after_later_window_used(make_app, pool, totp_secret):
+    app = make_app()
+    step = _steady_step()
+    later, earlier = _code_at(totp_secret, step + 1), _code_at(totp_secret, step)
+    assert later != earlier
+    assert app.test_client().post("/api/auth/login", json={"code": later}).status_code == 200
+    r = app.test_client().post("/api/auth/login", json={"code": earlier})
+    assert r.status_code == 401 and "already used" in r.json["error"]
+    previous = _code_at(totp_secret, step - 1)
+    assert app.test_client().post("/api/auth/login", json={"code": previous}).status_code == 401
+    assert _last_step(pool) == step + 1
+
+
+def test_totp_later_window_still_accepted_after_earlier_one(app, pool, totp_secret):
+    step = _steady_step()
+    assert app.test_client().post("/api/auth/login",
+                                  json={"code": _code_at(totp_secret, step)}).status_code == 200
+    assert app.test_client().post("/api/auth/login",
+                                  json={"code": _code_at(totp_secret, step + 1)}).status_code == 200
+    assert _last_step(pool) == step + 1  # remembered in runtime_state
+
+
+def test_totp_used_step_refused_by_other_worker_and_after_restart(make_app, pool, totp_secret):
+    step = _steady_step()
+    first_worker = make_app()
+    code = _code_at(totp_secret, step)
+    assert first_worker.test_client().post("/api/auth/login", json={"code": code}).status_code == 200
+    second_worker = make_app()  # its own Authenticator: nothing shared but the database
+    assert second_worker.test_client().post("/api/auth/login", json={"code": code}).status_code == 401
+    web.shutdown(first_worker)
+    restarted = make_app()
+    older = _code_at(totp_secret, step - 1)
+    assert restarted.test_client().post("/api/auth/login", json={"code": older}).status_code == 401
+    assert restarted.test_client().post("/api/auth/login", json={"code": code}).status_code == 401
+
+
+def test_totp_concurrent_same_code_on_two_workers_exactly_one_session(make_app, pool, db_url,
+                                                                       totp_secret):
+    policy = AuthPolicy(ip_threshold=1000, global_threshold=1000)
+    # two "gunicorn workers": separate apps, each with its own connection pool, real HTTP
+    servers = [LiveServer(make_app(POOL=None, DATABASE_URL=db_url, AUTH_POLICY=policy))
+               for _ in range(2)]
+    try:
+        step = _steady_step()
+        code = _code_at(totp_secret, step)
+        barrier = threading.Barrier(8)
+        statuses: list[int] = []
+
+        def submit(url: str) -> None:
+            barrier.wait(5)
+            r = requests.post(url + "/api/auth/login", json={"code": code}, timeout=20)
+            statuses.append(r.status_code)
+
+        threads = [threading.Thread(target=submit, args=(servers[i % 2].url,))
+                   for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        for server in servers:
+            server.stop()
+    assert sorted(statuses) == [200] + [401] * 7
+    with pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM web_sessions").fetchone()["n"] == 1
+    assert _last_step(pool) == step

@@ -165,3 +165,29 @@ def test_write_heartbeat_sets_runtime_state_and_health_age(pool, api):
     assert set(value) == {"ts", "pid", "engine_time"}
     health = api.client.get("/api/health").json
     assert 4 <= health["engine_heartbeat_age_s"] < 60 and health["status"] == "ok"
+
+
+def test_old_risk_adding_commands_expire_risk_reducing_ones_still_run(pool, db_url):
+    """A queue left while the engine was down: closes and pauses still run (they reduce risk),
+    a resume or a promotion to live an hour old does not."""
+    with transaction(pool) as conn:
+        ids = {
+            "close": enqueue_command(conn, "close_trade", {"tag": "T"}, requested_by="t"),
+            "pause": enqueue_command(conn, "pause_entries", {"reason": "r"}, requested_by="t"),
+            "down": enqueue_command(conn, "set_go_live_stage", {"strategy": "DC", "stage": "paper",
+                                    "confirm": True}, requested_by="t"),
+            "resume": enqueue_command(conn, "resume_entries", {}, requested_by="t"),
+            "live": enqueue_command(conn, "set_go_live_stage", {"strategy": "DC", "stage": "live",
+                                    "confirm": True}, requested_by="t"),
+        }
+        conn.execute("UPDATE engine_commands SET created_at = now() - interval '1 hour'")
+        fresh = enqueue_command(conn, "resume_entries", {}, requested_by="t")
+    recorder = Recorder()
+    bus = CommandBus(pool, db_url, recorder, "engine-x")
+    assert bus.drain() == 6
+    ran = {c[1] for c in recorder.calls}
+    assert ran == {ids["close"], ids["pause"], ids["down"], fresh}
+    for name in ("resume", "live"):
+        row = _status(pool, ids[name])
+        assert row["status"] == "error" and row["error"].startswith("expired:")
+        assert "send it again" in row["error"]

@@ -18,7 +18,8 @@ CSRF_HEADER = "X-CSRF-Token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Endpoints reachable without a session (and, being pre-session, without CSRF).
 PUBLIC_ENDPOINTS = frozenset({"api.health", "api.auth_login", "api.auth_request_code",
-                              "api.auth_session", "api.auth_nginx_check"})
+                              "api.auth_code_status", "api.auth_session",
+                              "api.auth_nginx_check"})
 
 
 def services():

@@ -9,6 +9,7 @@ from flask import current_app, jsonify
 
 from web.api import COOKIE_NAME, bp, client_ip, error, services, session_token
 from web.authn import CODE_RE, CodeRequestRefused
+from web.security import safe_next
 from web.validate import BadRequest, Str, check, request_json
 
 
@@ -23,8 +24,13 @@ def _retry(seconds: float) -> dict[str, str]:
 
 @bp.post("/auth/login")
 def auth_login() -> Any:
-    """Exchange a 6-digit code (authenticator app or chat) for a session cookie."""
-    data = check(request_json(), {"code": Str(max_len=6, min_len=6)})
+    """Exchange a 6-digit code (authenticator app or chat) for a session cookie.
+
+    ``next`` (optional) is where the page wants to go afterwards; the answer's ``next`` is it
+    when it is one of the dashboard's pages, else ``/`` (web.security.safe_next)."""
+    data = check(request_json(), {"code": Str(max_len=6, min_len=6),
+                                  "next": Str(optional=True, default="/", min_len=0,
+                                              max_len=2000)})
     if not CODE_RE.fullmatch(data["code"]):
         raise BadRequest("code", "expected 6 digits")
     auth = services().auth
@@ -36,7 +42,7 @@ def auth_login() -> Any:
             return body, status, _retry(result.retry_after)
         return error(401, result.reason)
     response = jsonify({"authenticated": True, "csrf_token": auth.csrf_token(result.token),
-                        "expires_at": result.expires_at})
+                        "expires_at": result.expires_at, "next": safe_next(data["next"])})
     ttl = int(auth.policy.session_ttl.total_seconds())
     _set_cookie(response, auth.cookie_value(result.token), ttl)
     return response
@@ -44,16 +50,31 @@ def auth_login() -> Any:
 
 @bp.post("/auth/request-code")
 def auth_request_code() -> Any:
-    """Send a one-time login code through the configured chat channel(s)."""
+    """Queue a one-time login code for the configured chat channel(s).
+
+    The web only queues it (chat_outbox); the engine's notifier delivers it. The answer says
+    so (``status: queued``) with a ``request_id`` for /api/auth/code-status/<request_id>,
+    which tells whether it was delivered or why not."""
     request_json()  # JSON only: a cross-site form post cannot trigger it
     try:
-        services().auth.request_code(client_ip())
+        queued = services().auth.request_code(client_ip())
     except CodeRequestRefused as exc:
         body, status = error(exc.status, str(exc), retry_after=math.ceil(exc.retry_after))
         return body, status, (_retry(exc.retry_after) if exc.retry_after else {})
     minutes = int(services().auth.policy.code_ttl.total_seconds() // 60)
-    return jsonify({"sent": True, "channels": list(services().auth.policy.chat_channels),
+    return jsonify({"status": "queued", "request_id": queued.handle,
+                    "status_url": f"/api/auth/code-status/{queued.handle}",
+                    "channels": list(services().auth.policy.chat_channels),
                     "valid_minutes": minutes}), 202
+
+
+@bp.get("/auth/code-status/<request_id>")
+def auth_code_status(request_id: str) -> Any:
+    """Whether a requested chat code was delivered: queued, delivered or failed (with why)."""
+    status = services().auth.code_status(request_id)
+    if status is None:
+        return error(404, "no such code request")
+    return jsonify(status)
 
 
 @bp.get("/auth/session")

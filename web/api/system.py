@@ -73,7 +73,9 @@ def logs_tail() -> Any:
     """The last lines of the engine (or web) log, secrets redacted."""
     values = query({"lines": Int(optional=True, default=200, minimum=1, maximum=2000),
                     "file": Str(optional=True, default="engine", choices=tuple(LOG_FILES))})
-    path = services().log_dir / LOG_FILES[values["file"]]
+    svc = services()
+    folder = svc.engine_log_dir if values["file"] == "engine" and svc.engine_log_dir else svc.log_dir
+    path = folder / LOG_FILES[values["file"]]
     if not path.is_file():
         return jsonify({"file": path.name, "lines": [], "missing": True})
     return jsonify({"file": path.name, "lines": [redact(x) for x in tail_lines(path, values["lines"])],

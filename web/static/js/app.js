@@ -57,6 +57,8 @@ export function el(tag, attrs = {}, ...children) {
     if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
     else if (k === 'class') node.className = v;
     else if (k === 'html') node.innerHTML = v;
+    // Through CSSOM, never as an attribute: the CSP (style-src 'self') blocks inline style attributes.
+    else if (k === 'style') { if (typeof v === 'string') node.style.cssText = v; else Object.assign(node.style, v); }
     else node.setAttribute(k, v === true ? '' : v);
   }
   for (const c of children.flat()) {

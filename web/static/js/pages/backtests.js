@@ -1,7 +1,7 @@
 import { $, api, badge, boot, daysAgo, el, money, on, signCls, table, toast, when } from '../app.js';
 import { heatmap, lineChart } from '../charts.js';
 
-const progress = v => el('div', { class: 'progress', title: `${v}%` }, el('i', { style: `width:${Number(v) || 0}%` }));
+const progress = v => el('div', { class: 'progress', title: `${v}%` }, el('i', { style: { width: `${Number(v) || 0}%` } }));
 const parseVal = s => { const t = s.trim(); if (t === 'true' || t === 'false') return t === 'true'; const n = Number(t); return t !== '' && Number.isFinite(n) ? n : t; };
 function parseLines(text, grid) {
   const out = {};

@@ -1,0 +1,101 @@
+"""Browser-facing protections of the dashboard, in one place.
+
+* :func:`safe_next` — the only way a ``next`` (where to go after login) is honoured: one of the
+  dashboard's own page paths, else ``/``. Nothing with a scheme, a host, a backslash, a control
+  character or a leading ``//`` survives, so no browser normalisation (which drops tab/CR/LF
+  and reads ``\\`` as ``/``) can turn it into an off-site URL.
+* :func:`origin_allowed` — the WebSocket handshake's ``Origin`` must be the dashboard's own
+  (the request's scheme://host[:port]; X-Forwarded-Proto/Host count only with WEB_TRUST_PROXY,
+  through ProxyFix) or one of WEB_ALLOWED_ORIGINS. A handshake without ``Origin`` is allowed:
+  browsers always send it on WebSocket requests, so its absence means a non-browser client,
+  which still needs a live session cookie.
+* :func:`add_security_headers` — CSP, framing, MIME sniffing, referrer, and ``no-store`` on
+  everything that is not a static file; registered as ``after_request`` by ``create_app``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from flask import Request, Response, request
+
+from engine.config import parse_origin
+
+_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f]")   # C0, space, DEL, C1
+_HOST = re.compile(r"[A-Za-z0-9_.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+
+#: Cookies are SameSite=Strict and every response is same-origin only. Scripts, styles and
+#: images come from /static (images also as data: URIs); the live feed is the page's own
+#: /ws (named explicitly for browsers whose 'self' does not cover ws:/wss:).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'{ws}; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+# ---------------------------------------------------------------- redirect after login
+def page_paths() -> frozenset[str]:
+    """The dashboard's own pages (the only places a login may send the browser)."""
+    from web.views import PAGES
+
+    return frozenset(path for _name, path, _label in PAGES) | {"/docs"}
+
+
+def safe_next(raw: object) -> str:
+    """``raw`` when it is exactly one of :func:`page_paths`, else ``"/"``."""
+    if not isinstance(raw, str) or not raw or len(raw) > 200:
+        return "/"
+    if "\\" in raw or _CONTROL.search(raw) or not raw.startswith("/") or raw.startswith("//"):
+        return "/"
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        return "/"
+    if parts.scheme or parts.netloc or parts.query or parts.fragment:
+        return "/"
+    return parts.path if parts.path in page_paths() else "/"
+
+
+# ---------------------------------------------------------------- WebSocket Origin
+def own_origin(req: Request) -> str | None:
+    """The origin the browser used to reach this app: scheme://Host of the request (ProxyFix
+    has already applied X-Forwarded-Proto/Host when WEB_TRUST_PROXY is set)."""
+    host = req.host
+    if not _HOST.fullmatch(host or ""):
+        return None
+    return parse_origin(f"{req.scheme}://{host}")
+
+
+def origin_allowed(req: Request, allowed: Iterable[str]) -> bool:
+    """Whether a WebSocket handshake may go on (see the module docstring)."""
+    raw = req.headers.get("Origin")
+    if raw is None:
+        return True
+    origin = parse_origin(raw.strip())
+    if origin is None:  # "null" (sandboxed frame, file:), or garbage
+        return False
+    return origin == own_origin(req) or origin in set(allowed)
+
+
+# ---------------------------------------------------------------- response headers
+def content_security_policy(req: Request) -> str:
+    host = req.host if _HOST.fullmatch(req.host or "") else ""
+    ws = f" {'wss' if req.scheme == 'https' else 'ws'}://{host}" if host else ""
+    return CSP.format(ws=ws)
+
+
+def add_security_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = content_security_policy(request)
+    for name, value in HEADERS.items():
+        response.headers[name] = value
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
