@@ -41,6 +41,7 @@ class Account:
     allowed_ips: set[str] | None = None  # None: no static-IP check
     current_token: str | None = None
     last_mint_at: float | None = None
+    kill_switch: bool = False  # POST /killswitch: orders refused while active
 
 
 class TokenError(Exception):

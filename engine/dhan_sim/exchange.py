@@ -5,6 +5,14 @@ multiple, known instrument, funds) make it ``REJECTED`` or ``PENDING``; a PENDIN
 (``TRADED``) when marketable - MARKET at once at the ask (BUY) / bid (SELL), LIMIT when the
 touch crosses its price - else it rests until cancelled. State advances lazily on each call
 to :meth:`Exchange.advance` (every request does it).
+
+Cost per request does not grow with the book: TRANSIT orders are kept in arrival order and
+only those due are looked at; resting orders are re-priced once per market *tick*
+(``market.tick()``: a new spot or a new second of the market clock), not on every request.
+Orders match only while the market is open (09:15-15:30 IST of a trading day, per the
+calendar, on the market's own clock); an after-market order (AMO) rests until the next open
+(``amoTime`` OPEN_30 / OPEN_60: 30 / 60 minutes after it). A PENDING order blocks its margin
+until it fills or is cancelled.
 """
 
 from __future__ import annotations
@@ -12,16 +20,21 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine.dhan_sim.market import InstrumentRow, MarketSource
+from engine.market.calendar import NseCalendar
 from engine.timeutil import IST
 
 SENTINEL_TIME = "0001-01-01 00:00:00"
 SHORT_MARGIN_FRACTION = 0.12
+AMO_DELAY = {"PRE_OPEN": timedelta(0), "OPEN": timedelta(0), "OPEN_30": timedelta(minutes=30),
+             "OPEN_60": timedelta(minutes=60)}
+_NO_TICK = object()
 
 
 def _now_text() -> str:
@@ -45,6 +58,8 @@ class SimOrder:
     update_time: str = field(default_factory=_now_text)
     exchange_time: str = SENTINEL_TIME
     modifications: int = 0
+    blocked: float = 0.0  # margin held while PENDING
+    not_before: datetime | None = None  # AMO: do not match before this market time
 
     def wire(self, row: InstrumentRow | None) -> dict[str, Any]:
         """Order object as Dhan serialises it."""
@@ -53,7 +68,7 @@ class SimOrder:
         return {
             "dhanClientId": self.client_id, "orderId": self.order_id,
             "exchangeOrderId": "" if self.status == "TRANSIT" else f"1100{self.order_id}",
-            "correlationId": b.get("correlationId") or f"{self.client_id}-{int(self.created)}",
+            "correlationId": b.get("correlationId", ""),
             "orderStatus": self.status, "transactionType": b["transactionType"],
             "exchangeSegment": b["exchangeSegment"], "productType": b["productType"],
             "orderType": b["orderType"], "validity": b.get("validity", "DAY"),
@@ -94,19 +109,39 @@ class SimPosition:
 
 
 class Exchange:
-    """Orders, trades, positions and funds of every simulated client."""
+    """Orders, trades, positions and funds of every simulated client.
+
+    Args:
+        market: quotes, instruments, the market clock (``now``) and ``tick``.
+        transit_sec: how long a new order stays in TRANSIT (monotonic seconds).
+        clock: monotonic clock for TRANSIT.
+        calendar: exchange calendar for market hours (default ``NseCalendar()``).
+        epoch_ms: wall clock in epoch milliseconds (auto-generated correlation ids).
+    """
 
     def __init__(self, market: MarketSource, *, transit_sec: float = 0.05,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 calendar: NseCalendar | None = None,
+                 epoch_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self.market = market
         self.transit_sec = transit_sec
+        self.calendar = calendar or NseCalendar()
         self._clock = clock
+        self._epoch_ms = epoch_ms
         self._lock = threading.RLock()
         self._ids = itertools.count(52_000_000_001)
         self._trade_ids = itertools.count(70_000_001)
         self.orders: dict[str, SimOrder] = {}
         self.trades: list[dict[str, Any]] = []
         self.positions: dict[tuple[str, str, str], SimPosition] = {}
+        self._transit: deque[SimOrder] = deque()
+        self._resting: dict[str, SimOrder] = {}
+        self._by_cid: dict[tuple[str, str], SimOrder] = {}
+        self._blocked: dict[str, float] = {}
+        self._last_cid_ms = 0
+        self._tick: Any = _NO_TICK
+        self.repriced = 0  # quotes taken to re-price resting orders (cost accounting)
+        self._rows_day: date | None = None
         self._rows = {str(r.security_id): r for r in market.instruments()}
 
     def row(self, security_id: str) -> InstrumentRow | None:
@@ -117,14 +152,63 @@ class Exchange:
             row = self._rows.get(str(security_id))
         return row
 
+    def _refresh_rows(self) -> None:
+        """A new trading day lists new contracts (and may change lots): re-read the rows."""
+        day = self.market.today()
+        if day != self._rows_day:
+            if self._rows_day is not None:
+                self._rows = {str(r.security_id): r for r in self.market.instruments()}
+            self._rows_day = day
+
+    # ------------------------------------------------------------- clock
+    def market_now(self) -> datetime:
+        """The market's clock (wall-clock IST for a market without ``now``)."""
+        now = getattr(self.market, "now", None)
+        return now() if now is not None else datetime.now(IST)
+
+    def is_open(self, at: datetime | None = None) -> bool:
+        """True inside 09:15-15:30 IST of a trading day on the market clock."""
+        return self.calendar.is_market_open(at or self.market_now())
+
+    def next_open(self, at: datetime) -> datetime:
+        """The first session open at or after ``at``."""
+        local = at.astimezone(IST)
+        day = local.date()
+        if self.calendar.is_trading_day(day) and local <= self.calendar.session_open(day):
+            return self.calendar.session_open(day)
+        return self.calendar.session_open(self.calendar.next_trading_day(day))
+
+    def _market_text(self) -> str:
+        return self.market_now().astimezone(IST).strftime("%Y-%m-%d %H:%M:%S")
+
     # ------------------------------------------------------------- orders
+    def new_correlation_id(self, client_id: str) -> str:
+        """Dhan's own id for an order sent without one: ``<clientId>-<epoch ms>``, unique (a
+        second order in the same millisecond takes the next millisecond)."""
+        with self._lock:
+            ms = max(self._epoch_ms(), self._last_cid_ms + 1)
+            self._last_cid_ms = ms
+            return f"{client_id}-{ms}"
+
     def place(self, client_id: str, body: dict[str, Any], reject_reason: str | None = None
               ) -> SimOrder:
-        """Accept an order in TRANSIT (``reject_reason``: RMS will reject it)."""
+        """Accept an order in TRANSIT (``reject_reason``: RMS will reject it). An order
+        without a correlationId gets Dhan's generated one; an after-market order placed while
+        the market is closed waits for the next open (plus its ``amoTime`` delay)."""
         with self._lock:
-            order = SimOrder(order_id=str(next(self._ids)), client_id=client_id, body=dict(body),
-                             created=self._clock(), reject_reason=reject_reason)
+            body = dict(body)
+            if not body.get("correlationId"):
+                body["correlationId"] = self.new_correlation_id(client_id)
+            now = self.market_now()
+            order = SimOrder(order_id=str(next(self._ids)), client_id=client_id, body=body,
+                             created=self._clock(), reject_reason=reject_reason,
+                             create_time=self._market_text(), update_time=self._market_text())
+            if body.get("afterMarketOrder") and not self.is_open(now):
+                delay = AMO_DELAY.get(str(body.get("amoTime") or "OPEN"), timedelta(0))
+                order.not_before = self.next_open(now) + delay
             self.orders[order.order_id] = order
+            self._by_cid[(client_id, body["correlationId"])] = order
+            self._transit.append(order)
             return order
 
     def find(self, client_id: str, order_id: str) -> SimOrder | None:
@@ -133,25 +217,74 @@ class Exchange:
             return order if order and order.client_id == client_id else None
 
     def by_correlation(self, client_id: str, cid: str) -> SimOrder | None:
+        """The latest order of ``client_id`` with correlationId ``cid``."""
         with self._lock:
-            for order in reversed(list(self.orders.values())):
-                if order.client_id == client_id and order.body.get("correlationId") == cid:
-                    return order
-            return None
+            return self._by_cid.get((client_id, cid))
 
     def client_orders(self, client_id: str) -> list[SimOrder]:
         with self._lock:
             return [o for o in self.orders.values() if o.client_id == client_id]
 
-    def advance(self, funds: Callable[[str], float]) -> None:
-        """Move orders along their lifecycle; ``funds(client_id)`` gives available balance."""
+    def resting(self) -> list[SimOrder]:
+        """PENDING orders (in the book, margin blocked)."""
         with self._lock:
+            return list(self._resting.values())
+
+    def cancel(self, order: SimOrder) -> None:
+        """Cancel a PENDING order and release its margin."""
+        with self._lock:
+            order.status, order.update_time = "CANCELLED", self._market_text()
+            self._unrest(order)
+
+    def modify(self, order: SimOrder, changes: dict[str, Any]) -> None:
+        """Apply a modification (type, validity, quantity, prices) and re-block margin; the
+        order is re-priced at once."""
+        with self._lock:
+            order.modifications += 1
+            for key in ("orderType", "validity", "quantity", "price", "triggerPrice",
+                        "disclosedQuantity"):
+                if key in changes:
+                    order.body[key] = changes[key]
+            order.update_time = self._market_text()
+            if order.status == "PENDING":
+                self._block(order, self.required_margin(order))
+                self._try_fill(order)
+
+    def _block(self, order: SimOrder, amount: float) -> None:
+        cid = order.client_id
+        self._blocked[cid] = self._blocked.get(cid, 0.0) - order.blocked + amount
+        order.blocked = amount
+
+    def _unrest(self, order: SimOrder) -> None:
+        self._resting.pop(order.order_id, None)
+        self._block(order, 0.0)
+
+    def advance(self, funds: Callable[[str], float]) -> None:
+        """Move orders along their lifecycle; ``funds(client_id)`` gives available balance.
+
+        Only TRANSIT orders that are due are looked at; resting orders are re-priced when
+        the market has ticked since the last sweep (every call for a market without
+        ``tick``).
+        """
+        with self._lock:
+            self._refresh_rows()
             now = self._clock()
-            for order in self.orders.values():
-                if order.status == "TRANSIT" and now - order.created >= self.transit_sec:
-                    self._rms(order, funds(order.client_id))
+            while self._transit and now - self._transit[0].created >= self.transit_sec:
+                order = self._transit.popleft()
+                if order.status != "TRANSIT":
+                    continue
+                self._rms(order, funds(order.client_id))
                 if order.status == "PENDING":
-                    self._match(order)
+                    self._resting[order.order_id] = order
+                    self._block(order, self.required_margin(order))
+                    self._try_fill(order)
+            tick_of = getattr(self.market, "tick", None)
+            tick = tick_of() if tick_of is not None else object()
+            if tick != self._tick:
+                self._tick = tick
+                for order in list(self._resting.values()):
+                    self.repriced += 1
+                    self._try_fill(order)
 
     def _rms(self, order: SimOrder, available: float) -> None:
         row = self.row(order.body["securityId"])
@@ -163,12 +296,12 @@ class Exchange:
             reason = f"Quantity should be multiple of lot size {row.lot_size}"
         elif reason is None and self.required_margin(order) > available:
             reason = "Insufficient Funds"
-        order.update_time = _now_text()
+        order.update_time = self._market_text()
         if reason:
             order.status = "REJECTED"
             order.oms_error = f"RMS:{order.order_id}:{reason}"
         else:
-            order.status, order.exchange_time = "PENDING", _now_text()
+            order.status, order.exchange_time = "PENDING", self._market_text()
 
     def _touch(self, order: SimOrder) -> float | None:
         quote = self.market.quote(order.body["securityId"])
@@ -188,15 +321,24 @@ class Exchange:
             return px
         return None
 
+    def _try_fill(self, order: SimOrder) -> None:
+        """Match a PENDING order if the market is open (and an AMO's time has come)."""
+        now = self.market_now()
+        if not self.is_open(now) or (order.not_before is not None and now < order.not_before):
+            return
+        self._match(order)
+
     def _match(self, order: SimOrder) -> None:
         px = self._touch(order)
         if px is None:
             if order.body.get("validity") == "IOC":
-                order.status, order.update_time = "CANCELLED", _now_text()
+                order.status, order.update_time = "CANCELLED", self._market_text()
+                self._unrest(order)
             return
         qty = int(order.body["quantity"])
         order.status, order.filled_qty, order.avg_price = "TRADED", qty, px
-        order.update_time = order.exchange_time = _now_text()
+        order.update_time = order.exchange_time = self._market_text()
+        self._unrest(order)
         key = (order.client_id, str(order.body["securityId"]), order.body["productType"])
         pos = self.positions.setdefault(key, SimPosition())
         if order.body["transactionType"] == "BUY":
@@ -257,9 +399,11 @@ class Exchange:
                                int(order.body["quantity"]), price)
 
     def funds(self, client_id: str, sod: float) -> dict[str, float]:
-        """Balance after realised P&L and margin blocked by open positions."""
+        """Balance after realised P&L and the margin blocked by open positions and by
+        PENDING orders."""
         with self._lock:
-            utilized = realized = 0.0
+            utilized = self._blocked.get(client_id, 0.0)
+            realized = 0.0
             for (cid, sid, _), pos in self.positions.items():
                 if cid == client_id:
                     utilized += self._position_margin(sid, pos)

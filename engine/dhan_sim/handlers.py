@@ -24,6 +24,8 @@ ENUMS = {
 }
 CID_RE = re.compile(r"^[A-Za-z0-9 _-]{1,25}$")
 NO_ORDER = "Incorrect request for order and cannot be processed"
+MARKET_CLOSED = "Market is Closed! Want to place an offline order?"
+KILL_SWITCH_ON = "Kill Switch is active: trading is disabled for the day"
 BAD_JSON = object()  # Request.body when the body was not valid JSON
 
 
@@ -98,8 +100,27 @@ def _validate_order(body: dict[str, Any]) -> str | None:
     return None
 
 
-def place_order(sim: DhanSimulator, req: Request) -> Reply:
-    body = _body(req)
+def _max_order_qty(sim: DhanSimulator, security_id: Any) -> int | None:
+    """Largest order of a contract (a lot multiple below its freeze quantity), if known."""
+    row = sim.exchange.row(str(security_id))
+    if row is None or not row.freeze_qty:
+        return None
+    lot = max(1, row.lot_size)
+    return max(lot, (row.freeze_qty - 1) // lot * lot)
+
+
+def _freeze_error(sim: DhanSimulator, body: dict[str, Any]) -> Reply | None:
+    limit = _max_order_qty(sim, body.get("securityId"))
+    qty = int(body["quantity"])
+    if limit is not None and qty > limit:
+        return order_error(f"Order quantity {qty} exceeds the exchange freeze limit of {limit} "
+                           "per order. Slice the order.")
+    return None
+
+
+def _order_gate(sim: DhanSimulator, req: Request, body: dict[str, Any]) -> Reply | None:
+    """Checks every new order passes before it is accepted (IP, fields, kill switch,
+    market hours); ``None`` when it may go on."""
     assert req.account is not None
     allowed = req.account.allowed_ips
     if allowed is not None and req.client_ip not in allowed:
@@ -108,6 +129,19 @@ def place_order(sim: DhanSimulator, req: Request) -> Reply:
         return dh_error(400, "DH-911", "Invalid_IP", "Invalid IP: not whitelisted")
     if _validate_order(body):
         return input_error()
+    if req.account.kill_switch:
+        return order_error(KILL_SWITCH_ON)
+    if not body.get("afterMarketOrder") and not sim.exchange.is_open():
+        return order_error(MARKET_CLOSED)
+    return None
+
+
+def place_order(sim: DhanSimulator, req: Request) -> Reply:
+    body = _body(req)
+    assert req.account is not None
+    refused = _order_gate(sim, req, body) or _freeze_error(sim, body)
+    if refused is not None:
+        return refused
     fault = sim.faults.take(req.method, req.path, ("reject_order",))
     reason = None
     if fault is not None:
@@ -116,6 +150,27 @@ def place_order(sim: DhanSimulator, req: Request) -> Reply:
             return order_error(reason)
     order = sim.exchange.place(req.account.client_id, body, reject_reason=reason)
     return Reply(200, {"orderId": order.order_id, "orderStatus": order.status})
+
+
+def place_slice_order(sim: DhanSimulator, req: Request) -> Reply:
+    """``POST /orders/slicing``: the quantity split into freeze-sized orders (the last takes
+    the rest), all with the request's correlationId; answers an array of
+    ``{orderId, orderStatus}``."""
+    body = _body(req)
+    assert req.account is not None
+    refused = _order_gate(sim, req, body)
+    if refused is not None:
+        return refused
+    total = int(body["quantity"])
+    size = _max_order_qty(sim, body.get("securityId")) or total
+    if not body.get("correlationId"):
+        body = {**body, "correlationId": sim.exchange.new_correlation_id(req.account.client_id)}
+    out = []
+    for start in range(0, total, size):
+        part = {**body, "quantity": min(size, total - start)}
+        order = sim.exchange.place(req.account.client_id, part)
+        out.append({"orderId": order.order_id, "orderStatus": order.status})
+    return Reply(200, out)
 
 
 def modify_order(sim: DhanSimulator, req: Request) -> Reply:
@@ -129,12 +184,16 @@ def modify_order(sim: DhanSimulator, req: Request) -> Reply:
         return order_error(f"Order is not pending (status {order.status})")
     if order.modifications >= 25:
         return order_error("Maximum modifications (25) reached for this order")
-    with sim.exchange._lock:
-        order.modifications += 1
-        for key in ("orderType", "validity", "quantity", "price", "triggerPrice",
-                    "disclosedQuantity"):
-            if key in body:
-                order.body[key] = body[key]
+    if "quantity" in body:
+        try:
+            if int(body["quantity"]) <= 0:
+                return input_error()
+        except (TypeError, ValueError):
+            return input_error()
+        refused = _freeze_error(sim, {**order.body, "quantity": body["quantity"]})
+        if refused is not None:
+            return refused
+    sim.exchange.modify(order, body)
     return Reply(200, {"orderId": order.order_id, "orderStatus": order.status})
 
 
@@ -146,8 +205,7 @@ def cancel_order(sim: DhanSimulator, req: Request) -> Reply:
         return order_error("Order is in Transit state")
     if order.status != "PENDING":
         return order_error(f"Order is not pending (status {order.status})")
-    with sim.exchange._lock:
-        order.status = "CANCELLED"
+    sim.exchange.cancel(order)
     return Reply(sim.cancel_status, {"orderId": order.order_id, "orderStatus": "CANCELLED"})
 
 
@@ -181,6 +239,37 @@ def trades(sim: DhanSimulator, req: Request) -> Reply:
     rows = [t for t in sim.exchange.trades if t["dhanClientId"] == req.account.client_id  # type: ignore[union-attr]
             and (oid is None or t["orderId"] == oid)]
     return Reply(200, rows)
+
+
+# ----------------------------------------------------------------------- trader control
+def kill_switch(sim: DhanSimulator, req: Request) -> Reply:
+    """``POST /killswitch?killSwitchStatus=ACTIVATE|DEACTIVATE`` (no body)."""
+    acct = req.account
+    assert acct is not None
+    action = str(req.query.get("killSwitchStatus", "")).upper()
+    if action not in ("ACTIVATE", "DEACTIVATE"):
+        return input_error()
+    acct.kill_switch = action == "ACTIVATE"
+    word = "activated" if acct.kill_switch else "deactivated"
+    return Reply(200, {"dhanClientId": acct.client_id,
+                       "killSwitchStatus": f"Kill Switch has been successfully {word}"})
+
+
+def kill_switch_status(sim: DhanSimulator, req: Request) -> Reply:
+    """``GET /killswitch``: ``ACTIVATE`` or ``DEACTIVATE``."""
+    acct = req.account
+    assert acct is not None
+    return Reply(200, {"dhanClientId": acct.client_id,
+                       "killSwitchStatus": "ACTIVATE" if acct.kill_switch else "DEACTIVATE"})
+
+
+def not_found(method: str, path: str) -> Reply:
+    """Unknown endpoint: Dhan's error fields (what SDKs read) plus the gateway's 404 fields."""
+    reply = dh_error(404, "DH-905", "Input_Exception",
+                     f"No such endpoint: {method} {path}")
+    reply.body.update({"timestamp": int(datetime.now(IST).timestamp() * 1000), "status": 404,
+                       "error": "Not Found", "path": path})
+    return reply
 
 
 # ---------------------------------------------------------------------------- portfolio

@@ -10,11 +10,13 @@ import calendar
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Any, Protocol
 
 import numpy as np
 
+from engine.dhan_sim.contracts import ContractTerms
+from engine.market.calendar import NseCalendar
 from engine.market.pricing import bs_greeks, year_fraction
 from engine.timeutil import IST
 
@@ -65,7 +67,12 @@ class InstrumentRow:
 
 
 class MarketSource(Protocol):
-    """What the simulator needs from a market."""
+    """What the simulator needs from a market.
+
+    Optional: ``now() -> datetime`` (the market clock, aware; default wall-clock IST) and
+    ``tick() -> Hashable`` (changes whenever quotes may have changed; resting orders are
+    re-priced once per tick, and on every request when a market has no ``tick``).
+    """
 
     def spot(self) -> float:
         """NIFTY index value."""
@@ -86,21 +93,11 @@ class MarketSource(Protocol):
         """Rows of the instrument master."""
 
 
-def _tuesdays_from(start: date, count: int) -> list[date]:
-    first = start + timedelta(days=(1 - start.weekday()) % 7)
-    return [first + timedelta(weeks=i) for i in range(count)]
-
-
-def _last_tuesday(year: int, month: int) -> date:
-    last = date(year, month, calendar.monthrange(year, month)[1])
-    return last - timedelta(days=(last.weekday() - 1) % 7)
-
-
-def _monthlies(today: date, count: int) -> list[date]:
+def _monthlies(calendar: NseCalendar, today: date, count: int) -> list[date]:
     out: list[date] = []
     year, month = today.year, today.month
     while len(out) < count:
-        exp = _last_tuesday(year, month)
+        exp = calendar.monthly_expiry(year, month)
         if exp >= today:
             out.append(exp)
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
@@ -114,29 +111,43 @@ def _symbol(expiry: date, tail: str) -> str:
 class BuiltinMarket:
     """Deterministic NIFTY market: flat-vol Black-Scholes options around a settable spot.
 
+    Expiries, lot sizes and freeze quantities come from the exchange calendar
+    (``NseCalendar()``): weekly and monthly expiries as listed, the lot of each contract as
+    of ``today`` (two lots coexist during a revision), freeze per :mod:`contracts`.
+
     Args:
-        today: trading day (default: today in IST).
+        today: trading day (default: today in IST, or the next trading day when the
+            exchange is closed today).
         spot: initial NIFTY value.
         iv: flat implied volatility (fraction).
         step: strike step.
         width: strikes each side of the ATM strike.
-        lot_size: contract lot size.
-        weeklies: number of weekly (Tuesday) expiries.
+        weeklies: number of weekly expiries (monthlies among them count).
         spread: bid/ask half-spread as a fraction of price (min 0.05).
-        clock: aware "now" for time to expiry (default: 10:00 IST on ``today``).
+        clock: aware "now" of the market (default: 10:00 IST on ``today``, in session).
+        calendar: the exchange calendar (default ``NseCalendar()``).
     """
 
     def __init__(self, *, today: date | None = None, spot: float = 24000.0, iv: float = 0.12,
-                 step: int = 50, width: int = 20, lot_size: int = 75, weeklies: int = 4,
-                 spread: float = 0.005, clock: Callable[[], datetime] | None = None) -> None:
-        self._today = today or datetime.now(IST).date()
+                 step: int = 50, width: int = 20, weeklies: int = 4, spread: float = 0.005,
+                 clock: Callable[[], datetime] | None = None,
+                 calendar: NseCalendar | None = None) -> None:
+        self.calendar = calendar or NseCalendar()
+        self.terms = ContractTerms(self.calendar)
+        if today is None:
+            today = datetime.now(IST).date()
+            if not self.calendar.is_trading_day(today):
+                today = self.calendar.next_trading_day(today)
+        self._today = today
         self._spot = float(spot)
-        self._iv, self._step, self._width, self._lot = iv, step, width, lot_size
+        self._version = 0
+        self._iv, self._step, self._width = iv, step, width
         self._spread = spread
         self._clock = clock or (lambda: datetime.combine(self._today, time(10, 0), tzinfo=IST))
         self._lock = threading.Lock()
-        self._futures = _monthlies(self._today, 2)
-        self._expiries = sorted(set(_tuesdays_from(self._today, weeklies)) | set(self._futures))
+        self._futures = _monthlies(self.calendar, self._today, 2)
+        self._expiries = sorted(set(self.calendar.weekly_expiries(self._today, weeklies))
+                                | set(self._futures))
         center = round(spot / step) * step
         self._strikes = [float(center + i * step) for i in range(-width, width + 1)]
         self._rows = self._build_rows()
@@ -146,14 +157,17 @@ class BuiltinMarket:
     def _build_rows(self) -> list[InstrumentRow]:
         rows = [InstrumentRow(security_id=INDEX_ID, instrument="INDEX", trading_symbol="NIFTY",
                               display_name="Nifty 50")]
+        day = self._today
         for i, exp in enumerate(self._futures):
             rows.append(InstrumentRow(
                 security_id=35000 + i, instrument="FUTIDX", trading_symbol=_symbol(exp, "FUT"),
-                display_name=f"NIFTY {exp:%b} FUT".upper(), expiry=exp, lot_size=self._lot,
-                expiry_flag="M", freeze_qty=self._lot * 24))
+                display_name=f"NIFTY {exp:%b} FUT".upper(), expiry=exp,
+                lot_size=self.terms.lot(day, exp), expiry_flag="M",
+                freeze_qty=self.terms.freeze(day, exp)))
         sid = 40000
         for exp in self._expiries:
             flag = "M" if exp in self._futures else "W"
+            lot, freeze = self.terms.lot(day, exp), self.terms.freeze(day, exp)
             for strike in self._strikes:
                 for side in ("CE", "PE"):
                     rows.append(InstrumentRow(
@@ -161,8 +175,8 @@ class BuiltinMarket:
                         trading_symbol=_symbol(exp, f"{int(strike)}-{side}"),
                         display_name=f"NIFTY {exp:%d %b} {int(strike)} "
                                      f"{'CALL' if side == 'CE' else 'PUT'}".upper(),
-                        expiry=exp, strike=strike, option_type=side, lot_size=self._lot,
-                        expiry_flag=flag, freeze_qty=self._lot * 24))
+                        expiry=exp, strike=strike, option_type=side, lot_size=lot,
+                        expiry_flag=flag, freeze_qty=freeze))
                     sid += 1
         return rows
 
@@ -186,6 +200,17 @@ class BuiltinMarket:
         """Move the market."""
         with self._lock:
             self._spot = float(spot)
+            self._version += 1
+
+    def now(self) -> datetime:
+        """The market clock."""
+        return self._clock()
+
+    def tick(self) -> tuple[int, datetime]:
+        """Changes when the spot is moved or the clock enters a new second."""
+        with self._lock:
+            version = self._version
+        return version, self._clock().replace(microsecond=0)
 
     def spot(self) -> float:
         with self._lock:
@@ -207,7 +232,7 @@ class BuiltinMarket:
             return Quote(ltp=round(mid, 2), bid=0.0, ask=0.0, prev_close=prev)
         ltp, bid, ask = self._book(mid)
         return Quote(ltp=ltp, bid=bid, ask=ask, prev_close=prev,
-                     oi=100_000 + row.security_id % 997 * 75, volume=50_000)
+                     oi=100_000 + row.security_id % 997 * row.lot_size, volume=50_000)
 
     def option_chain(self, expiry: date) -> dict[float, dict[str, ChainEntry]]:
         spot = self.spot()
@@ -219,7 +244,7 @@ class BuiltinMarket:
             ltp, bid, ask = self._book(mid)
             chain.setdefault(row.strike, {})[row.option_type] = ChainEntry(  # type: ignore[index]
                 security_id=row.security_id, ltp=ltp, bid=bid, ask=ask, iv=self._iv * 100,
-                oi=100_000 + row.security_id % 997 * 75, volume=50_000,
+                oi=100_000 + row.security_id % 997 * row.lot_size, volume=50_000,
                 prev_close=round(self._prev[str(row.security_id)], 2), greeks=greeks)
         return chain
 
@@ -231,11 +256,14 @@ class SnapshotMarket:
     """Adapter: a :class:`MarketSource` over a callable returning a ``MarketSnapshot``.
 
     Use with ``engine.market.simulator.SimulatedMarket`` (or a replay) by passing a function
-    that returns its current snapshot.
+    that returns its current snapshot. The market clock is the snapshot's time; lot sizes and
+    freeze quantities are per contract for the snapshot's day (``NseCalendar()``).
     """
 
-    def __init__(self, snapshot: Callable[[], Any]) -> None:
+    def __init__(self, snapshot: Callable[[], Any], calendar: NseCalendar | None = None) -> None:
         self._snapshot = snapshot
+        self.terms = ContractTerms(calendar)
+        self.calendar = self.terms.calendar
 
     @classmethod
     def over_simulated(cls, market: Any) -> SnapshotMarket:
@@ -252,6 +280,14 @@ class SnapshotMarket:
 
     def spot(self) -> float:
         return float(self._snapshot().spot)
+
+    def now(self) -> datetime:
+        """The snapshot's time (the market clock)."""
+        return self._snapshot().time.astimezone(IST)
+
+    def tick(self) -> datetime:
+        """Quotes change only with the snapshot, i.e. with its time."""
+        return self._snapshot().time
 
     def today(self) -> date:
         return self._snapshot().time.astimezone(IST).date()
@@ -287,6 +323,8 @@ class SnapshotMarket:
 
     def instruments(self) -> list[InstrumentRow]:
         snap = self._snapshot()
+        day = snap.time.astimezone(IST).date()
+        lot, freeze = self.terms.lot, self.terms.freeze
         rows = [InstrumentRow(security_id=INDEX_ID, instrument="INDEX", trading_symbol="NIFTY",
                               display_name="Nifty 50")]
         for fut in (snap.near_future, snap.far_future):
@@ -294,13 +332,16 @@ class SnapshotMarket:
                 rows.append(InstrumentRow(
                     security_id=fut.security_id, instrument="FUTIDX",
                     trading_symbol=_symbol(fut.expiry, "FUT"), display_name="NIFTY FUT",
-                    expiry=fut.expiry, lot_size=snap.lot_size, expiry_flag="M"))
+                    expiry=fut.expiry, lot_size=lot(day, fut.expiry), expiry_flag="M",
+                    freeze_qty=freeze(day, fut.expiry)))
         for chain in snap.chains:
+            chain_lot, chain_freeze = lot(day, chain.expiry), freeze(day, chain.expiry)
             for i, strike in enumerate(chain.strikes.tolist()):
                 for kind, side in (("CE", chain.ce), ("PE", chain.pe)):
                     rows.append(InstrumentRow(
                         security_id=int(side.security_id[i]), instrument="OPTIDX",
                         trading_symbol=_symbol(chain.expiry, f"{int(strike)}-{kind}"),
                         display_name=f"NIFTY {int(strike)} {kind}", expiry=chain.expiry,
-                        strike=float(strike), option_type=kind, lot_size=snap.lot_size))
+                        strike=float(strike), option_type=kind, lot_size=chain_lot,
+                        freeze_qty=chain_freeze))
         return rows

@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,7 +49,15 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return h.BAD_JSON
 
+    def setup(self) -> None:
+        super().setup()
+        # small request/response pairs on a kept-alive connection must not wait for the
+        # peer's delayed ACK (Nagle): ~40 ms per request otherwise
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _send(self, reply: h.Reply) -> None:
+        """Status line, headers and body in one write."""
         if reply.raw is not None:
             data = reply.raw
         elif reply.body is not None:
@@ -59,13 +68,10 @@ class _Handler(BaseHTTPRequestHandler):
         if data:
             self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if data:
-            self.wfile.write(data)
+        self._headers_buffer.append(b"\r\n" + data)
+        self.flush_headers()
 
     def _handle(self) -> None:
-        import time
-
         received = time.monotonic()
         parts = urlsplit(self.path)
         sim = self.server.sim
@@ -117,6 +123,7 @@ class SimServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # listen backlog: bursts of concurrent clients are not reset
 
     def __init__(self, address: tuple[str, int], sim: DhanSimulator) -> None:
         super().__init__(address, _Handler)

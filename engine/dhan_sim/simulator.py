@@ -29,6 +29,7 @@ ORD, DAT, QUO, NTR = (EndpointClass.ORDER, EndpointClass.DATA, EndpointClass.QUO
 ROUTES: list[tuple[str, re.Pattern[str], Handler, EndpointClass | None, str]] = [
     (m, re.compile(p), fn, k, a) for m, p, fn, k, a in (
         ("POST", r"/v2/orders", h.place_order, ORD, "token"),
+        ("POST", r"/v2/orders/slicing", h.place_slice_order, ORD, "token"),
         ("GET", r"/v2/orders", h.order_list, NTR, "token"),
         ("GET", r"/v2/orders/external/(?P<cid>[^/]+)", h.order_by_correlation, NTR, "token"),
         ("GET", r"/v2/orders/(?P<oid>[^/]+)", h.order_by_id, NTR, "token"),
@@ -37,6 +38,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler, EndpointClass | None, str]] = 
         ("GET", r"/v2/trades/?", h.trades, NTR, "token"),
         ("GET", r"/v2/trades/(?P<oid>[^/]+)", h.trades, NTR, "token"),
         ("GET", r"/v2/positions", h.positions, NTR, "token"),
+        ("POST", r"/v2/killswitch", h.kill_switch, NTR, "token"),
+        ("GET", r"/v2/killswitch", h.kill_switch_status, NTR, "token"),
         ("GET", r"/v2/fundlimit", h.fund_limit, NTR, "token"),
         ("POST", r"/v2/margincalculator", h.margin, NTR, "token"),
         ("POST", r"/v2/margincalculator/multi", h.margin_multi, NTR, "token"),
@@ -81,7 +84,8 @@ class DhanSimulator:
         if totp_secret:
             acct.totp_secret = totp_secret
         self.account = self.authority.add_account(acct)
-        self.exchange = Exchange(self.market, transit_sec=transit_sec)
+        self.exchange = Exchange(self.market, transit_sec=transit_sec,
+                                 calendar=getattr(self.market, "calendar", None))
         self.faults = Faults()
         self.limits = limits
         self.order_by_id_shape = order_by_id_shape
@@ -115,7 +119,7 @@ class DhanSimulator:
         with self._lock:
             log = self._accepted.setdefault((client_id, klass), deque())
             for window in self.limits.windows.get(klass, ()):
-                if sum(1 for t in log if t > now - window.seconds) >= window.limit:
+                if self._count_since(log, now - window.seconds, window.limit) >= window.limit:
                     return False
             if key is not None:
                 last = self._unique.get(key)
@@ -126,6 +130,20 @@ class DhanSimulator:
             while log and log[0] < now - 86400:
                 log.popleft()
             return True
+
+    @staticmethod
+    def _count_since(log: deque[float], cutoff: float, limit: int) -> int:
+        """Entries after ``cutoff``, counted from the newest (receipt times of concurrent
+        requests may be out of order by a little), stopping at ``limit``."""
+        count = 0
+        for t in reversed(log):
+            if t > cutoff:
+                count += 1
+                if count >= limit:
+                    break
+            elif t < cutoff - 1.0:
+                break
+        return count
 
     # ----------------------------------------------------------------- dispatch
     def handle(self, req: h.Request, received: float | None = None) -> h.Reply:
@@ -159,8 +177,7 @@ class DhanSimulator:
                 req.params = match.groupdict()
                 break
         if route is None:
-            return h.Reply(404, {"timestamp": int(time.time() * 1000), "status": 404,
-                                 "error": "Not Found", "path": req.path})
+            return h.not_found(req.method, req.path)
         fn, klass, auth = route
         if req.body is h.BAD_JSON:
             return h.input_error()

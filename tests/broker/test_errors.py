@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+import requests
 
 from engine.broker.dhan import errors as e
 from engine.broker.dhan.ratelimit import RateLimiter
@@ -145,10 +146,19 @@ def test_errors_cancel_in_transit_is_order_in_transit(make_sim, make_client):
     assert client.get_order_by_correlation_id("tr-1") is None  # 404 while in TRANSIT
 
 
-def test_errors_unknown_path_gateway_404(sim, client):
+def test_errors_unknown_path_404_in_dhan_error_shape(sim, client):
     with pytest.raises(e.DhanError) as info:
         client.transport.call("GET", "/forever/all", klass=None)
-    assert info.value.status == 404 and "Not Found" in str(info.value)
+    assert info.value.status == 404 and info.value.code == "DH-905"
+    assert "GET /v2/forever/all" in str(info.value)
+    for method, path in (("GET", "/ledger?from-date=2026-01-01&to-date=2026-01-02"),
+                         ("POST", "/positions/convert"), ("GET", "/nope")):
+        resp = requests.request(method, sim.api_base + path, timeout=5,
+                                headers={"access-token": sim.sim.issue_token()}, json={})
+        body = resp.json()
+        assert resp.status_code == 404 and body["errorType"] == "Input_Exception"
+        assert body["errorCode"] == "DH-905" and path.split("?")[0] in body["errorMessage"]
+        assert body["status"] == 404 and body["path"] == "/v2" + path.split("?")[0]
 
 
 def test_errors_client_side_limiter_max_wait_raises(sim, make_client):

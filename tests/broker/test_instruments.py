@@ -14,6 +14,7 @@ from engine.broker.dhan.instruments import (
     StaleInstrumentMaster,
 )
 from engine.dhan_sim.csv_master import COMPACT_HEADER, DETAILED_HEADER
+from engine.market.calendar import NseCalendar
 from engine.store.tx import transaction
 
 COMPACT_ROWS = "".join([
@@ -119,7 +120,8 @@ def test_instruments_futures_cache_written_when_missing_and_near_expired(pool, s
     with pool.connection() as conn:
         rows = read_futures_cache(conn)
     assert rows["near"]["security_id"] == near.security_id and rows["near"]["expiry"] == near.expiry
-    assert rows["far"]["security_id"] == far.security_id and rows["far"]["lot_size"] == 75
+    assert rows["far"]["security_id"] == far.security_id
+    assert rows["far"]["lot_size"] == far.lot_size == NseCalendar().lot_size(today, far.expiry)
     with transaction(pool) as conn:
         assert not refresh_futures_cache(conn, master, today).refreshed
     with transaction(pool) as conn:

@@ -7,12 +7,19 @@ from decimal import Decimal
 
 import pytest
 
+from engine.broker.dhan.correlation import (
+    is_valid_correlation_id,
+    make_correlation_id,
+    slice_correlation_id,
+)
+from engine.broker.dhan.instruments import InstrumentMaster
 from engine.broker.dhan.live_broker import (
     DhanLiveBroker,
     FillTimeoutError,
     OrderRejectedError,
     limit_price,
 )
+from engine.broker.dhan.slicing import MasterOrderLimits, slice_quantities
 from engine.clock import RealClock
 from engine.dhan_sim import SimServer
 from engine.execution.paper import Quote
@@ -23,7 +30,12 @@ NEAR, FAR = "35000", "35001"  # BuiltinMarket's near / far NIFTY futures
 DAY = date(2025, 2, 3)
 
 
-def _fut(sid: str, side: Side, qty: int = 75) -> Leg:
+def _lot(sim: SimServer, sid: str = NEAR) -> int:
+    """The contract's lot in the simulator's master (NseCalendar's schedule)."""
+    return sim.sim.exchange.row(sid).lot_size
+
+
+def _fut(sid: str, side: Side, qty: int) -> Leg:
     return Leg(security_id=sid, side=side, quantity=qty, kind=InstrumentKind.FUT)
 
 
@@ -40,7 +52,8 @@ def _orders(sim: SimServer) -> list:
 
 def test_execute_two_leg_futures_fills_at_touch_one_order_per_leg(sim: SimServer) -> None:
     near_q, far_q = sim.sim.market.quote(NEAR), sim.sim.market.quote(FAR)
-    legs = (_fut(NEAR, Side.SELL), _fut(FAR, Side.BUY))
+    lot = _lot(sim)
+    legs = (_fut(NEAR, Side.SELL, lot), _fut(FAR, Side.BUY, lot))
     fills = _broker(sim).execute(legs, correlation_base="DC-T1", trade_date=DAY)
 
     assert [f.leg for f in fills] == list(legs)
@@ -58,8 +71,9 @@ def test_execute_two_leg_futures_fills_at_touch_one_order_per_leg(sim: SimServer
 
 
 def test_execute_rejected_second_leg_flattens_first_and_raises(sim: SimServer) -> None:
-    # 50 is not a multiple of the lot (75): the simulator's RMS rejects the SELL leg
-    legs = (_fut(NEAR, Side.SELL, qty=50), _fut(FAR, Side.BUY))
+    # half a lot is not a multiple of the lot: the simulator's RMS rejects the SELL leg
+    lot = _lot(sim)
+    legs = (_fut(NEAR, Side.SELL, lot // 2), _fut(FAR, Side.BUY, lot))
     with pytest.raises(OrderRejectedError) as info:
         _broker(sim).execute(legs, correlation_base="DC-T2", trade_date=DAY)
 
@@ -77,7 +91,8 @@ def test_execute_rejected_second_leg_flattens_first_and_raises(sim: SimServer) -
 
 def test_execute_lost_place_response_still_one_order(sim: SimServer) -> None:
     sim.sim.faults.add("drop", path="/v2/orders", method="POST", count=1)
-    legs = (_fut(NEAR, Side.SELL), _fut(FAR, Side.BUY))
+    lot = _lot(sim)
+    legs = (_fut(NEAR, Side.SELL, lot), _fut(FAR, Side.BUY, lot))
     fills = _broker(sim).execute(legs, correlation_base="DC-T3", trade_date=DAY)
 
     orders = _orders(sim)
@@ -96,7 +111,8 @@ def test_execute_unfilled_leg_times_out_cancels_and_flattens(sim: SimServer) -> 
             return Quote(q.bid - 2, q.ask - 2, q.ltp - 2)
         return q
 
-    legs = (_fut(NEAR, Side.BUY), _fut(FAR, Side.BUY))
+    lot = _lot(sim)
+    legs = (_fut(NEAR, Side.BUY, lot), _fut(FAR, Side.BUY, lot))
     broker = _broker(sim, quotes=stale, fill_timeout_s=0.4)
     with pytest.raises(FillTimeoutError) as info:
         broker.execute(legs, correlation_base="DC-T4", trade_date=DAY)
@@ -109,9 +125,11 @@ def test_execute_unfilled_leg_times_out_cancels_and_flattens(sim: SimServer) -> 
 
 
 def test_execute_retried_tag_uses_fresh_correlation_ids(sim: SimServer) -> None:
-    broker = _broker(sim)
-    first = broker.execute((_fut(FAR, Side.BUY),), correlation_base="DC-T5", trade_date=DAY)
-    again = broker.execute((_fut(FAR, Side.SELL),), correlation_base="DC-T5", trade_date=DAY)
+    broker, lot = _broker(sim), _lot(sim)
+    first = broker.execute((_fut(FAR, Side.BUY, lot),), correlation_base="DC-T5",
+                           trade_date=DAY)
+    again = broker.execute((_fut(FAR, Side.SELL, lot),), correlation_base="DC-T5",
+                           trade_date=DAY)
 
     assert first[0].correlation_id == "DC-T5-0"
     assert again[0].correlation_id == "DC-T5-0-1"
@@ -124,3 +142,75 @@ def test_limit_price_caps_slippage_in_ticks() -> None:
     assert limit_price(Side.SELL, q, 3) == Decimal("99.85")
     assert limit_price(Side.SELL, Quote(Decimal("0.05"), Decimal("0.10"), Decimal("0.05")),
                        3) == Decimal("0.05")
+
+
+def _limits(sim: SimServer) -> MasterOrderLimits:
+    """Freeze quantities from the simulator's instrument master, as the wiring does."""
+    return MasterOrderLimits(lambda day: InstrumentMaster.download(sim.instruments_url,
+                                                                   as_of=day))
+
+
+def _atm_call(sim: SimServer) -> str:
+    market = sim.sim.market
+    chain = market.option_chain(market.expiries()[0])
+    return str(chain[min(chain, key=lambda k: abs(k - market.spot()))]["CE"].security_id)
+
+
+def test_execute_slices_a_leg_above_the_freeze_quantity(sim: SimServer) -> None:
+    sid = _atm_call(sim)
+    lot = _lot(sim, sid)
+    biggest = _limits(sim)(sid, DAY)
+    assert biggest == 1755 == (sim.sim.exchange.row(sid).freeze_qty - 1) // lot * lot
+    leg = Leg(security_id=sid, side=Side.BUY, quantity=2 * biggest + lot,
+              kind=InstrumentKind.OPT)
+    fills = _broker(sim, max_order_qty=_limits(sim)).execute((leg,), correlation_base="IC-S1",
+                                                             trade_date=DAY)
+
+    orders = _orders(sim)
+    assert [int(o.body["quantity"]) for o in orders] == [biggest, biggest, lot]
+    assert [o.body["correlationId"] for o in orders] == ["IC-S1-0-s0", "IC-S1-0-s1",
+                                                         "IC-S1-0-s2"]
+    assert all(o.status == "TRADED" for o in orders), "every slice tracked to TRADED"
+    (fill,) = fills
+    assert fill.correlation_id == "IC-S1-0"
+    assert fill.order_id.split(",") == [o.order_id for o in orders]
+    vwap = sum(Decimal(str(o.avg_price)) * int(o.body["quantity"]) for o in orders) / leg.quantity
+    assert fill.price == vwap.quantize(Decimal("0.01"))
+    assert fill.charges.brokerage == Decimal("60.00"), "three orders, ₹20 each"
+    assert sum(p.net for p in sim.sim.exchange.positions.values()) == leg.quantity
+    # a retry of the same tag never reuses a slice's id
+    again = _broker(sim, max_order_qty=_limits(sim)).execute(
+        (Leg(security_id=sid, side=Side.SELL, quantity=leg.quantity, kind=InstrumentKind.OPT),),
+        correlation_base="IC-S1", trade_date=DAY)
+    assert again[0].correlation_id == "IC-S1-0-1"
+    assert sum(p.net for p in sim.sim.exchange.positions.values()) == 0
+
+
+def test_execute_failed_slice_flattens_the_slices_already_filled(sim: SimServer) -> None:
+    sid = _atm_call(sim)
+    ask = sim.sim.market.quote(sid).ask
+    sim.sim.account.sod_limit = ask * 1755 * 1.5  # the second slice has no margin left
+    leg = Leg(security_id=sid, side=Side.BUY, quantity=2 * 1755, kind=InstrumentKind.OPT)
+    with pytest.raises(OrderRejectedError) as info:
+        _broker(sim, max_order_qty=_limits(sim)).execute((leg,), correlation_base="IC-S2",
+                                                         trade_date=DAY)
+
+    assert "slice 2/2" in info.value.reason and "Insufficient Funds" in info.value.reason
+    orders = _orders(sim)
+    assert [(o.body["correlationId"], o.body["transactionType"], int(o.body["quantity"]),
+             o.status) for o in orders] == [
+        ("IC-S2-0-s0", "BUY", 1755, "TRADED"), ("IC-S2-0-s1", "BUY", 1755, "REJECTED"),
+        ("IC-S2-U0", "SELL", 1755, "TRADED")]
+    assert list(info.value.flattened) == [orders[2].order_id]
+    assert sum(p.net for p in sim.sim.exchange.positions.values()) == 0, "no naked leg"
+
+
+def test_slice_correlation_ids_are_short_distinct_and_deterministic() -> None:
+    base = make_correlation_id("IC-20261202-LONGTAG-001", "0", 3)
+    ids = [slice_correlation_id(base, k) for k in range(12)]
+    assert len(set(ids)) == 12 and all(is_valid_correlation_id(i) for i in ids)
+    assert ids == [slice_correlation_id(base, k) for k in range(12)], "same inputs, same ids"
+    assert base not in ids
+    assert slice_correlation_id("DC-T1-0", 2) == "DC-T1-0-s2"
+    assert slice_quantities(3575, 1755) == [1755, 1755, 65]
+    assert slice_quantities(1755, 1755) == [1755] and slice_quantities(100, None) == [100]

@@ -49,7 +49,7 @@ def test_snapshot_from_simulator_has_spot_futures_and_chains(sim: SimServer) -> 
     assert snap.listed_expiries == tuple(expiries)
     chain = snap.chain(expiries[0])
     assert chain.strikes.size == 41 and snap.strike_step == 50.0
-    assert snap.lot_size == 75
+    assert snap.lot_size == NseCalendar().lot_size(market.today())
     assert float(chain.ce.iv[20]) == pytest.approx(0.12)  # Dhan sends percent
     strike = float(chain.strikes[20])
     entry = market.option_chain(expiries[0])[strike]["PE"]

@@ -51,3 +51,18 @@ def make_correlation_id(tag: str, leg: str | int, attempt: int = 0) -> str:
     digest = hashlib.blake2s(f"{tag}\x1f{leg}\x1f{attempt}".encode(), digest_size=5).hexdigest()
     prefix = _UNSAFE.sub("_", str(tag)).strip("_")[: MAX_LEN - len(digest) - 1]
     return f"{prefix}-{digest}" if prefix else digest
+
+
+def slice_correlation_id(correlation_id: str, index: int) -> str:
+    """correlationId of slice ``index`` (0-based) of an order sliced at the freeze quantity.
+
+    Deterministic in (``correlation_id``, ``index``): ``<correlation_id>-s<index>`` when that
+    fits in 25 characters, else a readable prefix plus a digest (see
+    :func:`make_correlation_id`), so a restart can still find every slice by its id.
+
+    Raises:
+        ValueError: negative index or an empty correlation id.
+    """
+    if index < 0:
+        raise ValueError(f"slice index must be >= 0, got {index}")
+    return make_correlation_id(correlation_id, f"s{index}")

@@ -28,6 +28,15 @@ attempt is the first whose id is not yet in today's order book, so a repeated ca
 same tag (e.g. a retried close) never reuses an id (the client's lost-response recovery
 looks orders up by correlation id). Placing is never blindly retried (the client
 guarantees it).
+
+**Freeze quantity.** A leg larger than the exchange allows in one order
+(``max_order_qty(security_id, trade_date)``, from the instrument master's freeze column)
+is sent as several orders (slices) of at most that size, one after the other, each with its
+own correlation id ``slice_correlation_id(leg_cid, k)`` and each awaited to a final state
+before the next is sent. The leg's ``Fill`` carries the volume-weighted price, the summed
+per-order charges, the slices' order ids joined by commas and the leg's correlation id. A
+slice that fails stops the leg; whatever the earlier slices filled is flattened like any
+partial fill (flattening orders are sliced too).
 """
 
 from __future__ import annotations
@@ -40,11 +49,12 @@ from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from engine.broker.dhan.client import DhanClient
-from engine.broker.dhan.correlation import make_correlation_id
+from engine.broker.dhan.correlation import make_correlation_id, slice_correlation_id
 from engine.broker.dhan.errors import DhanError, OrderInTransitError, OrderStateUnknownError
 from engine.broker.dhan.models import FINAL_STATUSES, Order, OrderRequest
+from engine.broker.dhan.slicing import slice_quantities
 from engine.clock import Clock
-from engine.execution.charges import order_charges
+from engine.execution.charges import Charges, order_charges
 from engine.execution.paper import TICK, ExecutionRefused, Fill, NoQuote, Quote, UnhedgedExposure
 from engine.messages.legs import Leg, Side
 
@@ -93,13 +103,29 @@ class NakedLegError(UnhedgedExposure):
 
 @dataclass(frozen=True, slots=True)
 class _Done:
-    """Outcome of one order: filled quantity and average price, final status, reason."""
+    """Outcome of one order (or of a leg's slices): filled quantity and average price, final
+    status, reason; ``parts`` = (quantity, price) filled per order, for the charges."""
 
     order_id: str
     status: str
     filled: int
     price: Decimal | None
     reason: str
+    parts: tuple[tuple[int, Decimal], ...] = ()
+
+
+class _SliceStateUnknown(NakedLegError):
+    """A slice's outcome is unknown after earlier slices of the same leg filled ``filled``."""
+
+    def __init__(self, message: str, *, open_legs: tuple[tuple[str, str, int], ...],
+                 filled: int) -> None:
+        super().__init__(message, open_legs=open_legs)
+        self.filled = filled
+
+
+def _sum_charges(charges: list[Charges]) -> Charges:
+    return Charges(**{name: sum((getattr(c, name) for c in charges), Decimal(0)) for name in
+                      ("brokerage", "exchange", "sebi", "ipft", "stt", "stamp", "gst")})
 
 
 def _opposite(side: Side) -> Side:
@@ -134,6 +160,9 @@ class DhanLiveBroker:
         limit_ticks: slippage cap in ticks for the marketable limit.
         poll_interval_s: order-status polling interval.
         exchange_segment: ``NSE_FNO`` for NIFTY derivatives.
+        max_order_qty: ``(security_id, trade_date) -> largest single order or None``
+            (e.g. :class:`engine.broker.dhan.slicing.MasterOrderLimits`); larger legs are
+            sliced. ``None`` (or an unknown answer): legs are never sliced.
         sleep: injectable sleeper (tests).
     """
 
@@ -143,6 +172,7 @@ class DhanLiveBroker:
                  quotes: Callable[[str], Quote] | None = None, product_type: str = "MARGIN",
                  fill_timeout_s: float = 10.0, limit_ticks: int = 3,
                  poll_interval_s: float = 0.1, exchange_segment: str = "NSE_FNO",
+                 max_order_qty: Callable[[str, date], int | None] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         product = str(product_type).upper()
         if product not in PRODUCT_TYPES:
@@ -156,6 +186,7 @@ class DhanLiveBroker:
         self.product_type, self.fill_timeout_s = product, float(fill_timeout_s)
         self.limit_ticks, self.poll_interval_s = int(limit_ticks), float(poll_interval_s)
         self.exchange_segment = exchange_segment
+        self._max_order_qty = max_order_qty
         self._sleep = sleep
 
     # ------------------------------------------------------------------ port
@@ -183,22 +214,31 @@ class DhanLiveBroker:
         """
         if not legs:
             raise ValueError("execute needs at least one leg")
+        # freeze limits first: the first call of a day may download the instrument master,
+        # and the limit prices must not age meanwhile
+        caps = {leg.security_id: self._cap(leg.security_id, trade_date) for leg in legs}
         prices = [limit_price(leg.side, self.quote(leg.security_id), self.limit_ticks)
                   for leg in legs]
         used = self._used_correlation_ids()
         order = sorted(range(len(legs)), key=lambda i: (legs[i].side is not Side.BUY, i))
-        cids = {i: self._fresh_cid(correlation_base, str(i), used) for i in order}  # nothing sent yet
+        cids = {i: self._fresh_cid(correlation_base, str(i), used,  # nothing sent yet
+                                   len(slice_quantities(legs[i].quantity,
+                                                        caps[legs[i].security_id])))
+                for i in order}
         fills: dict[int, Fill] = {}
         for i in order:
             leg, cid = legs[i], cids[i]
             try:
-                done = self._run(leg, cid, "LIMIT", prices[i])
+                done = self._run_leg(leg, cid, "LIMIT", prices[i], caps)
             except NakedLegError as exc:
-                self._abort(correlation_base, legs, fills, used, exc)
+                partial = {i: (leg, exc.filled)} if isinstance(exc, _SliceStateUnknown) \
+                    and exc.filled else {}
+                self._abort(correlation_base, legs, fills, used, exc, caps, partial)
                 raise
             if done.status == "TRADED" and done.filled == leg.quantity and done.price is not None:
-                charges = order_charges(kind=leg.kind.value, side=leg.side.value,
-                                        price=done.price, quantity=leg.quantity, on=trade_date)
+                charges = _sum_charges([
+                    order_charges(kind=leg.kind.value, side=leg.side.value, price=px,
+                                  quantity=qty, on=trade_date) for qty, px in done.parts])
                 fills[i] = Fill(leg=leg, price=done.price, charges=charges,
                                 order_id=done.order_id, correlation_id=cid)
                 logger.info("live %s leg %d %s %s x%d filled at %s (order %s)",
@@ -208,7 +248,7 @@ class DhanLiveBroker:
             partial = {}
             if done.filled > 0:
                 partial[i] = (leg, done.filled)
-            flattened = self._flatten(correlation_base, fills, partial, used)
+            flattened = self._flatten(correlation_base, fills, partial, used, caps)
             cls = FillTimeoutError if done.status == "TIMEOUT" else OrderRejectedError
             message = (f"live order {cid} ({leg.side.value} {leg.security_id} x{leg.quantity}) "
                        f"{done.status}: {done.reason}")
@@ -227,16 +267,62 @@ class DhanLiveBroker:
             raise OrderRejectedError(f"order book unavailable, nothing sent: {exc}", leg_index=0,
                                      order_id=None, status="NOT_SENT", reason=str(exc)) from exc
 
+    def _cap(self, security_id: str, trade_date: date) -> int | None:
+        """Largest single order of ``security_id`` (``None``: unknown, never slice)."""
+        if self._max_order_qty is None:
+            return None
+        cap = self._max_order_qty(security_id, trade_date)
+        return cap if cap is not None and cap > 0 else None
+
     @staticmethod
-    def _fresh_cid(base: str, leg: str, used: set[str]) -> str:
+    def _fresh_cid(base: str, leg: str, used: set[str], slices: int = 1) -> str:
+        """The leg's correlation id of the first attempt whose ids (the leg's, or its
+        ``slices`` slices') are all unused today; they are marked used."""
         for attempt in range(MAX_ATTEMPTS):
             cid = make_correlation_id(base, leg, attempt)
-            if cid not in used:
-                used.add(cid)
+            ids = {cid} if slices <= 1 else {slice_correlation_id(cid, k)
+                                             for k in range(slices)} | {cid}
+            if not ids & used:
+                used.update(ids)
                 return cid
         raise OrderRejectedError(f"{base} leg {leg}: {MAX_ATTEMPTS} attempts already used today",
                                  leg_index=int(leg) if leg.isdigit() else 0, order_id=None,
                                  status="NOT_SENT", reason="too many attempts")
+
+    def _run_leg(self, leg: Leg, cid: str, order_type: str, price: Decimal | None,
+                 caps: dict[str, int | None], *, quantity: int | None = None,
+                 side: Side | None = None) -> _Done:
+        """One leg as one order, or as freeze-sized slices sent and awaited one by one."""
+        total = quantity or leg.quantity
+        sizes = slice_quantities(total, caps.get(leg.security_id))
+        if len(sizes) == 1:
+            return self._run(leg, cid, order_type, price, quantity=total, side=side)
+        logger.info("%s: %s %s x%d above the freeze quantity, sent as %d slices %s", cid,
+                    (side or leg.side).value, leg.security_id, total, len(sizes), sizes)
+        done: list[_Done] = []
+        filled = 0
+        for k, size in enumerate(sizes):
+            try:
+                one = self._run(leg, slice_correlation_id(cid, k), order_type, price,
+                                quantity=size, side=side)
+            except NakedLegError as exc:
+                raise _SliceStateUnknown(str(exc), open_legs=exc.open_legs,
+                                         filled=filled) from exc
+            done.append(one)
+            filled += one.filled
+            if one.status != "TRADED" or one.filled != size:
+                break
+        parts = tuple(p for d in done for p in d.parts)
+        qty = sum(q for q, _ in parts)
+        price_avg = (sum((px * q for q, px in parts), Decimal(0)) / qty).quantize(
+            Decimal("0.01")) if qty else None
+        last = done[-1]
+        complete = last.status == "TRADED" and qty == total
+        reason = last.reason if len(done) == 1 else (
+            f"slice {len(done)}/{len(sizes)}: {last.reason}")
+        return _Done(order_id=",".join(d.order_id for d in done if d.order_id),
+                     status="TRADED" if complete else last.status, filled=qty,
+                     price=price_avg, reason=reason, parts=parts)
 
     def _run(self, leg: Leg, cid: str, order_type: str, price: Decimal | None,
              *, quantity: int | None = None, side: Side | None = None) -> _Done:
@@ -303,9 +389,10 @@ class DhanLiveBroker:
             status = "TIMEOUT"
             reason = (f"not filled within {self.fill_timeout_s:.1f}s, cancelled "
                       f"({order.filled_qty}/{order.quantity} filled)")
+        price = price.quantize(Decimal("0.01")) if price is not None else None
+        parts = ((order.filled_qty, price),) if order.filled_qty > 0 and price is not None else ()
         return _Done(order_id=order.order_id, status=status, filled=order.filled_qty,
-                     price=price.quantize(Decimal("0.01")) if price is not None else None,
-                     reason=reason)
+                     price=price, reason=reason, parts=parts)
 
     def _traded_price(self, order: Order) -> Decimal | None:
         """Volume-weighted price of the order's trades (``None`` when unavailable)."""
@@ -321,21 +408,24 @@ class DhanLiveBroker:
         return sum((t.traded_price * t.traded_quantity for t in trades), Decimal(0)) / qty
 
     def _flatten(self, base: str, fills: dict[int, Fill], partial: dict[int, tuple[Leg, int]],
-                 used: set[str]) -> list[str]:
+                 used: set[str], caps: dict[str, int | None]) -> list[str]:
         """Send opposite MARKET orders for every filled quantity; raise NakedLegError on failure."""
         todo = [(i, f.leg, f.leg.quantity) for i, f in fills.items()]
         todo += [(i, leg, qty) for i, (leg, qty) in partial.items()]
         sent: list[str] = []
         failed: list[tuple[str, str, int]] = []
         for i, leg, qty in todo:
-            cid = self._fresh_cid(base, f"U{i}", used)
+            slices = len(slice_quantities(qty, caps.get(leg.security_id)))
+            cid = self._fresh_cid(base, f"U{i}", used, slices)
             side = _opposite(leg.side)
             try:
-                done = self._run(leg, cid, "MARKET", None, quantity=qty, side=side)
-            except NakedLegError:
-                done = _Done(order_id="", status="UNKNOWN", filled=0, price=None, reason="unknown")
+                done = self._run_leg(leg, cid, "MARKET", None, caps, quantity=qty, side=side)
+            except NakedLegError as exc:
+                filled = exc.filled if isinstance(exc, _SliceStateUnknown) else 0
+                done = _Done(order_id="", status="UNKNOWN", filled=filled, price=None,
+                             reason="unknown")
             if done.order_id:
-                sent.append(done.order_id)
+                sent.extend(done.order_id.split(","))
             if done.status == "TRADED" and done.filled == qty:
                 logger.error("FLATTENED leg %d of %s: %s %s x%d at %s (order %s)", i, base,
                              side.value, leg.security_id, qty, done.price, done.order_id)
@@ -349,11 +439,12 @@ class DhanLiveBroker:
         return sent
 
     def _abort(self, base: str, legs: tuple[Leg, ...], fills: dict[int, Fill], used: set[str],
-               exc: NakedLegError) -> None:
+               exc: NakedLegError, caps: dict[str, int | None],
+               partial: dict[int, tuple[Leg, int]] | None = None) -> None:
         logger.critical("live %s: %s; flattening the %d leg(s) already filled", base, exc,
-                        len(fills))
+                        len(fills) + len(partial or {}))
         try:
-            self._flatten(base, fills, {}, used)
+            self._flatten(base, fills, partial or {}, used, caps)
         except NakedLegError as more:
             exc.open_legs = exc.open_legs + more.open_legs
 

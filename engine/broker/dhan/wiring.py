@@ -36,6 +36,7 @@ from engine.broker.dhan.config import DhanConfig
 from engine.broker.dhan.errors import DhanError, register_secret
 from engine.broker.dhan.instruments import InstrumentMaster
 from engine.broker.dhan.live_broker import DhanLiveBroker
+from engine.broker.dhan.slicing import MasterOrderLimits
 from engine.broker.dhan.snapshot_source import DhanMarketData
 from engine.broker.dhan.token import (
     NOTIFY_CHANNEL,
@@ -291,6 +292,14 @@ class BrokerPositions:
         return net
 
 
+def _master_loader(url: str) -> Callable[[date], InstrumentMaster]:
+    def load(trade_date: date) -> InstrumentMaster:
+        logger.info("downloading the instrument master for freeze quantities")
+        return InstrumentMaster.download(url, as_of=trade_date)
+
+    return load
+
+
 def _futures_loader(url: str) -> Callable[[date], InstrumentMaster]:
     def load(today: date) -> InstrumentMaster:
         logger.info("downloading the instrument master for NIFTY futures ids")
@@ -350,6 +359,8 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
 
     Extra variables: ``DHAN_PRODUCT_TYPE`` (MARGIN | INTRADAY, default MARGIN),
     ``DHAN_FILL_TIMEOUT_SEC`` (default 10), ``DHAN_LIMIT_TICKS`` (slippage cap, default 3).
+    Freeze quantities (legs above them are sliced) come from ``DHAN_INSTRUMENTS_URL``,
+    downloaded on the first live order of each trading day.
     """
     session = getattr(market, "dhan_session", None)
     if not isinstance(session, _Session):
@@ -360,7 +371,8 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
         session.client(), clock, quotes=market.quote,
         product_type=_env_choice("DHAN_PRODUCT_TYPE", "MARGIN", ("MARGIN", "INTRADAY")),
         fill_timeout_s=_env_number("DHAN_FILL_TIMEOUT_SEC", "10", 0.5, 300),
-        limit_ticks=int(_env_number("DHAN_LIMIT_TICKS", "3", 0, 100)))
+        limit_ticks=int(_env_number("DHAN_LIMIT_TICKS", "3", 0, 100)),
+        max_order_qty=MasterOrderLimits(_master_loader(session.dcfg.instruments_url)))
     logger.info("Dhan live broker for client %s at %s (%s, token %s)", session.dcfg.client_id,
                 session.dcfg.api_base, broker.product_type,
                 "followed from the external refresher" if config.token_refresher_external
