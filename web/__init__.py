@@ -93,6 +93,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(ws.bp)
     ws.sock.init_app(app)
     app.register_error_handler(404, _not_found)
+    app.register_error_handler(413, _too_large)
+    app.before_request(refuse_large_body)
     app.after_request(add_security_headers)
 
     if app.config.get("START_BRIDGE", True):
@@ -120,6 +122,41 @@ def _not_found(exc: Exception) -> Any:
     if request.path.startswith("/api/"):
         return jsonify({"error": f"no such resource {request.path}"}), 404
     return exc
+
+
+def _limit_text() -> str:
+    from flask import current_app
+
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    return f"the limit is {limit} bytes (WEB_MAX_BODY_BYTES)"
+
+
+def refuse_large_body() -> Any:
+    """A body declared larger than MAX_CONTENT_LENGTH gets 413 before a byte of it is read
+    (and before the session check: nobody needs a bigger body)."""
+    from flask import current_app, request
+
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    length = request.content_length
+    if limit is not None and length is not None and length > limit:
+        return _too_large_response(f"request body of {length} bytes is too large; "
+                                   + _limit_text())
+    return None
+
+
+def _too_large(_exc: Exception) -> Any:
+    # a chunked body (no Content-Length) that grows past the limit while it is read
+    return _too_large_response("request body is too large; " + _limit_text())
+
+
+def _too_large_response(message: str) -> Any:
+    from flask import jsonify
+
+    response = jsonify({"error": message, "field": "body"})
+    response.status_code = 413
+    # (no Connection header: WSGI forbids hop-by-hop headers; gunicorn drains at most 64 KiB
+    # of the unread body for 5 s, then closes the connection)
+    return response
 
 
 def services_of(app: Flask) -> WebServices:

@@ -4,7 +4,8 @@ Keys (all optional in the mapping given to ``create_app``): DATABASE_URL, POOL (
 ConnectionPool to use instead of opening one), SECRET_KEY, DASHBOARD_TOTP_SECRET,
 SESSION_COOKIE_SECURE, CHAT_CHANNELS, LOG_DIR, VAR_DIR, WS_QUEUE_SIZE, START_BRIDGE,
 TRUST_PROXY, ALLOWED_ORIGINS (origins besides the app's own allowed to open /ws),
-SETUP_LOGGING, and AUTH_POLICY (a web.authn.AuthPolicy).
+SETUP_LOGGING, AUTH_POLICY (a web.authn.AuthPolicy) and MAX_CONTENT_LENGTH (the largest
+request body in bytes, default WEB_MAX_BODY_BYTES = 1 MiB; larger ones get 413).
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from engine import config as engine_config
 logger = logging.getLogger(__name__)
 
 SECRET_FILE = "dashboard_secret_key"  # noqa: S105 - a file name, not a secret
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+def max_body_bytes(raw: str | None) -> int:
+    """WEB_MAX_BODY_BYTES: a positive integer (bytes); unset means 1 MiB."""
+    text = (raw or "").strip()
+    if not text:
+        return DEFAULT_MAX_BODY_BYTES
+    if not text.isascii() or not text.isdigit() or int(text) < 1024:
+        raise ValueError(f"configuration error: WEB_MAX_BODY_BYTES={raw!r}: expected an "
+                         "integer number of bytes, at least 1024")
+    return int(text)
 
 
 def persistent_secret_key(var_dir: Path) -> str:
@@ -66,6 +79,7 @@ def build_config(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         "TRUST_PROXY": os.environ.get("WEB_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
         "SETUP_LOGGING": overrides is None,
         "JSON_SORT_KEYS": False,
+        "MAX_CONTENT_LENGTH": max_body_bytes(os.environ.get("WEB_MAX_BODY_BYTES")),
     }
     out.update(over)
     if not out.get("SECRET_KEY"):

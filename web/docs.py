@@ -19,8 +19,10 @@ RANGE = {"from": D, "to": D, "limit": I}
 
 # (method, path, summary, public, query params, body properties, required body fields)
 ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
-    ("get", "/api/health", "Database, engine heartbeat age, token expiry; 503 if the database "
-     "is unreachable.", True, {}, {}, ()),
+    ("get", "/api/health", "Database, engine heartbeat age, token expiry; entries_paused, "
+     "paused_by and action_needed (what the operator must do, e.g. after a supervisor "
+     "escalation: check the log, then resume entries); 503 if the database is unreachable.",
+     True, {}, {}, ()),
     ("post", "/api/auth/login", "Exchange a 6-digit code (authenticator or chat) for a session "
      "cookie; 401 wrong or already used code, 429 locked out. The answer's next is the given "
      "next when it is a dashboard page, else /.", True, {}, {"code": S, "next": S},
@@ -46,17 +48,19 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
     ("get", "/api/battle-log", "Latest strategy battle-log rows.", False, {"limit": I}, {}, ()),
     ("get", "/api/iv-snapshots", "IV snapshots (term structure, smile in payload).", False,
      RANGE, {}, ()),
-    ("get", "/api/risk", "Risk envelope state.", False, {}, {}, ()),
+    ("get", "/api/risk", "Risk envelope state; action_needed when entries are paused.", False,
+     {}, {}, ()),
     ("post", "/api/risk/pause", "Pause new entries (engine command).", False, {},
      {"reason": S, "idempotency_key": S}, ("reason",)),
     ("post", "/api/risk/resume", "Resume entries (engine command).", False, {},
      {"idempotency_key": S}, ()),
     ("get", "/api/go-live", "Go-live stage of every strategy.", False, {}, {}, ()),
-    ("post", "/api/go-live/{strategy}", "Move a strategy to paper/shadow/live/disabled; "
-     "confirm must be true.", False, {},
+    ("post", "/api/go-live/{strategy}", "Move a strategy (DC, MDC, IC, AI_MARKET) to "
+     "paper/shadow/live/disabled; confirm must be true.", False, {},
      {"stage": {"type": "string", "enum": ["paper", "shadow", "live", "disabled"]},
       "confirm": B, "idempotency_key": S}, ("stage", "confirm")),
-    ("post", "/api/commands", "Queue close_trade {tag} or rerun_task {task}.", False, {},
+    ("post", "/api/commands", "Queue close_trade {tag} (an open trade) or rerun_task {task} "
+     "(a task the engine runs; none yet).", False, {},
      {"kind": {"type": "string", "enum": ["close_trade", "rerun_task"]}, "payload": O,
       "idempotency_key": S}, ("kind", "payload")),
     ("get", "/api/commands", "Recent engine commands.", False, {"limit": I}, {}, ()),
@@ -72,13 +76,17 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
     ("get", "/api/reconciliation/log", "Reconciliation audit rows.", False, RANGE, {}, ()),
     ("get", "/api/ai/exit-advisories", "AI exit advisories.", False, RANGE, {}, ()),
     ("get", "/api/events", "Market events and NSE holidays.", False, RANGE, {}, ()),
-    ("post", "/api/backtest/run", "Start a backtest run; returns run_id.", False, {},
+    ("post", "/api/backtest/run", "Start a backtest run; returns run_id. params are runtime "
+     "setting overrides, each checked by the settings registry; strategy one the backtester "
+     "runs (DC); at least one trading day.", False, {},
      {"strategy": S, "start": D, "end": D, "params": O}, ("strategy", "start", "end")),
     ("get", "/api/backtest/runs", "Past runs with summary metrics.", False,
      {"limit": I, "strategy": S}, {}, ()),
     ("get", "/api/backtest/runs/{run_id}", "Full trades + metrics of one run.", False, {}, {},
      ()),
-    ("post", "/api/backtest/grid-search", "Start a grid search; returns job_id.", False, {},
+    ("post", "/api/backtest/grid-search", "Start a grid search; returns job_id. param_space "
+     "maps setting keys to 1-100 distinct values (checked by the settings registry); at most "
+     "500 combinations.", False, {},
      {"strategy": S, "start": D, "end": D, "param_space": O},
      ("strategy", "start", "end", "param_space")),
     ("get", "/api/backtest/grid-search", "Recent grid-search jobs.", False, {"limit": I}, {},
@@ -99,6 +107,9 @@ def openapi() -> dict[str, Any]:
         op: dict[str, Any] = {"summary": summary, "responses": {
             "200": {"description": "OK"},
             "400": {"description": "Bad input; body {error, field} names the field"}}}
+        if method in ("post", "put", "patch"):
+            op["responses"]["413"] = {"description": "Body larger than the limit "
+                                                     "(WEB_MAX_BODY_BYTES, default 1 MiB)"}
         parameters = [{"name": n, "in": "path", "required": True, "schema": S}
                       for n in _path_params(path)]
         parameters += [{"name": n, "in": "query", "schema": s} for n, s in params.items()]
@@ -119,7 +130,10 @@ def openapi() -> dict[str, Any]:
         "info": {"title": "NIFTY engine dashboard API", "version": "1",
                  "description": "Session cookie from /api/auth/login; every state-changing "
                                 "request needs the X-CSRF-Token header from /api/auth/session. "
-                                "Money is a decimal string."},
+                                "Money is a decimal string. Request bodies: JSON objects of at "
+                                "most 1 MiB (413 beyond), nested at most 32 levels; text "
+                                "fields refuse NUL and other control characters except tab, "
+                                "newline and carriage return."},
         "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie",
                                                        "name": "nifty_session"}}},
         "security": [{"session": []}],

@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -22,12 +23,67 @@ class BadRequest(Exception):
     """A request value is missing or wrong; ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:
+        field, message = _encodable(field), _encodable(message)  # a key may be "\ud800"
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
 
 
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates written as \\uXXXX, so the answer can be UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 _MISSING = object()
+
+#: Deepest JSON nesting a request body may have (objects and arrays count one level each).
+MAX_JSON_DEPTH = 32
+
+# Characters no text field may hold: PostgreSQL text cannot store NUL, the other C0 controls
+# (except tab, newline, carriage return) are never meant, and a lone surrogate cannot be
+# encoded as UTF-8 at all.
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text (a control character, a lone surrogate), or None."""
+    bad = _FORBIDDEN.search(value)
+    if bad is None:
+        return None
+    code, where = ord(bad.group()), bad.start()
+    if 0xD800 <= code <= 0xDFFF:
+        return f"contains an unpaired surrogate U+{code:04X} at position {where}"
+    return (f"contains the control character U+{code:04X} at position {where}; only tab, "
+            "newline and carriage return are allowed")
+
+
+def clean_text(name: str, value: str) -> str:
+    """``value`` unchanged, or BadRequest(name) when it holds a character text cannot hold."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise BadRequest(name, problem)
+    return value
+
+
+def json_depth(text: str, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of the JSON ``text`` (brackets inside strings do not count).
+
+    Stops counting once past ``limit``, so a body of a million ``[`` costs one cheap scan,
+    never the recursion of a parser."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    depth = peak = 0
+    for char in brackets:
+        if char in "[{":
+            depth += 1
+            if depth > peak:
+                peak = depth
+                if peak > limit:
+                    break
+        else:
+            depth -= 1
+    return peak
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,7 +108,7 @@ class Str(Field):
     def clean(self, name: str, raw: Any, *, query: bool) -> str:
         if not isinstance(raw, str):
             raise BadRequest(name, "expected a string")
-        value = raw.strip()
+        value = clean_text(name, raw).strip()
         if self.choices:
             if value not in self.choices:
                 raise BadRequest(name, "expected one of " + ", ".join(self.choices))
@@ -113,6 +169,9 @@ class Obj(Field):
         for key in raw:
             if not isinstance(key, str) or not key:
                 raise BadRequest(name, "keys must be non-empty strings")
+            problem = text_problem(key)
+            if problem is not None:
+                raise BadRequest(name, f"key {key!r} {problem}")
         return dict(raw)
 
 
@@ -121,7 +180,9 @@ class Scalar(Field):
     """A string, number or boolean (a settings value)."""
 
     def clean(self, name: str, raw: Any, *, query: bool) -> Any:
-        if isinstance(raw, (str, int, float, bool)):
+        if isinstance(raw, str):
+            return clean_text(name, raw)
+        if isinstance(raw, (int, float, bool)):
             return raw
         raise BadRequest(name, "expected a string, number or boolean")
 
@@ -145,11 +206,37 @@ def check(data: Mapping[str, Any], spec: Mapping[str, Field], *, query: bool = F
     return out
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def request_json() -> dict[str, Any]:
-    """The request body as a JSON object, or BadRequest('body')."""
-    data = request.get_json(silent=True)
+    """The request body as a JSON object, or BadRequest('body').
+
+    The body is at most MAX_CONTENT_LENGTH bytes (a larger one is refused with 413 before it
+    is read, see web.refuse_large_body), nested at most MAX_JSON_DEPTH levels, and strict
+    JSON (no NaN or Infinity)."""
+    expected = "expected a JSON object (Content-Type: application/json)"
+    if not request.is_json:
+        raise BadRequest("body", expected)
+    raw = request.get_data(cache=True)
+    try:
+        text = raw.decode(json.detect_encoding(raw))
+    except (UnicodeDecodeError, LookupError):
+        raise BadRequest("body", "not valid UTF-8 JSON") from None
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequest("body", f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels; "
+                                 f"at most {MAX_JSON_DEPTH} allowed)")
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:  # not reached after the depth scan; kept as a guard
+        raise BadRequest("body", f"JSON nested too deeply (at most {MAX_JSON_DEPTH} levels)") \
+            from None
+    except ValueError as exc:
+        raise BadRequest("body", f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise BadRequest("body", "expected a JSON object (Content-Type: application/json)")
+        raise BadRequest("body", expected)
     return data
 
 

@@ -21,7 +21,10 @@ Policy, per `ChildSpec`:
   Any further escalation (level 2) -- e.g. the same child failing again inside its window
   -- calls ``exit_process(70)``: log thread tracebacks, stop all actors, ``os._exit`` so
   the container restarts and recovery runs through normal startup. `ResetEscalation`
-  (sent when the operator resumes entries) sets the level back to 0.
+  (sent when the operator resumes entries) sets the level back to 0. Every escalation's
+  reason (alert and pause reason) ends with what the operator must do: check the log for
+  the failing child, then resume entries (``resume_hint`` says where).
+* A stuck child's message gives the real wait: the time since the unanswered ping was sent.
 """
 
 from __future__ import annotations
@@ -154,6 +157,8 @@ class Supervisor(pykka.ThreadingActor):
         liveness_interval_s: seconds between liveness checks; None disables the timer
             (tell `CheckChildren` yourself).
         name: id scope / sender name of the supervisor's own messages.
+        resume_hint: how the operator resumes entries (and so resets the escalation), for
+            the escalation's alert and pause reason, e.g. "resume entries on the Risk page".
     """
 
     use_daemon_thread = False
@@ -170,6 +175,7 @@ class Supervisor(pykka.ThreadingActor):
         monotonic: Callable[[], float] = time.monotonic,
         liveness_interval_s: float | None = 15.0,
         name: str = "supervisor",
+        resume_hint: str = "resume entries",
     ) -> None:
         super().__init__()
         names = [s.name for s in specs]
@@ -184,6 +190,7 @@ class Supervisor(pykka.ThreadingActor):
         self._monotonic = monotonic
         self._interval = liveness_interval_s
         self._name = name
+        self._resume_hint = resume_hint
         self._level = 0
         self._exit_requested = False
         self._stopping = False
@@ -262,6 +269,7 @@ class Supervisor(pykka.ThreadingActor):
         child.gone = False
         self._directory.set(name, ref)
         try:
+            child.ping_sent = self._monotonic()
             child.ping = ref.ask(Ping(), block=False)
         except pykka.ActorDeadError:
             return True  # setup already failed; its ChildFailed is in our inbox
@@ -366,7 +374,8 @@ class Supervisor(pykka.ThreadingActor):
     def _on_stuck(self, child: _Child, now: float) -> None:
         spec = child.spec
         if child.stuck_since is None:
-            child.stuck_since = now
+            # stuck since the unanswered ping was sent, not since we noticed
+            child.stuck_since = child.ping_sent
         stuck_for = now - child.stuck_since
         if child.stuck_escalations == 0 or (
             child.stuck_escalations == 1 and stuck_for > spec.period_s
@@ -380,6 +389,14 @@ class Supervisor(pykka.ThreadingActor):
     def _escalate(self, name: str, reason: str) -> None:
         self._level += 1
         level = self._level
+        if level == 1:
+            reason = (f"{reason}. New entries are paused (open positions are still monitored) "
+                      f"until an operator acts: check the engine log for why {name} failed, "
+                      f"then {self._resume_hint}")
+        else:
+            reason = (f"{reason}. Second escalation: the process exits with code {EXIT_CODE} "
+                      f"to be restarted; entries stay paused: check the engine log for why "
+                      f"{name} failed, then {self._resume_hint}")
         logger.critical("ESCALATION level %d: %s", level, reason)
         self._publish(ActorEscalated, name=name, level=level, reason=reason)
         if self._halt_entries is not None:

@@ -2,7 +2,10 @@
 
 Each command is handed to the actor that owns the state it changes, by ``tell``; the result
 written back says what was sent. Problems the operator can fix (an unknown trade, a stage
-change without confirmation) raise CommandError, which the bus records as the row's error.
+change without confirmation or for a strategy the engine does not have) raise CommandError,
+which the bus records as the row's error. The web checks the same rules before it queues a
+command (:func:`strategy_problem`, :func:`task_problem`); the checks here catch a row queued
+another way, or one that stopped making sense while it waited.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engine.bus.commands import CommandError, CommandRow
+from engine.config import DRY_RUN_STRATEGIES
 from engine.messages.commands import (
     ClosePosition,
     PauseEntries,
@@ -24,6 +28,26 @@ if TYPE_CHECKING:
     from engine.app import Engine
 
 STAGES = ("paper", "shadow", "live", "disabled")
+#: Strategies that have a go-live stage: the ones the engine seeds into go_live_state.
+GO_LIVE_STRATEGIES: tuple[str, ...] = DRY_RUN_STRATEGIES
+#: Tasks rerun_task can run (none yet: the AI and fetch tasks come with their issues).
+RERUN_TASKS: tuple[str, ...] = ()
+
+
+def strategy_problem(strategy: object) -> str | None:
+    """Why ``strategy`` cannot get a go-live stage, or None."""
+    if strategy in GO_LIVE_STRATEGIES:
+        return None
+    return (f"unknown strategy {strategy!r}; the engine has "
+            f"{', '.join(GO_LIVE_STRATEGIES)}")
+
+
+def task_problem(task: object) -> str | None:
+    """Why rerun_task cannot run ``task``, or None."""
+    if task in RERUN_TASKS:
+        return None
+    runs = ", ".join(RERUN_TASKS) if RERUN_TASKS else "no task yet"
+    return f"{task!r} is not a task this engine runs (it runs {runs})"
 
 
 class Dispatcher:
@@ -61,6 +85,9 @@ class Dispatcher:
                     raise CommandError("confirm: must be true to change a go-live stage")
                 if p["stage"] not in STAGES:
                     raise CommandError(f"stage: expected one of {', '.join(STAGES)}")
+                problem = strategy_problem(p["strategy"])
+                if problem is not None:
+                    raise CommandError(f"strategy: {problem}")
                 self._send("executor", SetGoLiveStage, strategy=str(p["strategy"]),
                            stage=str(p["stage"]), reason=who)
                 return {"sent": "SetGoLiveStage"}
@@ -77,7 +104,8 @@ class Dispatcher:
                            end=row["end_date"], grid=tuple(grid), job_id=row["job_id"])
                 return {"sent": "RunGrid", "job_id": row["job_id"], "combinations": len(grid)}
             case "rerun_task":
-                raise CommandError(f"task: {p['task']!r} is not a task this engine runs yet")
+                problem = task_problem(p["task"]) or f"{p['task']!r} has no runner here"
+                raise CommandError(f"task: {problem}")
         raise CommandError(f"kind: {cmd.kind!r} is not handled by this engine")
 
     def _row(self, table: str, key: str, value: Any) -> dict[str, Any]:

@@ -85,6 +85,8 @@ class Worker(SupervisedActor):
     """Records lifecycle and messages; raises on `Boom`; blocks on `Block`.
 
     ``fail_setups`` is a one-element list: while it is > 0, setup decrements it and raises.
+    ``slow_setups`` is a list of events: while it is not empty, setup pops the first one and
+    waits until it is set.
     """
 
     def __init__(
@@ -95,12 +97,16 @@ class Worker(SupervisedActor):
         ctx: ActorContext,
         journal: Journal,
         fail_setups: list[int] | None = None,
+        slow_setups: list[threading.Event] | None = None,
     ) -> None:
         super().__init__(supervisor_ref=supervisor_ref, name=name, ctx=ctx)
         self.journal = journal
         self.fail_setups = fail_setups if fail_setups is not None else [0]
+        self.slow_setups = slow_setups if slow_setups is not None else []
 
     def setup(self) -> None:
+        if self.slow_setups:  # shared list: the next setup waits for the event popped
+            self.slow_setups.pop(0).wait(30)
         if self.fail_setups[0] > 0:
             self.fail_setups[0] -= 1
             raise RuntimeError(f"{self.name} setup failed on purpose")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +187,90 @@ def test_supervisor_stuck_child_is_detected_and_escalated() -> None:
     status = sup.ask(GetStatus(), timeout=5)
     assert status["children"]["w"]["stuck"] is False
     assert status["level"] == 0
+
+
+def _stuck_seconds(text: str) -> float:
+    found = re.search(r"unanswered for ([0-9.]+)s", text)
+    assert found, text
+    return float(found.group(1))
+
+
+def test_supervisor_stuck_message_reports_the_real_wait() -> None:
+    """A child blocked for 31.5 s (a database outage) is reported as unanswered for 31.5 s,
+    not 0.0 s: the wait is counted from the ping it did not answer."""
+    ctx, journal, calls = make_ctx(), Journal(), Calls()
+    now = [1000.0]
+    sup = start(ctx, [worker_spec(ctx, "bridge", journal)], monotonic=lambda: now[0],
+                **calls.kwargs())
+    release = threading.Event()
+    try:
+        ctx.directory.send("bridge", new(Block, ctx.clock, release=release), sender="test")
+        sup.tell(new(CheckChildren, ctx.clock))  # a ping sent at t=1000, queued behind Block
+        sup.ask(GetStatus(), timeout=5)  # that check has run
+        now[0] += 31.5
+        sup.tell(new(CheckChildren, ctx.clock))
+        sup.ask(GetStatus(), timeout=5)
+        assert len(calls.halts.items()) == 1
+        assert _stuck_seconds(calls.halts.items()[0]) == 31.5
+    finally:
+        release.set()
+
+
+def test_supervisor_stuck_message_covers_the_measured_block() -> None:
+    ctx, journal, calls = make_ctx(), Journal(), Calls()
+    sup = start(ctx, [worker_spec(ctx, "w", journal)], **calls.kwargs())
+    release = threading.Event()
+    try:
+        began = time.monotonic()
+        ctx.directory.send("w", new(Block, ctx.clock, release=release), sender="test")
+        sup.tell(new(CheckChildren, ctx.clock))
+        sup.ask(GetStatus(), timeout=5)
+        time.sleep(0.3)  # the blocked time being measured, not a synchronisation
+        sup.tell(new(CheckChildren, ctx.clock))
+        sup.ask(GetStatus(), timeout=5)
+        waited = time.monotonic() - began
+        reported = _stuck_seconds(calls.halts.items()[0])
+        assert 0.3 <= reported <= waited + 0.05
+    finally:
+        release.set()
+
+
+def test_supervisor_escalation_says_what_the_operator_must_do() -> None:
+    ctx, journal, calls = make_ctx(), Journal(), Calls()
+    specs = [worker_spec(ctx, "w", journal, max_restarts=0)]
+    seen = with_observer(ctx, specs)
+    start(ctx, specs, resume_hint="resume entries on the Risk page", **calls.kwargs())
+    boom(ctx, "w")
+    eventually(lambda: calls.halts.items(), what="halt_entries")
+    halt = calls.halts.items()[0]
+    assert halt.startswith("w failed 1 times within 60s")
+    assert "New entries are paused" in halt and "until an operator acts" in halt
+    assert "check the engine log for why w failed, then resume entries on the Risk page" in halt
+    alert = eventually(lambda: seen.of_type(ActorEscalated), what="ActorEscalated")[0]
+    assert alert.reason == halt
+
+
+def test_supervisor_restarted_child_slow_to_start_is_not_stuck_within_grace() -> None:
+    """The grace of a restarted child counts from its own first ping, not an older one."""
+    ctx, journal, calls = make_ctx(), Journal(), Calls()
+    gates: list[threading.Event] = []
+    specs = [worker_spec(ctx, "w", journal, busy_grace_s=3600,
+                         actor_kwargs={"slow_setups": gates})]
+    seen = with_observer(ctx, specs)
+    sup = start(ctx, specs, monotonic=lambda: 5000.0, **calls.kwargs())
+    gate = threading.Event()
+    gates.append(gate)
+    try:
+        boom(ctx, "w")
+        eventually(lambda: seen.of_type(ActorRestarted), what="restart")
+        eventually(lambda: gates == [], what="the new incarnation's setup waiting on the gate")
+        sup.tell(new(CheckChildren, ctx.clock))
+        status = sup.ask(GetStatus(), timeout=5)
+        assert status["children"]["w"]["stuck"] is False
+        assert status["level"] == 0 and calls.halts.items() == []
+    finally:
+        gate.set()
+    assert ctx.directory.require("w").ask(Ping(), timeout=5) == "pong"
 
 
 def test_supervisor_busy_child_within_grace_is_not_stuck() -> None:

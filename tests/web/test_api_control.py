@@ -54,7 +54,8 @@ def test_risk_get_pause_resume_become_commands(api, pool):
     ("/api/backtest/grid-search", {"strategy": "DC", "start": "2025-01-01", "end": "2025-01-02",
                                    "param_space": {"A": 3}}, "param_space.A"),
     ("/api/backtest/grid-search", {"strategy": "DC", "start": "2025-01-01", "end": "2025-01-02",
-                                   "param_space": {f"P{i}": list(range(10)) for i in range(4)}},
+                                   "param_space": {"DC_WINDOW": list(range(10, 40)),
+                                                   "DC_LOTS": list(range(1, 21))}},
      "param_space"),
     ("/api/settings/DC_LOTS", {"value": None}, "value"),
     ("/api/settings/DC_LOTS", {"value": [1]}, "value"),
@@ -86,7 +87,7 @@ def test_generic_command_close_trade_and_idempotency_key(api, pool):
     assert first.status_code == second.status_code == 202
     assert first.json["command_id"] == second.json["command_id"]
     rerun = api.post("/api/commands", json={"kind": "rerun_task", "payload": {"task": "ai_market"}})
-    assert _command(pool, rerun.json["command_id"])["payload"] == {"task": "ai_market"}
+    assert rerun.status_code == 400 and rerun.json["field"] == "payload.task"  # no such task yet
     assert api.get("/api/commands/999999").status_code == 404
 
 

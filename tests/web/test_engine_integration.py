@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pykka
 import pytest
+from psycopg.types.json import Jsonb
 
+from engine.bus.commands import enqueue_command
 from engine.messages.commands import GetStatus
 from tests.conftest import eventually
 from tests.engine.harness import Harness
@@ -87,7 +89,15 @@ def test_backtest_and_grid_from_dashboard_run_to_complete(db_url: str, app) -> N
         bad = api.post("/api/backtest/run", json={"strategy": "DC", "start": "2025-02-03",
                                                   "end": "2025-02-03",
                                                   "params": {"DC_LOTS": "lots"}})
-        bad_id = bad.get_json()["run_id"]
+        assert bad.status_code == 400 and bad.get_json()["field"] == "params.DC_LOTS"
+        assert "expected an integer" in bad.get_json()["error"]  # refused before it is queued
+        with h.pool.connection() as conn:  # a run that cannot work, queued another way
+            bad_id = conn.execute("INSERT INTO backtest_runs (strategy, start_date, end_date,"
+                                  " config_snapshot) VALUES ('DC', '2025-02-03', '2025-02-03',"
+                                  " %s) RETURNING run_id", (Jsonb({"DC_LOTS": "lots"}),)
+                                  ).fetchone()["run_id"]
+            with conn.transaction():
+                enqueue_command(conn, "run_backtest", {"run_id": bad_id}, requested_by="test")
 
         def status(path: str) -> dict | None:
             body = api.get(path).get_json()
@@ -100,5 +110,58 @@ def test_backtest_and_grid_from_dashboard_run_to_complete(db_url: str, app) -> N
         assert ranked["status"] == "complete" and len(ranked["results_json"]) == 2
         failed = eventually(lambda: status(f"/api/backtest/runs/{bad_id}"), timeout=60)
         assert failed["status"] == "error" and "expected an integer" in failed["error_text"]
+    finally:
+        h.stop()
+
+
+def test_stage_change_for_unknown_strategy_queued_anyway_is_refused_at_claim(db_url: str,
+                                                                               app) -> None:
+    """A set_go_live_stage row for a strategy the engine does not have (queued by SQL or an
+    older dashboard) ends as an error naming the strategy; nothing is sent, no stage row."""
+    api = Api(app)  # (the dashboard itself refuses it: test_bad_input)
+    h = Harness(db_url)
+    with h.pool.connection() as conn, conn.transaction():
+        command_id = enqueue_command(conn, "set_go_live_stage", {"strategy": "ZZZ",
+                                     "stage": "paper", "confirm": True}, requested_by="test")
+    h.engine.start(with_bus=True)
+    try:
+        done = eventually(lambda: (c := _command(api, command_id))["status"] != "pending"
+                          and c["status"] != "claimed" and c, timeout=15)
+        assert done["status"] == "error" and done["error"].startswith("CommandError: strategy:")
+        assert "'ZZZ'" in done["error"] and "DC" in done["error"]
+        assert h.query("SELECT * FROM go_live_state WHERE strategy = 'ZZZ'") == []
+    finally:
+        h.stop()
+
+
+def test_escalation_pauses_entries_and_health_says_what_to_do(db_url: str, app) -> None:
+    """An actor that keeps failing escalates: entries pause, and both the stored pause reason
+    (the alert's text) and /api/health tell the operator to check the log and resume."""
+    from engine.messages.base import new
+    from engine.messages.commands import CheckChildren
+    from engine.messages.tap import MessageTap
+
+    api = Api(app)
+    assert api.client.get("/api/health").json["action_needed"] is None
+    tap = MessageTap()
+    h = Harness(db_url, tap=tap,
+                restart_policy={"backoff": (0.05, 5.0), "max_restarts": 0, "period_s": 60.0})
+    h.start()
+    try:
+        h.engine.directory.get("token").stop()  # dies silently: found by the liveness check
+        h.engine.supervisor.tell(new(CheckChildren, h.engine.clock))
+        risk = eventually(lambda: (r := api.get("/api/risk").json)["paused"] and r, timeout=15)
+        reason = risk["state"]["pause_reason"]
+        assert reason.startswith("supervisor: token failed 1 times within 60s")
+        assert "check the engine log for why token failed" in reason
+        assert "resume entries on the dashboard's Risk page" in reason
+        assert "Risk page" in risk["action_needed"]
+        health = api.client.get("/api/health").json
+        assert health["entries_paused"] is True and health["paused_by"] == ["supervisor"]
+        assert "repeated failures of the token actor" in health["action_needed"]
+        assert "engine log" in health["action_needed"]
+        assert "resume entries on the Risk page (POST /api/risk/resume)" in health["action_needed"]
+        alerts = eventually(lambda: [e for e in tap.entries() if e.type == "ActorEscalated"])
+        assert alerts[0].fields["reason"] == reason.removeprefix("supervisor: ")  # the alert
     finally:
         h.stop()

@@ -92,3 +92,43 @@ def test_auth_setup_prints_secret_uri_and_qr(capsys):
     assert ".env" in out
 
 
+
+
+def _http_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP/1.1 response (status, headers, body by Content-Length) from ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:])}
+    while len(body) < int(headers.get("content-length", "0")):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed inside the response body"
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_gunicorn_refuses_a_20_mb_body_before_it_is_sent(gunicorn, pool):
+    """A logged-in PUT announcing 20 MB gets 413 JSON at once: the server answers after the
+    headers and a few bytes, without waiting for (or reading) the other 20 MB."""
+    auth = Authenticator(pool, SECRET, AuthPolicy())
+    token = auth.open_session("127.0.0.1")
+    size = 20 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", gunicorn), timeout=5) as sock:
+        sock.sendall((f"PUT /api/settings/DC_LOTS HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {size}\r\n"
+                      f"Cookie: nifty_session={auth.cookie_value(token)}\r\n"
+                      f"X-CSRF-Token: {auth.csrf_token(token)}\r\n\r\n").encode())
+        sock.sendall(b'{"value": "' + b"1" * 1000)  # the rest never comes
+        started = time.monotonic()
+        status, headers, body = _http_response(sock)  # a timeout here: it waited for the body
+    assert time.monotonic() - started < 3
+    assert status == 413 and headers["content-type"] == "application/json"
+    answer = json.loads(body)
+    assert answer["field"] == "body"
+    assert f"{size} bytes is too large" in answer["error"] and "1048576" in answer["error"]
+    with pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM settings_audit").fetchone()["n"] == 0

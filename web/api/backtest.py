@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+from datetime import timedelta
 from typing import Any
 
 from flask import jsonify
 from psycopg.types.json import Jsonb
 
 from engine.bus.commands import enqueue_command
+from engine.settings import SettingError, all_knobs, knob
 from engine.store.tx import transaction
 from web.api import bp, error, one, rows, services
-from web.validate import BadRequest, Date, Int, Obj, Str, check, query, request_json
+from web.validate import BadRequest, Date, Int, Obj, Str, check, clean_text, query, request_json
 
 STRATEGY = Str(max_len=40, pattern=r"[A-Z][A-Z0-9_]*")
-MAX_GRID = 5000
+#: Most parameter combinations one grid search may ask for (each is a full backtest).
+MAX_GRID = 500
 MAX_DAYS = 3 * 366
+
+
+def backtest_strategies() -> tuple[str, ...]:
+    """The strategies the backtester can run: its own table (engine.backtest.sim_replay).
+
+    Imported on first use: the replay module pulls in numpy/scipy."""
+    from engine.backtest.sim_replay import STRATEGIES
+
+    return tuple(STRATEGIES)
+
+
+def _strategy(data: dict[str, Any]) -> None:
+    known = backtest_strategies()
+    if data["strategy"] not in known:
+        raise BadRequest("strategy", f"no backtest for strategy {data['strategy']!r}; the "
+                                     f"backtester runs {', '.join(known)}")
 
 
 def _dates(data: dict[str, Any]) -> None:
@@ -23,12 +43,42 @@ def _dates(data: dict[str, Any]) -> None:
         raise BadRequest("end", "must not be before start")
     if (data["end"] - data["start"]).days > MAX_DAYS:
         raise BadRequest("end", f"a backtest spans at most {MAX_DAYS} days")
+    from engine.market.calendar import NseCalendar  # the calendar the backtester uses
+
+    cal, day = NseCalendar(), data["start"]
+    while day <= data["end"] and not cal.is_trading_day(day):
+        day += timedelta(days=1)
+    if day > data["end"]:
+        raise BadRequest("end", f"no trading day between {data['start']} and {data['end']}")
 
 
-def _scalar_params(name: str, params: dict[str, Any]) -> None:
+def _knob(field: str, key: str):
+    """The registry's knob for a parameter ``key``, or BadRequest naming ``field``."""
+    try:
+        return knob(key)
+    except SettingError as exc:
+        close = difflib.get_close_matches(key.upper(), [k.key for k in all_knobs()], n=3,
+                                          cutoff=0.75)
+        message = (f"unknown setting {key!r}; did you mean {', '.join(close)}?" if close
+                   else str(exc))
+        raise BadRequest(field, message) from None
+
+
+def _coerce(field: str, key: str, value: Any) -> Any:
+    """``value`` checked and typed by the knob ``key`` (what the backtester itself will do)."""
+    if not isinstance(value, (str, int, float, bool)):
+        raise BadRequest(field, "expected a string, number or boolean")
+    if isinstance(value, str):
+        clean_text(field, value)
+    try:
+        return _knob(field, key).coerce(str(value))
+    except SettingError as exc:
+        raise BadRequest(field, str(exc)) from None
+
+
+def _params(name: str, params: dict[str, Any]) -> None:
     for key, value in params.items():
-        if not isinstance(value, (str, int, float, bool)):
-            raise BadRequest(f"{name}.{key}", "expected a string, number or boolean")
+        _coerce(f"{name}.{key}", key, value)
 
 
 @bp.post("/backtest/run")
@@ -36,8 +86,9 @@ def backtest_run() -> Any:
     """Queue one backtest: a backtest_runs row (pending) and a run_backtest command."""
     data = check(request_json(), {"strategy": STRATEGY, "start": Date(), "end": Date(),
                                   "params": Obj(optional=True, default={})})
+    _strategy(data)
     _dates(data)
-    _scalar_params("params", data["params"])
+    _params("params", data["params"])
     with transaction(services().pool) as conn:
         run = conn.execute(
             "INSERT INTO backtest_runs (strategy, start_date, end_date, config_snapshot)"
@@ -74,19 +125,26 @@ def backtest_grid() -> Any:
     """Queue a grid search: param_space maps each parameter to a non-empty list of values."""
     data = check(request_json(), {"strategy": STRATEGY, "start": Date(), "end": Date(),
                                   "param_space": Obj(max_keys=12)})
+    _strategy(data)
     _dates(data)
     space = data["param_space"]
     if not space:
         raise BadRequest("param_space", "needs at least one parameter")
     for key, values in space.items():
+        field = f"param_space.{key}"
+        _knob(field, key)
         if not isinstance(values, list) or not values or len(values) > 100:
-            raise BadRequest(f"param_space.{key}", "expected a list of 1 to 100 values")
+            raise BadRequest(field, "expected a list of 1 to 100 values")
+        seen: dict[Any, Any] = {}
         for value in values:
-            if not isinstance(value, (str, int, float, bool)):
-                raise BadRequest(f"param_space.{key}", "values must be strings, numbers or booleans")
+            typed = _coerce(field, key, value)
+            if typed in seen:
+                raise BadRequest(field, f"{value!r} given twice (same as {seen[typed]!r})")
+            seen[typed] = value
     combos = math.prod(len(v) for v in space.values())
     if combos > MAX_GRID:
-        raise BadRequest("param_space", f"{combos} combinations; at most {MAX_GRID}")
+        raise BadRequest("param_space", f"{combos} combinations; a grid search runs at most "
+                                        f"{MAX_GRID}: use fewer values")
     with transaction(services().pool) as conn:
         job = conn.execute(
             "INSERT INTO backtest_grid_jobs (strategy, start_date, end_date, param_space)"

@@ -11,6 +11,7 @@ from typing import Any
 from flask import jsonify
 
 from engine.bus.commands import enqueue_command
+from engine.bus.dispatch import strategy_problem, task_problem
 from engine.settings import SettingError, Settings, knob
 from engine.store.tx import transaction
 from web.api import bp, error, one, rows, services
@@ -35,9 +36,12 @@ def accepted(command_id: int, **extra: Any) -> Any:
 # ---------------------------------------------------------------- risk
 @bp.get("/risk")
 def risk() -> Any:
+    from web.api.system import pause_action
+
     state = one("SELECT * FROM risk_envelope_state WHERE id = 1") or {}
     paused = bool(state.get("pause_reason"))
-    return jsonify({"state": state, "paused": paused})
+    return jsonify({"state": state, "paused": paused,
+                    "action_needed": pause_action(state["pause_reason"])[1] if paused else None})
 
 
 @bp.post("/risk/pause")
@@ -63,6 +67,9 @@ def go_live_set(strategy: str) -> Any:
     """Ask the engine to move a strategy to a stage; ``confirm: true`` is required."""
     if not strategy.replace("_", "").isalnum() or len(strategy) > 40:
         raise BadRequest("strategy", "expected letters, digits and _ (at most 40)")
+    problem = strategy_problem(strategy)
+    if problem is not None:
+        raise BadRequest("strategy", problem)
     data = check(request_json(), {"stage": Str(choices=STAGES), "confirm": Bool(),
                                   "idempotency_key": IDEMPOTENCY})
     if data["confirm"] is not True:
@@ -87,6 +94,8 @@ def command_create() -> Any:
     if data["kind"] == "close_trade" and one("SELECT 1 AS x FROM open_trades WHERE tag = %s",
                                              (payload["tag"],)) is None:
         raise BadRequest("payload.tag", f"no open trade with tag {payload['tag']!r}")
+    if data["kind"] == "rerun_task" and (problem := task_problem(payload["task"])) is not None:
+        raise BadRequest("payload.task", problem)
     return accepted(submit(data["kind"], payload, data["idempotency_key"]))
 
 

@@ -30,17 +30,76 @@ def _parse_ts(raw: Any) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
+RESUME = "resume entries on the Risk page (POST /api/risk/resume)"
+
+
+def pause_action(reason: str) -> tuple[str, str]:
+    """(who paused, what the operator must do) for the global pause ``reason``.
+
+    The RiskActor stores it as "<source>: <why>" (engine.actors.risk); the text given here
+    names no more than the source and, for the supervisor, the failing actor: /api/health is
+    public, the full reason is on the Risk page."""
+    source, _, why = reason.partition(": ")
+    if source == "supervisor":
+        actor = why.split(" ", 1)[0] or "an"
+        return source, (f"New entries are paused by the supervisor after repeated failures of "
+                        f"the {actor} actor; they stay paused until an operator acts. Check the "
+                        f"engine log (Logs page or /api/logs/tail) for why {actor} failed, "
+                        f"then {RESUME}.")
+    if source == "executor":
+        return source, ("New entries are paused: a live trade is on hold or has unhedged legs. "
+                        "Check the position at Dhan, close the trade from the dashboard (or the "
+                        f"legs at the broker), then {RESUME}.")
+    if source == "token":
+        return source, ("New entries are paused: the Dhan access token is missing or expired. "
+                        "Check the token refresher and the DHAN_* settings, then "
+                        f"{RESUME}.")
+    return source, f"New entries were paused by {source or 'an operator'}; {RESUME} when ready."
+
+
+def _entries(conn: Any, now: datetime) -> dict[str, Any]:
+    """Whether new entries are paused, by whom, and what the operator must do."""
+    state = conn.execute("SELECT pause_reason FROM risk_envelope_state WHERE id = 1").fetchone()
+    stages = conn.execute("SELECT stage, pause_reason, paused_until FROM risk_envelope_stages"
+                          " WHERE pause_reason IS NOT NULL AND (paused_until IS NULL"
+                          " OR paused_until > %s) ORDER BY stage", (now,)).fetchall()
+    paused_by, actions = [], []
+    if state and state["pause_reason"]:
+        source, action = pause_action(state["pause_reason"])
+        paused_by.append(source)
+        actions.append(action)
+    for row in stages:
+        paused_by.append(f"risk ({row['stage']})")
+        until = row["paused_until"]
+        lift = (f"they resume by themselves at {until.astimezone(now.tzinfo):%Y-%m-%d %H:%M}"
+                f" IST, or {RESUME} to lift the pause earlier" if until else
+                f"{RESUME} to lift the pause")
+        actions.append(f"{row['stage'].capitalize()} entries are paused by the risk envelope "
+                       f"(a loss cap or the loss streak); {lift}.")
+    return {"entries_paused": bool(paused_by), "paused_by": paused_by,
+            "action_needed": " ".join(actions) or None}
+
+
+def _engine_now(beat: dict[str, Any]) -> datetime:
+    """The engine's clock from its heartbeat (simulated runs), else now."""
+    moment = _parse_ts(beat.get("engine_time"))
+    return moment if moment is not None else now_ist()
+
+
 @bp.get("/health")
 def health() -> Any:
-    """Database reachability, engine heartbeat age and Dhan token expiry (never the token)."""
+    """Database reachability, engine heartbeat age, Dhan token expiry (never the token), and
+    whether entries are paused with the action an operator must take (``action_needed``)."""
     try:
         with services().pool.connection(timeout=3) as conn:
             state = {r["key"]: r["value"] for r in conn.execute(
                 "SELECT key, value FROM runtime_state WHERE key IN (%s, 'dhan_token')",
                 (HEARTBEAT_KEY,)).fetchall()}
+            entries = _entries(conn, _engine_now(state.get(HEARTBEAT_KEY) or {}))
     except Exception:
         return jsonify({"database": "error", "engine_heartbeat_age_s": None,
-                        "token_expires_at": None, "status": "error"}), 503
+                        "token_expires_at": None, "status": "error", "entries_paused": None,
+                        "paused_by": [], "action_needed": None}), 503
     beat = _parse_ts((state.get(HEARTBEAT_KEY) or {}).get("ts"))
     age = round((now_ist() - beat).total_seconds(), 1) if beat else None
     token = state.get("dhan_token") or {}
@@ -48,7 +107,7 @@ def health() -> Any:
                     if token.get(k)), None)
     status = "ok" if age is not None and age <= HEARTBEAT_STALE_S else "engine_down"
     return jsonify({"database": "ok", "engine_heartbeat_age_s": age,
-                    "token_expires_at": expires, "status": status})
+                    "token_expires_at": expires, "status": status, **entries})
 
 
 def tail_lines(path: Path, count: int, block: int = 64 * 1024) -> list[str]:

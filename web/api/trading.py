@@ -10,7 +10,7 @@ from flask import jsonify
 
 from engine.timeutil import now_ist
 from web.api import bp, error, one, rows, services
-from web.validate import Date, Int, Str, check, date_range, query, request_json
+from web.validate import Date, Int, Str, check, clean_text, date_range, query, request_json
 
 LIMIT = Int(optional=True, default=200, minimum=1, maximum=5000)
 RANGE = {"from": Date(optional=True), "to": Date(optional=True), "limit": LIMIT}
@@ -135,6 +135,7 @@ def journal() -> Any:
 @bp.patch("/journal/<tag>")
 def journal_notes(tag: str) -> Any:
     """Set the operator notes of one journal entry (the only trading record the web writes)."""
+    clean_text("tag", tag)
     data = check(request_json(), {"notes": Str(max_len=5000, min_len=0)})
     with services().pool.connection() as conn:
         row = conn.execute("UPDATE trade_journal SET operator_notes = %s, updated_at = now()"

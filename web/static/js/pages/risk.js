@@ -7,7 +7,8 @@ if (await boot()) {
     $('#paused').replaceChildren(badge(r.paused ? 'ENTRIES PAUSED' : 'entries allowed', r.paused ? 'error' : 'done'));
     const kv = [['Daily P&L', s.daily_pnl, true], ['Weekly P&L', s.weekly_pnl, true], ['Monthly P&L', s.monthly_pnl, true],
       ['Lifetime P&L', s.lifetime_pnl, true], ['Loss streak', s.loss_streak], ['Pause reason', s.pause_reason || '—'],
-      ['Paused until', when(s.paused_until)], ['Last close', s.last_close_date || '—'], ['Updated', when(s.updated_at)]];
+      ['Paused until', when(s.paused_until)], ['What to do', r.action_needed || '—'],
+      ['Last close', s.last_close_date || '—'], ['Updated', when(s.updated_at)]];
     $('#env').replaceChildren(...kv.flatMap(([k, v, m]) => [el('dt', {}, k), el('dd', { class: m ? signCls(v) : '' }, m ? money(v) : v)]));
   }
   async function loadLimits() {
