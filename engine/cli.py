@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "engine.commands.migrate",
     "engine.commands.status",
     "engine.commands.settings_cmd",
+    "engine.commands.risk_cmd",
     "engine.commands.backtest",
 )
 OPTIONAL_COMMAND_MODULES = (

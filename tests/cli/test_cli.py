@@ -99,3 +99,26 @@ def test_cli_backtest_run_and_grid_search(capsys) -> None:
     assert main(["backtest", "run", "--start", "2025-02-03", "--end", "2025-02-03",
                  "--param", "NOPE=1"]) == 2
     assert "unknown setting" in capsys.readouterr().err
+
+
+def test_cli_risk_pause_resume_are_queued_commands_and_status_shows_stages(db_url, capsys):
+    from engine.store import pool as pool_module
+
+    pool_module.close_pool()
+    try:
+        assert main(["risk", "pause", "lunch break", "--by", "ravi"]) == 0
+        assert "queued pause_entries" in capsys.readouterr().out
+        assert main(["risk", "resume", "--by", " "]) == 2
+        assert "--by must name" in capsys.readouterr().err
+        assert main(["risk", "resume"]) == 0
+        assert main(["risk", "status"]) == 0
+        out = capsys.readouterr().out
+        assert "entries allowed" in out and "paper" in out and "live" in out
+        assert "pause_entries pending" in out and "resume_entries pending" in out
+        with pool_module.get_pool().connection() as conn:
+            rows = conn.execute("SELECT kind, payload, requested_by FROM engine_commands"
+                                " ORDER BY id").fetchall()
+        assert [(r["kind"], r["requested_by"]) for r in rows][0] == ("pause_entries", "ravi")
+        assert rows[0]["payload"] == {"reason": "lunch break"} and len(rows) == 2
+    finally:
+        pool_module.close_pool()
