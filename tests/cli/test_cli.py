@@ -118,7 +118,7 @@ def test_cli_risk_pause_resume_are_queued_commands_and_status_shows_stages(db_ur
         with pool_module.get_pool().connection() as conn:
             rows = conn.execute("SELECT kind, payload, requested_by FROM engine_commands"
                                 " ORDER BY id").fetchall()
-        assert [(r["kind"], r["requested_by"]) for r in rows][0] == ("pause_entries", "ravi")
+        assert (rows[0]["kind"], rows[0]["requested_by"]) == ("pause_entries", "ravi")
         assert rows[0]["payload"] == {"reason": "lunch break"} and len(rows) == 2
     finally:
         pool_module.close_pool()
