@@ -37,10 +37,11 @@ from engine.bus.commands import CommandBus
 from engine.bus.dispatch import Dispatcher
 from engine.bus.events import write_heartbeat
 from engine.clock import Clock, ManualClock, RealClock
-from engine.config import Config
+from engine.config import Config, ConfigError
 from engine.execution.paper import PaperBroker
 from engine.market.calendar import NseCalendar
 from engine.market.calendar_store import CalendarSource, seed_builtin_holidays
+from engine.market.simulator import EPOCH as SIM_EPOCH
 from engine.market.simulator import SimulatedMarket
 from engine.messages.base import IdSource, RandomIds
 from engine.messages.commands import PauseEntries, Ping
@@ -69,6 +70,9 @@ from engine.timeutil import IST
 logger = logging.getLogger(__name__)
 
 SIM_CLOCK_KEY = "sim_clock"
+#: What the operator does to lift a supervisor's pause (told in the escalation alert).
+RESUME_HINT = ("resume entries on the dashboard's Risk page (POST /api/risk/resume); that "
+               "also resets the escalation")
 LIVE_EXECUTOR_BUSY_GRACE_S = 300.0
 
 # Who hears which event (resolved at send time, so restarted actors are picked up).
@@ -133,7 +137,8 @@ class Engine:
         if self.bridge_events:
             for event in BRIDGE_EVENTS:
                 self.directory.subscribe(event, "bridge")
-        kwargs: dict[str, Any] = {"halt_entries": self._halt_entries}
+        kwargs: dict[str, Any] = {"halt_entries": self._halt_entries,
+                                  "resume_hint": RESUME_HINT}
         if self.exit_process is not None:
             kwargs["exit_process"] = self.exit_process
         self.supervisor = Supervisor.start(specs, directory=self.directory, clock=self.clock,
@@ -154,6 +159,8 @@ class Engine:
         return self
 
     def _halt_entries(self, reason: str) -> None:
+        """The supervisor escalated: pause new entries until an operator resumes them (the
+        reason says what to check and how to resume; /api/health repeats it)."""
         msg = PauseEntries(ts=self.clock.now(), reason=reason, source="supervisor",
                            message_id=self.ids.next_id("supervisor"))
         self.directory.send("risk", msg, sender="supervisor")
@@ -226,6 +233,9 @@ class Engine:
         return cal.session_open(cal.next_trading_day(day))
 
     def _save_sim_clock(self, at: datetime) -> None:
+        """Record that every tick up to ``at`` ran. Not atomic with the ticks' own writes: a
+        scan cycle records itself (its battle-log row, see ``simulated_start``), and the
+        other ticks (monitor, end of day, prunes, token) are safe to run again."""
         with self.pool.connection() as conn:
             conn.execute(
                 "INSERT INTO runtime_state (key, value, updated_at) VALUES (%s, %s, now())"
@@ -241,15 +251,27 @@ def _dsn(pool: ConnectionPool) -> str:
 def simulated_start(pool: ConnectionPool, config: Config,
                     calendar: NseCalendar | CalendarSource) -> datetime:
     """Where the simulated clock starts: continue from the last run, else SIM_START's open,
-    else the next session open after now."""
+    else the next session open after now.
+
+    The last run got as far as the later of the clock it saved after each lock-step and its
+    last committed scan cycle (the newest battle-log row, written in the cycle's own
+    transaction), so a cycle that committed just before the process died is never run again.
+    """
     with pool.connection() as conn:
-        row = conn.execute("SELECT value FROM runtime_state WHERE key = %s",
-                           (SIM_CLOCK_KEY,)).fetchone()
-    # the last run's ticks at exactly the saved time already ran: resume just after it
-    saved = (datetime.fromisoformat(row["value"]["now"]).astimezone(IST) + timedelta(seconds=1)
-             if row is not None else None)
+        row = conn.execute(
+            "SELECT (SELECT value->>'now' FROM runtime_state WHERE key = %s) AS saved,"
+            " (SELECT max(created_at) FROM strategy_battle_log) AS last_cycle",
+            (SIM_CLOCK_KEY,)).fetchone()
+    reached = [t.astimezone(IST) for t in (
+        datetime.fromisoformat(row["saved"]) if row["saved"] else None, row["last_cycle"])
+        if t is not None]
+    # the last run's ticks at exactly that time already ran: resume just after it
+    saved = max(reached) + timedelta(seconds=1) if reached else None
     if config.sim_start:
         day = date.fromisoformat(config.sim_start)
+        if day < SIM_EPOCH:
+            raise ConfigError(f"SIM_START={config.sim_start!r}: the simulated market begins on"
+                              f" {SIM_EPOCH}")
         if not calendar.is_trading_day(day):
             day = calendar.next_trading_day(day)
         start = calendar.session_open(day)

@@ -2,6 +2,12 @@
 runs the strategies and logs one strategy_battle_log row. Entries go to the risk actor as
 intents; strategy exits go to the executor.
 
+A cycle is applied exactly once: its battle-log row (unique on the cycle time) is written
+first, in the one transaction of the cycle, and everything else the cycle writes (the IV
+sample, the spread sample, the funnel counts) and sends (entries, exits) happens only if that
+row was new. A cycle replayed after a restart therefore changes nothing; the newest battle-log
+row is also where a restarted simulated clock resumes (``engine.app.simulated_start``).
+
 Owns: strategy_battle_log, iv_snapshots, calendar_spread_history, futures_id_cache.
 """
 
@@ -62,6 +68,11 @@ class ScannerActor(SupervisedActor):
             stage_rows = conn.execute("SELECT stage, pause_reason, paused_until FROM"
                                       " risk_envelope_stages WHERE pause_reason IS NOT NULL"
                                       ).fetchall()
+            # the spot range of the latest session so far, as the cycles recorded it
+            day_range = conn.execute(
+                "SELECT trade_date, max(spot) AS hi, min(spot) AS lo FROM strategy_battle_log"
+                " WHERE trade_date = (SELECT trade_date FROM strategy_battle_log ORDER BY"
+                " created_at DESC LIMIT 1) AND spot IS NOT NULL GROUP BY trade_date").fetchone()
         rows.reverse()
         self._pair = (rows[-1]["near_expiry"], rows[-1]["far_expiry"]) if rows else None
         self._history: list[Decimal] = [r["spread"] for r in rows]
@@ -72,7 +83,10 @@ class ScannerActor(SupervisedActor):
             r["stage"]: (f"{r['stage']}: {r['pause_reason']}", r["paused_until"])
             for r in stage_rows}
         self._open = {t.tag: t for t in trades_repo.load_open(self._pool).values()}
-        self._session_range: tuple[Any, float, float] | None = None  # (day, high, low) of spot
+        # (day, high, low) of spot over the day's cycles
+        self._session_range: tuple[Any, float, float] | None = (
+            (day_range["trade_date"], float(day_range["hi"]), float(day_range["lo"]))
+            if day_range else None)
         self._last_alert: str | None = None
 
     def handle(self, message: Any) -> Any:
@@ -141,7 +155,8 @@ class ScannerActor(SupervisedActor):
             with transaction(self._pool) as conn:
                 conn.execute(
                     "INSERT INTO strategy_battle_log (created_at, trade_date, rejections) VALUES"
-                    " (%s, %s, %s)", (at, at.date(), Jsonb({"market": f"data unavailable: {exc}"})))
+                    " (%s, %s, %s) ON CONFLICT (created_at) DO NOTHING",
+                    (at, at.date(), Jsonb({"market": f"data unavailable: {exc}"})))
             return
         near, far = futures_quote(snap, "near"), futures_quote(snap, "far")
         day, hi, lo = self._session_range or (None, snap.spot, snap.spot)
@@ -169,15 +184,13 @@ class ScannerActor(SupervisedActor):
         if len(entries) < len(decision.entries):
             funnel["denied"] = len(decision.entries) - len(entries)
         with transaction(self._pool) as conn:
-            if surface is not None:
-                record_iv_snapshot(conn, surface)
-            if near is not None and far is not None:
-                self._sample_spread(conn, at, near, far)
-            self._futures_cache(conn, near, far, snap.lot_size)
+            # the row is the cycle's commit record: when it exists already, this cycle was
+            # applied before a restart and nothing of it is written or sent again
             row = conn.execute(
                 "INSERT INTO strategy_battle_log (created_at, trade_date, spot, iv, realized_range,"
                 " near_straddle, selected_strategy, eligibility, rejections, payload) VALUES"
-                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (created_at) DO NOTHING"
+                " RETURNING id",
                 (at, at.date(), price_decimal(snap.spot),
                  iv_percent(surface.near_atm_iv if surface else None),
                  decimal_or_none(surface.realized_range if surface else None, 2),
@@ -188,7 +201,17 @@ class ScannerActor(SupervisedActor):
                  Jsonb({"metrics": decision.metrics,
                         "entry_tags": [e.tag for e in decision.entries],
                         "exit_tags": [x.tag for x in decision.exits]}))).fetchone()
+            if row is None:
+                logger.warning("scan %s was already applied (replayed after a restart): skipped", at)
+                return
+            if surface is not None:
+                record_iv_snapshot(conn, surface)
+            sampled = (self._sample_spread(conn, at, near, far)
+                       if near is not None and far is not None else None)
+            self._futures_cache(conn, near, far, snap.lot_size)
             trades_repo.bump_funnel(conn, at.date(), funnel)
+        if sampled is not None:  # committed: the in-memory window follows the table
+            self._history, self._pair = sampled
         logger.debug("scan %s battle_log=%s %s", at, row["id"], decision.reasons)
         for exit_ in decision.exits:
             self.send("executor", self.new(ClosePosition, tag=exit_.tag, reason=exit_.reason))
@@ -197,19 +220,21 @@ class ScannerActor(SupervisedActor):
                                        legs=entry.legs, reason=entry.reason, reply_to=self.name,
                                        params={"direction": entry.direction, **entry.context}))
 
-    def _sample_spread(self, conn, at: datetime, near: FuturesQuote, far: FuturesQuote) -> None:
-        self._history, pair, rolled = next_spread_history(self._history, self._pair, near, far)
+    def _sample_spread(self, conn, at: datetime, near: FuturesQuote, far: FuturesQuote
+                       ) -> tuple[list[Decimal], tuple[Any, Any]]:
+        """Write this cycle's spread sample; return the (history, pair) it leads to."""
+        history, pair, rolled = next_spread_history(self._history, self._pair, near, far)
         if rolled:
             logger.info("futures rolled %s -> %s: clearing calendar_spread_history", self._pair, pair)
             conn.execute("DELETE FROM calendar_spread_history")
-        self._pair = pair
         conn.execute(
             "INSERT INTO calendar_spread_history (sampled_at, near_expiry, far_expiry, near_price,"
-            " far_price, spread) VALUES (%s, %s, %s, %s, %s, %s)",
-            (at, near.expiry, far.expiry, near.ltp, far.ltp, self._history[-1]))
+            " far_price, spread) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sampled_at) DO NOTHING",
+            (at, near.expiry, far.expiry, near.ltp, far.ltp, history[-1]))
         conn.execute(
             "DELETE FROM calendar_spread_history WHERE id NOT IN (SELECT id FROM"
             " calendar_spread_history ORDER BY sampled_at DESC, id DESC LIMIT %s)", (HISTORY_KEEP,))
+        return history, pair
 
     @staticmethod
     def _futures_cache(conn, near: FuturesQuote | None, far: FuturesQuote | None, lot: int) -> None:

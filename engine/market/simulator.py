@@ -14,16 +14,25 @@ What is simulated:
       current GARCH vol; bid/ask around the mid widening away from ATM and near expiry,
       rounded to the 0.05 tick; LTP inside the spread; OI and cumulative volume profiles.
 
-Determinism: a session's whole path is a pure function of (seed, date) and the previous
-session's close, generated with ``numpy.random.Generator(PCG64)`` seeded by
-``[seed, date.toordinal()]``; quote noise at an instant uses ``[seed, ordinal, second]``.
-So ``snapshot_at(t)`` returns identical values for the same seed and ``t`` whatever was
-asked before, and two markets with the same seed are identical to the last digit.
+Determinism: the market is one path from a fixed epoch (``EPOCH``, 2024-01-01: ``spot0``,
+the unconditional variance, zero basis), the same for every start and resume point. Each
+simulated day -- every weekday and every special session, including exchange holidays, on
+which the market moves unobserved, so editing the holiday list changes no other day -- draws
+its shocks from ``numpy.random.Generator(PCG64)`` seeded by ``[seed, date.toordinal()]`` and
+starts from the close, GARCH variance and basis its previous day handed over (after the
+overnight gap). Walking the chain from the epoch needs only the minute-level path (cached
+per seed); the per-second detail of an observed session comes from its own stream, bridged
+so that every minute ends exactly where the minute-level path says. Quote noise at an
+instant uses ``[seed, ordinal, second]``. So ``snapshot_at(t)`` is a pure function of
+``(seed, config, t)``: identical whatever was asked before and wherever the engine started,
+and two markets with the same seed are identical to the last digit.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -36,11 +45,14 @@ from engine.market.pricing import black76_price, year_fraction
 from engine.market.snapshot import ChainSide, FutureQuote, MarketSnapshot, OptionChain
 from engine.timeutil import IST, MARKET_OPEN, to_ist
 
-__all__ = ["SimConfig", "SimulatedMarket"]
+__all__ = ["EPOCH", "SimConfig", "SimulatedMarket"]
 
 SESSION_SECONDS = 22_500  # 09:15-15:30
 MINUTES = SESSION_SECONDS // 60
 TICK = 0.05
+EPOCH = date(2024, 1, 1)  # day 0 of every simulated market (a Monday, an NSE session)
+_DETAIL_STREAM = 1_000_003  # RNG key of a session's per-second detail (> any second index)
+_KEEP_SESSIONS = 4  # full per-second sessions kept per market (about 0.4 MB each)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +89,34 @@ class SimConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class _Carry:
+    """What a simulated day hands to the next one at its close."""
+
+    close: float
+    var: float  # GARCH variance (annualized)
+    basis: tuple[float, float]  # OU noise of the near/far futures, points
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Day:
+    """The minute-level path of one simulated day and the draws its detail is bridged to."""
+
+    day: date
+    open_px: float
+    spot_min: np.ndarray  # MINUTES + 1 spot values on the minute grid (open .. close)
+    var: np.ndarray  # MINUTES + 1 GARCH variances
+    basis: np.ndarray  # (2, MINUTES + 1)
+    z: np.ndarray  # GARCH shock of each minute
+    s: np.ndarray  # standardized sum of each minute's idiosyncratic per-second noise
+    jump_at: np.ndarray  # second index of each jump
+    jump_size: np.ndarray  # log-return of each jump
+
+    def carry(self) -> _Carry:
+        return _Carry(float(self.spot_min[-1]), float(self.var[-1]),
+                      (float(self.basis[0, -1]), float(self.basis[1, -1])))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class _Session:
     day: date
     spot: np.ndarray  # SESSION_SECONDS + 1 values (open .. close)
@@ -86,12 +126,125 @@ class _Session:
     atm0: float
 
 
+def _simulate_day(seed: int, cfg: SimConfig, day: date, carry: _Carry | None) -> _Day:
+    """Day ``day``'s minute-level path from the state ``carry`` its previous day left
+    (``None``: the epoch, which opens at ``spot0`` with no gap)."""
+    rng = Generator(PCG64([seed, day.toordinal()]))
+    gap = rng.normal(0.0, cfg.overnight_std)
+    z = rng.standard_normal(MINUTES)
+    s = rng.standard_normal(MINUTES)
+    n_jumps = rng.poisson(cfg.jumps_per_day)
+    jump_at = rng.integers(0, SESSION_SECONDS, n_jumps)
+    jump_size = rng.normal(0.0, cfg.jump_std, n_jumps)
+    innov = rng.standard_normal((2, MINUTES))
+
+    per_min = 1.0 / (252 * MINUTES)
+    jump_var = cfg.jumps_per_day * cfg.jump_std**2 * 252  # annualized
+    uncond = max(cfg.annual_vol**2 - jump_var, 1e-6)
+    omega = uncond * (1 - cfg.garch_alpha - cfg.garch_beta)
+    v = uncond if carry is None else carry.var
+    var = [v]
+    for a in (cfg.garch_alpha * z * z + cfg.garch_beta).tolist():  # GARCH(1,1) per minute
+        v = omega + a * v
+        var.append(v)
+    var_arr = np.array(var)
+    sig_min = np.sqrt(var_arr[:-1] * per_min)
+    # a minute's log-return: its GARCH shock and the sum of its per-second noise (see _expand)
+    minute = sig_min * (0.5 * z + math.sqrt(0.75) * s) - 0.5 * sig_min**2
+    np.add.at(minute, jump_at // 60, jump_size)
+    open_px = cfg.spot0 if carry is None else carry.close * math.exp(gap)
+    spot_min = open_px * np.exp(np.concatenate([[0.0], np.cumsum(minute)]))
+
+    start_basis = np.zeros(2) if carry is None else np.array(carry.basis)
+    phi = math.exp(-cfg.basis_kappa_per_min)
+    innov *= cfg.basis_std_points * math.sqrt(1 - phi**2)
+    basis = np.empty((2, MINUTES + 1))
+    for j in range(2):
+        filtered, _ = lfilter([1.0], [1.0, -phi], innov[j], zi=[phi * start_basis[j]])
+        basis[j] = np.concatenate([[start_basis[j]], filtered])
+    return _Day(day, open_px, spot_min, var_arr, basis, z, s, jump_at, jump_size)
+
+
+def _expand(seed: int, cfg: SimConfig, d: _Day) -> _Session:
+    """The per-second session of ``d``: inside each minute a path from its own RNG stream
+    whose noise sums to the minute's draw, pinned to the minute grid of ``d``."""
+    rng = Generator(PCG64([seed, d.day.toordinal(), _DETAIL_STREAM]))
+    e = rng.standard_normal((MINUTES, 60))
+    # iid N(0, 1) per second whose sum over each minute is sqrt(60) * s (a Brownian bridge)
+    eps = e - e.mean(axis=1, keepdims=True) + d.s[:, None] / math.sqrt(60.0)
+    per_min = 1.0 / (252 * MINUTES)
+    sig_sec = np.sqrt(d.var[:-1] * per_min / 60.0)[:, None]
+    rets = sig_sec * (0.5 * d.z[:, None] / math.sqrt(60.0) + math.sqrt(0.75) * eps)
+    rets -= 0.5 * sig_sec**2
+    np.add.at(rets.reshape(-1), d.jump_at, d.jump_size)
+    log_min = np.log(d.spot_min / d.open_px)
+    inside = np.concatenate([np.zeros((MINUTES, 1)), np.cumsum(rets[:, :-1], axis=1)], axis=1)
+    spot = np.empty(SESSION_SECONDS + 1)
+    spot[:-1] = d.open_px * np.exp((log_min[:-1, None] + inside).reshape(-1))
+    spot[::60] = d.spot_min  # every minute exactly on the minute-level path (and the close)
+    step = cfg.strike_step
+    return _Session(d.day, spot, np.sqrt(d.var), d.basis, float(d.var[-1]),
+                    round(d.open_px / step) * step)
+
+
+class _Chain:
+    """The closing state of every simulated day from the epoch, for one (seed, config)."""
+
+    def __init__(self, seed: int, cfg: SimConfig, specials: frozenset[date]) -> None:
+        self.seed, self.cfg, self.specials = seed, cfg, specials
+        self._carry: dict[date, _Carry] = {}
+        self._lock = threading.Lock()
+
+    def simulated(self, d: date) -> bool:
+        """Days the market moves: weekdays (holidays too) and special weekend sessions."""
+        return d.weekday() < 5 or d in self.specials
+
+    def previous(self, d: date) -> date | None:
+        if d <= EPOCH:
+            return None
+        d -= timedelta(days=1)
+        while not self.simulated(d):
+            d -= timedelta(days=1)
+        return d if d >= EPOCH else None
+
+    def day(self, d: date) -> _Day:
+        """The minute-level path of simulated day ``d`` (>= EPOCH)."""
+        return _simulate_day(self.seed, self.cfg, d, self.carry_before(d))
+
+    def carry_before(self, d: date) -> _Carry | None:
+        with self._lock:
+            todo: list[date] = []
+            prev = self.previous(d)
+            while prev is not None and prev not in self._carry:
+                todo.append(prev)
+                prev = self.previous(prev)
+            carry = self._carry[prev] if prev is not None else None
+            for p in reversed(todo):
+                carry = _simulate_day(self.seed, self.cfg, p, carry).carry()
+                self._carry[p] = carry
+            return carry
+
+
+_CHAINS: dict[tuple[int, SimConfig, frozenset[date]], _Chain] = {}
+_CHAINS_LOCK = threading.Lock()
+
+
+def _chain(seed: int, cfg: SimConfig, specials: frozenset[date]) -> _Chain:
+    key = (seed, cfg, specials)
+    with _CHAINS_LOCK:
+        chain = _CHAINS.get(key)
+        if chain is None:
+            chain = _CHAINS[key] = _Chain(seed, cfg, specials)
+        return chain
+
+
 class SimulatedMarket:
     """Clock-driven simulated NIFTY market.
 
     Args:
-        seed: RNG seed (same seed -> identical snapshots).
-        start: aware datetime; the clock starts here (must be in or before a session).
+        seed: RNG seed (same seed -> identical snapshots, whatever the start).
+        start: aware datetime on or after ``EPOCH``; the clock starts here. It does not
+            shape the market: the path runs from ``EPOCH`` whatever the start.
         calendar: trading calendar (holidays, expiries, lot sizes).
         config: simulator parameters.
     """
@@ -104,64 +257,28 @@ class SimulatedMarket:
         self.calendar = calendar or NseCalendar()
         self.config = config or SimConfig()
         self.now = to_ist(start)
-        d = self.now.date()
-        self._first_day = d if self.calendar.is_trading_day(d) else \
-            self.calendar.next_trading_day(d)
-        self._sessions: dict[date, _Session] = {}
+        if self.now.date() < EPOCH:
+            raise ValueError(f"start {self.now:%Y-%m-%d}: the simulated market begins on {EPOCH}")
+        self._first_day = EPOCH if self.calendar.is_trading_day(EPOCH) else \
+            self.calendar.next_trading_day(EPOCH)
+        specials = frozenset(getattr(self.calendar, "special_sessions", ()))
+        self._path = _chain(self.seed, self.config, specials)
+        self._sessions: OrderedDict[date, _Session] = OrderedDict()
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ paths
     def _session(self, day: date) -> _Session:
-        hit = self._sessions.get(day)
-        if hit is not None:
-            return hit
-        todo = [day]  # walk back to a generated session (or the first day), then forward
-        while todo[-1] > self._first_day:
-            prev_day = self.calendar.previous_trading_day(todo[-1])
-            if prev_day in self._sessions:
-                break
-            todo.append(prev_day)
-        for d in reversed(todo):
-            self._sessions[d] = self._generate(d)
-        return self._sessions[day]
-
-    def _generate(self, day: date) -> _Session:
-        cfg = self.config
-        if day <= self._first_day:
-            prev_close, prev_var, carry = cfg.spot0, None, np.zeros(2)
-            gap = 0.0
-        else:
-            prev = self._sessions[self.calendar.previous_trading_day(day)]
-            prev_close, prev_var, carry = float(prev.spot[-1]), prev.var_end, prev.basis[:, -1]
-            gap = 1.0
-        rng = Generator(PCG64([self.seed, day.toordinal()]))
-        per_min = 1.0 / (252 * MINUTES)
-        jump_var = cfg.jumps_per_day * cfg.jump_std**2 * 252  # annualized
-        uncond = max(cfg.annual_vol**2 - jump_var, 1e-6)
-        omega = uncond * (1 - cfg.garch_alpha - cfg.garch_beta)
-        z = rng.standard_normal(MINUTES)
-        var = np.empty(MINUTES + 1)
-        var[0] = uncond if prev_var is None else prev_var
-        for i in range(MINUTES):  # GARCH(1,1) on standardized minute shocks
-            var[i + 1] = omega + cfg.garch_alpha * var[i] * z[i] ** 2 + cfg.garch_beta * var[i]
-        sig_sec = np.sqrt(np.repeat(var[:-1], 60) * per_min / 60.0)
-        eps = rng.standard_normal(SESSION_SECONDS)
-        # distribute each minute's GARCH shock over its seconds, keeping per-second noise
-        rets = sig_sec * (0.5 * np.repeat(z, 60) / math.sqrt(60.0) + math.sqrt(0.75) * eps)
-        rets -= 0.5 * sig_sec**2
-        n_jumps = rng.poisson(cfg.jumps_per_day)
-        where = rng.integers(0, SESSION_SECONDS, n_jumps)
-        np.add.at(rets, where, rng.normal(0.0, cfg.jump_std, n_jumps))
-        open_px = prev_close * math.exp(gap * rng.normal(0.0, cfg.overnight_std))
-        spot = open_px * np.exp(np.concatenate([[0.0], np.cumsum(rets)]))
-        phi = math.exp(-cfg.basis_kappa_per_min)
-        innov = cfg.basis_std_points * math.sqrt(1 - phi**2) * rng.standard_normal((2, MINUTES))
-        basis = np.empty((2, MINUTES + 1))
-        for j in range(2):
-            filtered, _ = lfilter([1.0], [1.0, -phi], innov[j], zi=[phi * carry[j]])
-            basis[j] = np.concatenate([[carry[j]], filtered])
-        step = cfg.strike_step
-        return _Session(day, spot, np.sqrt(var), basis, float(var[-1]),
-                        round(open_px / step) * step)
+        with self._lock:
+            hit = self._sessions.get(day)
+            if hit is not None:
+                self._sessions.move_to_end(day)
+                return hit
+        sess = _expand(self.seed, self.config, self._path.day(day))
+        with self._lock:
+            self._sessions[day] = sess
+            while len(self._sessions) > _KEEP_SESSIONS:
+                self._sessions.popitem(last=False)
+        return sess
 
     # ------------------------------------------------------------------ clock
     def _locate(self, t: datetime) -> tuple[date, int]:

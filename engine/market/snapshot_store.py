@@ -67,15 +67,20 @@ def iv_snapshot_row(surface: IvSurface) -> dict[str, Any]:
     }
 
 
-def record_iv_snapshot(conn: Any, surface: IvSurface) -> int:
-    """Insert one iv_snapshots row; returns its id. The caller owns the transaction."""
+def record_iv_snapshot(conn: Any, surface: IvSurface) -> int | None:
+    """Insert one iv_snapshots row; returns its id, or None when a sample of the same instant
+    is stored already (one sample per scan cycle). The caller owns the transaction."""
     row = iv_snapshot_row(surface)
     values = [Jsonb(row[c]) if c == "payload" else row[c] for c in _COLUMNS]
     sql = (f"INSERT INTO iv_snapshots ({', '.join(_COLUMNS)}) "
-           f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id")
+           f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+           " ON CONFLICT (created_at) DO NOTHING RETURNING id")
     with conn.cursor() as cur:
         cur.execute(sql, values)
         got = cur.fetchone()
+    if got is None:
+        logger.debug("iv snapshot of %s already recorded", row["created_at"])
+        return None
     new_id = int(got["id"] if isinstance(got, dict) else got[0])
     logger.debug("iv snapshot %s recorded for %s", new_id, surface.trade_date)
     return new_id

@@ -121,3 +121,92 @@ def test_simulator_calendar_spread_mean_reverts():
     rho = np.corrcoef(x[:-1], x[1:])[0, 1]
     assert 0.9 < rho < 0.995  # AR(1) per minute: phi = exp(-0.02) ~ 0.98
     assert abs(x.mean()) < 3 * x.std()
+
+
+# ---------------------------------------------------------------- one path, whatever the start
+FEB3, FEB4 = date(2025, 2, 3), date(2025, 2, 4)
+FEB4_TIMES = [datetime(2025, 2, 4, 9, 15, tzinfo=IST), datetime(2025, 2, 4, 9, 48, tzinfo=IST),
+              datetime(2025, 2, 4, 12, 30, 17, tzinfo=IST), datetime(2025, 2, 4, 15, 29, tzinfo=IST)]
+
+_QUOTES_SCRIPT = """
+import json, sys
+from datetime import datetime
+from engine.market.calendar import NseCalendar
+from engine.market.simulator import SimulatedMarket
+from tests.market.test_simulator import quotes
+start, times = datetime.fromisoformat(sys.argv[1]), [datetime.fromisoformat(t) for t in sys.argv[2:]]
+market = SimulatedMarket(7, start, NseCalendar())
+print(json.dumps([quotes(market.snapshot_at(t)) for t in times]))
+"""
+
+
+def quotes(snap) -> dict:
+    """Spot, both futures and a few option quotes of ``snap`` (JSON-friendly)."""
+    near = snap.chains[0]
+    picks = [int(i) for i in np.argsort(np.abs(near.strikes - snap.spot))[:3]]
+    return {"time": snap.time.isoformat(), "spot": snap.spot,
+            "futures": [[f.expiry.isoformat(), f.bid, f.ask, f.ltp]
+                        for f in (snap.near_future, snap.far_future)],
+            "options": [[c.expiry.isoformat(), float(c.strikes[i]), float(side.bid[i]),
+                         float(side.ask[i]), float(side.ltp[i]), float(side.iv[i])]
+                        for c in snap.chains for side in (c.ce, c.pe) for i in picks]}
+
+
+def _quotes_in_fresh_process(start: datetime, times: list[datetime]) -> list[dict]:
+    """Quotes from a market built in a new interpreter (nothing cached from this one)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", _QUOTES_SCRIPT, start.isoformat(),
+                          *(t.isoformat() for t in times)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], check=True, timeout=120)
+    return json.loads(out.stdout)
+
+
+def test_simulator_day_is_the_same_whatever_day_the_market_started():
+    """A market started on Feb 3 (and asked about Feb 3 first) and markets started on Feb 4
+    or later, in fresh processes, quote Feb 4 identically: spot, futures and options."""
+    walked = SimulatedMarket(7, START, CAL)
+    for minute in (0, 33, 374):
+        walked.snapshot_at(START + timedelta(minutes=minute))
+    expected = [quotes(walked.snapshot_at(t)) for t in FEB4_TIMES]
+    for start in (datetime(2025, 2, 4, 9, 15, tzinfo=IST), datetime(2025, 2, 4, 11, 0, 1, tzinfo=IST),
+                  datetime(2025, 2, 12, 9, 15, tzinfo=IST)):
+        assert _quotes_in_fresh_process(start, FEB4_TIMES) == expected, start
+    assert expected[1]["spot"] != expected[0]["spot"]
+
+
+def test_simulator_overnight_hands_over_close_variance_and_basis():
+    m = SimulatedMarket(7, START, CAL)
+    for day in (FEB3, date(2025, 2, 7)):  # a weeknight and a weekend
+        nxt = CAL.next_trading_day(day)
+        a, b = m._session(day), m._session(nxt)
+        assert b.sigma_min[0] == a.sigma_min[-1]  # the GARCH variance carries over exactly
+        assert np.array_equal(b.basis[:, 0], a.basis[:, -1])  # so does the futures basis
+        gap = abs(np.log(b.spot[0] / a.spot[-1]))
+        assert 0 < gap < 5 * SimConfig().overnight_std
+
+
+def test_simulator_holiday_list_changes_no_other_day():
+    """The market moves (unobserved) on exchange holidays too, so declaring one more holiday
+    leaves every other session as it was."""
+    extra = NseCalendar(holidays=CAL.holidays | {date(2025, 2, 5)})
+    a, b = SimulatedMarket(7, START, CAL), SimulatedMarket(7, START, extra)
+    for t in (FEB4_TIMES[1], datetime(2025, 2, 6, 10, 0, tzinfo=IST),
+              datetime(2025, 3, 3, 14, 0, tzinfo=IST)):
+        sa, sb = a.snapshot_at(t), b.snapshot_at(t)
+        assert (sa.spot, sa.near_future, sa.far_future) == (sb.spot, sb.near_future, sb.far_future)
+    # on the new holiday the market shows the previous close
+    assert b.snapshot_at(datetime(2025, 2, 5, 10, 0, tzinfo=IST)).spot == \
+        round(float(a._session(FEB4).spot[-1]), 2)
+
+
+def test_simulator_starts_at_its_epoch():
+    from engine.market.simulator import EPOCH
+
+    first = SimulatedMarket(7, datetime(2024, 1, 1, 9, 15, tzinfo=IST), CAL)
+    assert first.snapshot_at(datetime(2024, 1, 1, 9, 15, tzinfo=IST)).spot == SimConfig().spot0
+    with pytest.raises(ValueError, match=str(EPOCH)):
+        SimulatedMarket(7, datetime(2023, 12, 29, 9, 15, tzinfo=IST), CAL)
