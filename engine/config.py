@@ -132,6 +132,7 @@ class Config:
     dhan_auth_base: str = "https://auth.dhan.co"
     dhan_instruments_url: str = "https://images.dhan.co/api-data/api-scrip-master.csv"
     dhan_timeout_sec: int = 10
+    dhan_product_type: str = "MARGIN"   # carry-forward; INTRADAY is refused (see _validate)
     token_refresher_external: bool = False
     # chat
     telegram_enabled: bool = False
@@ -209,6 +210,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         dhan_instruments_url=get("DHAN_INSTRUMENTS_URL",
                                  "https://images.dhan.co/api-data/api-scrip-master.csv"),
         dhan_timeout_sec=_int("DHAN_TIMEOUT_SEC", get("DHAN_TIMEOUT_SEC", "10"), 1, 120),
+        dhan_product_type=_choice("DHAN_PRODUCT_TYPE", get("DHAN_PRODUCT_TYPE", "MARGIN"),
+                                  ("margin", "intraday")).upper(),
         token_refresher_external=_bool("TOKEN_REFRESHER_EXTERNAL",
                                        get("TOKEN_REFRESHER_EXTERNAL", "false")),
         telegram_enabled=_bool("TELEGRAM_ENABLED", get("TELEGRAM_ENABLED", "false")),
@@ -230,9 +233,19 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     return cfg
 
 
+#: Strategies whose structures are held across sessions (calendars, condors): their live
+#: legs must be carry-forward (MARGIN). Dhan squares INTRADAY positions off at 15:20 by itself.
+OVERNIGHT_STRATEGIES = ("DC", "MDC", "IC")
+
+
 def _validate(cfg: Config) -> Config:
     if cfg.broker == "dhan" and not cfg.dhan_client_id:
         raise ConfigError("BROKER=dhan needs DHAN_CLIENT_ID")
+    if cfg.broker == "dhan" and cfg.dhan_product_type == "INTRADAY":
+        raise ConfigError(
+            "DHAN_PRODUCT_TYPE='INTRADAY': refused: strategies "
+            f"{', '.join(OVERNIGHT_STRATEGIES)} hold positions overnight and Dhan squares "
+            "INTRADAY positions off at 15:20, which would silently close them; use MARGIN")
     if cfg.telegram_enabled and not (cfg.telegram_bot_token and cfg.telegram_chat_id):
         raise ConfigError("TELEGRAM_ENABLED=true needs TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID")
     if cfg.cliq_enabled and not cfg.cliq_webhook_url:

@@ -1,16 +1,32 @@
 """ExecutorActor: turns approved intents into positions and closes them.
 
-Owns open_trades, executions, closed_trades, metrics_days, trade_journal, go_live_state.
-Each open and each close is one database transaction; a close for a tag that is not open
-(or already closed today) is ignored, so a repeated ClosePosition can never double-count.
-Stages: paper and shadow fill on the paper broker (shadow also logs the order it would have
-sent); live goes to the configured live broker, and is refused when none is configured.
+Owns open_trades, executions, closed_trades, metrics_days, trade_journal, go_live_state and
+(through the live broker) order_intents. Each open and each close is one database
+transaction, which also settles the order intents it books; a close for a tag that is not
+open (or already closed today) is ignored, so a repeated ClosePosition can never
+double-count. Stages: paper and shadow fill on the paper broker (shadow also logs the order
+it would have sent); live goes to the configured live broker, and is refused when none is
+configured.
+
+Live orders whose outcome is not known yet (``OrdersUnresolved``), fills not yet booked, and
+exits in progress live on as unsettled rows of ``order_intents``. The executor finishes them
+in *resolution rounds* — on start (a restarted executor rebuilds in-flight orders from the
+table and resumes tracking them, never re-sending them) and from a back-off timer that tells
+it ``ResolveIntents`` — until each group is booked, refused with its known fills unwound, or
+handed to the operator: an entry whose fills are all known is recorded (adopted into its tag
+at the broker's prices); an exit rolls forward; an order still unresolved at the deadline
+(15 minutes before the session close, 45 on an expiry day of one of its contracts) is alerted
+again, its trade put on hold, and waits for the operator's ``resolve_order`` command
+(mark filled at a price / mark not filled / flatten a quantity). Entries stay blocked
+meanwhile (the RiskActor checks ``order_intents``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,8 +34,21 @@ from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as repo
-from engine.execution.paper import ExecutionRefused, UnhedgedExposure
+from engine.execution.intents import (
+    IntentStore,
+    ResolveIntents,
+    ResolveOrder,
+    exposure_text,
+    group_of,
+)
+from engine.execution.paper import (
+    ExecutionRefused,
+    ExitIncomplete,
+    OrdersUnresolved,
+    UnhedgedExposure,
+)
 from engine.execution.trades import OpenLeg, Trade
+from engine.messages.base import new
 from engine.messages.commands import (
     ClosePosition,
     EndOfDayTick,
@@ -30,8 +59,13 @@ from engine.messages.commands import (
 )
 from engine.messages.events import AlertRaised, MarkedToMarket, OrderRejected, PositionClosed, PositionOpened
 from engine.messages.legs import Leg, Side
+from engine.timeutil import IST, MARKET_CLOSE
 
 logger = logging.getLogger(__name__)
+
+RESOLVE_BACKOFF_S = (0.5, 30.0)   # real seconds between resolution rounds (doubling)
+DEADLINE_BEFORE_CLOSE = timedelta(minutes=15)
+EXPIRY_DAY_DEADLINE_BEFORE_CLOSE = timedelta(minutes=45)
 
 
 class ExecutorActor(SupervisedActor):
@@ -41,17 +75,46 @@ class ExecutorActor(SupervisedActor):
         self._paper = s["paper_broker"]
         self._live = s.get("live_broker")
         self._market = s["market"]
+        self._calendar = s.get("calendar")
+        self._intents: IntentStore = getattr(self._live, "intents", None) or IntentStore(self._pool)
+        self._timer: threading.Timer | None = None
+        self._timer_lock = threading.Lock()
+        self._backoff = RESOLVE_BACKOFF_S[0]
+        self._announced: set[tuple[str, str]] = set()
+        self._past_deadline: set[tuple[str, str]] = set()
+        self._escalated: set[tuple[str, str]] = set()
         self._stages = repo.seed_go_live(self._pool, s.get("dry_run_flags", {}))
         self._open: dict[str, Trade] = repo.load_open(self._pool)
-        # A live close that was in flight when the engine stopped may have filled at the broker:
-        # never send it again automatically — hold the trade and tell the operator.
+        pending = self._intents.pending_groups()
+        # A live close in flight when the engine stopped: its intents say what was sent, and
+        # the resolution rounds follow them. Without any intent (nothing recorded as sent, or
+        # an engine version that did not record intents) it is never sent again
+        # automatically: hold the trade and tell the operator.
         for tag, trade in list(self._open.items()):
-            if trade.closing and not trade.hold:
+            if trade.closing and not trade.hold and (tag, "exit") not in pending:
                 self._open[tag] = replace(trade, hold="a live close was in flight when the engine "
                                           f"stopped ({trade.closing}); check the broker")
                 self._alert_hold(self._open[tag])
         # the seeds' save semantics: open_trades replaced transactionally from our state
         repo.replace_open_trades(self._pool, self._open.values())
+        if pending:
+            if self._live is None:
+                text = (f"order intents of live trades are not settled ({pending}) and no live "
+                        "broker is configured (BROKER=dhan?): they cannot be resolved; entries "
+                        "paused")
+                logger.critical("%s", text)
+                self.publish(self.new(AlertRaised, source="executor", text=text))
+                self.send("risk", self.new(PauseEntries, reason=text, source="executor"))
+            else:
+                logger.warning("resuming %d group(s) of unsettled order intents: %s",
+                               len(pending), pending)
+                self._schedule(0.0)
+
+    def on_stop(self) -> None:
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def handle(self, message: Any) -> Any:
         match message:
@@ -64,14 +127,21 @@ class ExecutorActor(SupervisedActor):
                 if marked != self._open[tag]:
                     self._open[tag] = marked
                     repo.save_marks(self._pool, marked)
+            case MarkedToMarket():
+                pass  # a mark for a trade closed meanwhile
             case SetGoLiveStage(strategy=strategy, stage=stage, reason=reason):
                 old = repo.set_stage(self._pool, strategy, stage, reason or "operator", self.clock.now())
                 self._stages[strategy] = stage
                 logger.warning("go-live stage of %s changed %s -> %s", strategy, old, stage)
             case EndOfDayTick():
                 self._end_of_day(message.trading_day)
+            case ResolveIntents():
+                self._resolve_round()
+            case ResolveOrder():
+                self._operator_resolve(message)
             case GetStatus():
-                return {"open": sorted(self._open), "stages": dict(self._stages)}
+                return {"open": sorted(self._open), "stages": dict(self._stages),
+                        "pending_intents": [list(g) for g in self._intents.pending_groups()]}
             case _:
                 return super().handle(message)
         return None
@@ -83,6 +153,7 @@ class ExecutorActor(SupervisedActor):
             return self._live
         return None
 
+    # ------------------------------------------------------------------ entries
     def _open_position(self, intent: OpenPosition) -> None:
         stage = self._stages.get(intent.strategy, "paper")
         broker = self._broker(stage)
@@ -93,45 +164,102 @@ class ExecutorActor(SupervisedActor):
             self._reject(intent, f"strategy {intent.strategy} is in stage {stage!r}: no broker")
             return
         now = self.clock.now()
+        direction = str(intent.params.get("direction", ""))
+        params = {k: v for k, v in intent.params.items() if k != "direction"}
+        context = {"strategy": intent.strategy, "stage": stage, "direction": direction,
+                   "params": params, "opened_at": now.isoformat(),
+                   "trade_date": now.date().isoformat(), "reason": intent.reason}
         try:
-            fills = broker.execute(intent.legs, correlation_base=intent.tag, trade_date=now.date())
+            fills = broker.execute(intent.legs, correlation_base=intent.tag, trade_date=now.date(),
+                                   purpose="entry", tag=intent.tag, context=context)
+        except OrdersUnresolved as exc:
+            # not refused, not filled: unresolved. Nothing is unwound on an assumption; the
+            # resolution rounds finish it (and entries are blocked meanwhile)
+            self._announce(intent.tag, "entry", exc)
+            self._schedule(self._backoff)
+            return
         except ExecutionRefused as exc:
             self._reject(intent, f"not executed: {exc}")
             return
         except UnhedgedExposure as exc:
+            self._escalated.add((intent.tag, "entry"))
             self._unhedged(intent.tag, exc)
             self._reject(intent, f"UNHEDGED EXPOSURE: {exc}")
             return
         if stage == "shadow":
             logger.info("SHADOW %s would send: %s", intent.tag,
                         [(f.leg.side.value, f.leg.security_id, f.leg.quantity) for f in fills])
-        trade = Trade(tag=intent.tag, strategy=intent.strategy, mode=stage, trade_date=now.date(),
-                      opened_at=now, direction=str(intent.params.get("direction", "")),
-                      legs=tuple(OpenLeg(f.leg, f.price, f.charges.total) for f in fills),
-                      context={k: v for k, v in intent.params.items() if k != "direction"})
+        self._book_open(self._trade_of(intent.tag, context, fills), fills, now, intent)
+
+    @staticmethod
+    def _trade_of(tag: str, ctx: dict[str, Any], fills) -> Trade:
+        return Trade(tag=tag, strategy=str(ctx.get("strategy", "")),
+                     mode=str(ctx.get("stage", "live")),
+                     trade_date=date.fromisoformat(str(ctx["trade_date"])),
+                     opened_at=datetime.fromisoformat(str(ctx["opened_at"])),
+                     direction=str(ctx.get("direction", "")),
+                     legs=tuple(OpenLeg(f.leg, f.price, f.charges.total) for f in fills),
+                     context=dict(ctx.get("params") or {}))
+
+    def _book_open(self, trade: Trade, fills, now: datetime, intent: OpenPosition | None) -> bool:
+        """Record an entry (and settle its intents); False when the write failed (a live
+        entry is then retried from order_intents by the resolution rounds)."""
         try:
             recorded = repo.record_open(self._pool, trade, fills, now)
         except Exception as exc:
-            if stage != "live":
+            if trade.mode != "live":
                 raise
-            self._unhedged(trade.tag, UnhedgedExposure(
-                f"entry filled at the broker but could not be recorded ({type(exc).__name__})",
-                open_legs=tuple((f.leg.security_id, f.leg.side.value, f.leg.quantity)
-                                for f in fills)))
-            return
+            key = (trade.tag, "booking")
+            if key not in self._announced:
+                self._announced.add(key)
+                text = (f"entry {trade.tag} FILLED at the broker ("
+                        f"{exposure_text([(f.leg.security_id, f.leg.side.value, f.leg.quantity) for f in fills])}"
+                        f") but could not be recorded ({type(exc).__name__}); recording it again "
+                        "from order_intents, entries blocked meanwhile")
+                logger.critical("%s", text)
+                self.publish(self.new(AlertRaised, source="executor", text=text))
+            self._schedule(self._backoff)
+            return False
+        self._announced.discard((trade.tag, "booking"))
         if not recorded:
-            return
+            return True
         self._open[trade.tag] = trade
-        self.publish(self.reply(PositionOpened, intent, trade_id=0, strategy=trade.strategy,
-                                tag=trade.tag, legs=tuple(f.leg for f in fills), stage=stage,
-                                entry_premium=trade.entry_price))
+        fields = dict(trade_id=0, strategy=trade.strategy, tag=trade.tag,
+                      legs=tuple(f.leg for f in fills), stage=trade.mode,
+                      entry_premium=trade.entry_price)
+        self.publish(self.reply(PositionOpened, intent, **fields) if intent is not None
+                     else self.new(PositionOpened, **fields))
+        return True
+
+    # ------------------------------------------------------------------ exits
+    @staticmethod
+    def _exit_legs(trade: Trade) -> tuple[Leg, ...]:
+        return tuple(
+            Leg(security_id=x.leg.security_id, side=Side.SELL if x.leg.side is Side.BUY else Side.BUY,
+                quantity=x.leg.quantity, kind=x.leg.kind, option_type=x.leg.option_type,
+                expiry=x.leg.expiry, strike=x.leg.strike) for x in trade.legs)
+
+    def _open_rows(self, tag: str, group: str) -> list:
+        return [r for r in self._intents.group(tag, group) if r.is_order and not r.terminal]
 
     def _close_position(self, msg: ClosePosition, tag: str, reason: str) -> None:
         trade = self._open.get(tag)
         if trade is None:
             logger.info("close for %s ignored: not open (already closed?)", tag)
             return
-        if trade.hold and not reason.startswith("manual close"):
+        manual = reason.startswith("manual close")
+        if trade.mode == "live" and self._intents.has_open(tag, "exit"):
+            doubt = self._open_rows(tag, "exit")
+            if doubt:
+                logger.warning("close of %s (%s) ignored: its exit orders %s are unresolved; "
+                               "they are looked up until resolved (or decide with "
+                               "resolve_order)", tag, reason, [r.correlation_id for r in doubt])
+                return
+            if not manual and not trade.hold:
+                logger.warning("close of %s (%s) ignored: an exit of it is in progress", tag,
+                               reason)
+                return
+        if trade.hold and not manual:
             logger.warning("automatic close of %s (%s) refused: on hold — %s", tag, reason,
                            trade.hold)
             return
@@ -142,28 +270,93 @@ class ExecutorActor(SupervisedActor):
                             trade.mode, "dhan" if trade.mode == "live" else trade.mode)
             self._hold(trade, f"no {trade.mode} broker configured to close it")
             return
-        exit_legs = tuple(
-            Leg(security_id=x.leg.security_id, side=Side.SELL if x.leg.side is Side.BUY else Side.BUY,
-                quantity=x.leg.quantity, kind=x.leg.kind, option_type=x.leg.option_type,
-                expiry=x.leg.expiry, strike=x.leg.strike) for x in trade.legs)
+        exit_legs = self._exit_legs(trade)
         now = self.clock.now()
         live = trade.mode == "live"
+        if live and trade.hold and manual:
+            refused = self._broker_share_problem(trade, exit_legs)
+            if refused:
+                text = f"manual close of {tag} refused: {refused}"
+                logger.critical("%s", text)
+                self.publish(self.new(AlertRaised, source="executor", text=text))
+                return
         if live:  # written before any order leaves, so a crash cannot lead to a second close
             trade = replace(trade, closing=now.isoformat())
             repo.save_marks(self._pool, trade)
             self._open[tag] = trade
         try:
-            fills = broker.execute(exit_legs, correlation_base=f"{tag}-X", trade_date=now.date())
+            # an exit of a trade whose earlier exit filled partly sends only what is left
+            fills = broker.execute(exit_legs, correlation_base=f"{tag}-X", trade_date=now.date(),
+                                   purpose="exit", tag=tag, context={"reason": reason})
+        except OrdersUnresolved as exc:
+            self._announce(tag, "exit", exc)
+            self._schedule(self._backoff)
+            return
         except ExecutionRefused as exc:
             logger.error("cannot close %s now (%s); the monitor will retry", tag, exc)
             if live:  # nothing was left open: the close may be tried again
                 self._open[tag] = replace(trade, closing=None)
                 repo.save_marks(self._pool, self._open[tag])
             return
+        except ExitIncomplete as exc:
+            self._escalated.add((tag, "exit"))
+            self._hold(trade, f"exit incomplete: {exc}")
+            return
         except UnhedgedExposure as exc:
             self._unhedged(tag, exc)
-            self._hold(trade, f"close left unhedged legs: {exc.open_legs}")
+            self._hold(trade, f"close left unhedged legs: {exposure_text(exc.open_legs)}")
             return
+        self._book_close(trade, fills, now, reason, msg)
+
+    def _broker_share_problem(self, trade: Trade, exit_legs: tuple[Leg, ...]) -> str | None:
+        """Before a trade on hold is closed by hand: does the broker still hold, for this
+        trade, what the close would send? Its share of each security is the broker's net
+        (in the trade's product) less what the other open live trades hold there; what an
+        earlier, unsettled exit of it already filled is not sent again. A close that would
+        open a new position instead of flattening one is refused (``None``: fine)."""
+        positions = self.ctx.services.get("positions")
+        if positions is None:
+            return None
+        try:
+            broker = positions()
+        except Exception as exc:
+            return f"broker positions unavailable ({type(exc).__name__}); try again"
+        rows = self._intents.group(trade.tag, "exit")
+        done: dict[int, int] = {}
+        for r in rows:
+            if r.is_order:
+                done[r.leg_index] = done.get(r.leg_index, 0) + r.filled_qty
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT product FROM order_intents WHERE trade_tag = %s AND"
+                               " purpose = 'entry' ORDER BY id LIMIT 1", (trade.tag,)).fetchone()
+        product = row["product"] if row else getattr(self._live, "product_type", "MARGIN")
+        problems = []
+        for i, (held, leg) in enumerate(zip(trade.legs, exit_legs, strict=True)):
+            rest = leg.quantity - done.get(i, 0)
+            if rest <= 0:
+                continue
+            sid = leg.security_id
+            net = sum(q for k, q in broker.items()
+                      if (k == (sid, product) if isinstance(k, tuple) else k == sid))
+            others = sum((x.leg.quantity if x.leg.side is Side.BUY else -x.leg.quantity)
+                         for t in self._open.values() if t.tag != trade.tag and t.mode == "live"
+                         for x in t.legs if x.leg.security_id == sid)
+            share = net - others
+            want = rest if held.leg.side is Side.BUY else -rest
+            if share * want <= 0 or abs(share) < abs(want):
+                problems.append(f"security {sid}: the close would {leg.side.value} {rest} but the "
+                                f"broker holds {share:+d} for this trade (net {net:+d}, other "
+                                f"trades {others:+d})")
+        if not problems:
+            return None
+        return ("it would open new positions instead of flattening: " + "; ".join(problems)
+                + ". Flatten at the broker by hand, or decide the trade's orders with "
+                "resolve_order")
+
+    def _book_close(self, trade: Trade, fills, now: datetime, reason: str,
+                    msg: ClosePosition | None) -> bool:
+        tag = trade.tag
+        live = trade.mode == "live"
         spot = None
         try:
             spot = Decimal(repr(self._market.snapshot().spot)).quantize(Decimal("0.01"))
@@ -174,17 +367,262 @@ class ExecutorActor(SupervisedActor):
         except Exception as exc:
             if not live:
                 raise
-            self._unhedged(tag, UnhedgedExposure(
-                f"exit filled at the broker but could not be recorded ({type(exc).__name__})",
-                open_legs=()))
-            self._hold(trade, "exit filled at the broker but was not recorded; check the broker")
-            return
-        del self._open[tag]
+            logger.critical("exit of %s filled at the broker but could not be recorded (%s: %s)",
+                            tag, type(exc).__name__, exc)
+            if not trade.hold:
+                self._hold(trade, "exit filled at the broker but was not recorded; recording it "
+                                  "again from order_intents")
+            self._schedule(self._backoff)
+            return False
+        self._open.pop(tag, None)
+        self._escalated.discard((tag, "exit"))
         if result.recorded:
-            self.publish(self.reply(PositionClosed, msg, trade_id=0, strategy=trade.strategy,
-                                    tag=tag, reason=reason, realized_pnl=result.realized_pnl
-                                    .quantize(Decimal("0.01"))))
+            fields = dict(trade_id=0, strategy=trade.strategy, tag=tag, reason=reason,
+                          realized_pnl=result.realized_pnl.quantize(Decimal("0.01")))
+            self.publish(self.reply(PositionClosed, msg, **fields) if msg is not None
+                         else self.new(PositionClosed, **fields))
+        return True
 
+    # ------------------------------------------------------------------ resolution rounds
+    def _schedule(self, delay: float) -> None:
+        """Tell myself ``ResolveIntents`` in ``delay`` real seconds (one timer at a time)."""
+        with self._timer_lock:
+            if self._timer is not None and self._timer.is_alive():
+                return
+            timer = threading.Timer(max(0.0, delay), self._wake)
+            timer.daemon = True
+            self._timer = timer
+            timer.start()
+
+    def _wake(self) -> None:
+        with self._timer_lock:
+            self._timer = None
+        # its own id scope: the timer must not disturb the executor's deterministic ids
+        msg = new(ResolveIntents, self.ctx.clock, ids=self.ctx.ids, scope="executor-timer",
+                  reason="resolution round")
+        self.ctx.directory.send("executor", msg, sender="executor-timer")
+
+    def _resolve_round(self) -> None:
+        if self._live is None:
+            return
+        waiting = False
+        try:
+            groups = self._intents.pending_groups()
+        except Exception as exc:  # the database is away: try again later
+            logger.warning("order intents unreadable (%s); retrying", exc)
+            groups, waiting = [], True
+        for tag, group in groups:
+            try:
+                waiting = self._resume_group(tag, group) or waiting
+            except Exception:
+                logger.exception("resolving the %s orders of %s failed; retrying", group, tag)
+                waiting = True
+        if waiting:
+            self._schedule(self._backoff)
+            self._backoff = min(self._backoff * 2, RESOLVE_BACKOFF_S[1])
+        else:
+            self._backoff = RESOLVE_BACKOFF_S[0]
+
+    def _resume_group(self, tag: str, group: str) -> bool:
+        """One step on one group of unsettled intents; True while it still needs rounds."""
+        key = (tag, group)
+        if group == "entry":
+            if tag in self._open:
+                self._intents.settle(tag, "entry", "trade already open in the books")
+                return False
+            if key in self._escalated and not self._open_rows(tag, group):
+                return False  # an unwind that failed: the operator's
+            try:
+                fills = self._live.resume(tag, "entry")
+            except OrdersUnresolved as exc:
+                self._still_unresolved(tag, group, exc)
+                return True
+            except ExecutionRefused as exc:
+                self._forget(key)
+                text = f"entry {tag} refused after its orders were resolved: {exc}"
+                logger.error("%s", text)
+                ctx = self._entry_context(tag, settled=True)
+                self.publish(self.new(OrderRejected, strategy=str(ctx.get("strategy", "")),
+                                      tag=tag, reason=text))
+                self.publish(self.new(AlertRaised, source="executor", text=text))
+                return False
+            except UnhedgedExposure as exc:
+                if key not in self._escalated:
+                    self._escalated.add(key)
+                    self._unhedged(tag, exc)
+                    self.publish(self.new(AlertRaised, source="executor", text=str(exc)))
+                return False
+            ctx = self._entry_context(tag)
+            if key in self._announced:
+                self.publish(self.new(AlertRaised, source="executor", text=(
+                    f"{tag}: the entry's orders are resolved: every leg filled; recorded at "
+                    "the broker's prices")))
+            self._forget(key)
+            return not self._book_open(self._trade_of(tag, ctx, fills), fills,
+                                       self.clock.now(), None)
+        if group == "exit":
+            trade = self._open.get(tag)
+            if trade is None:
+                self._intents.settle(tag, "exit", "trade no longer open in the books")
+                return False
+            if key in self._escalated and not self._open_rows(tag, group):
+                return False  # on hold: the operator's
+            try:
+                fills = self._live.resume(tag, "exit", exit_legs=self._exit_legs(trade),
+                                          roll=not trade.hold)
+            except OrdersUnresolved as exc:
+                self._still_unresolved(tag, group, exc)
+                return True
+            except ExitIncomplete as exc:
+                self._escalated.add(key)
+                if not trade.hold:
+                    self._hold(trade, f"exit incomplete: {exc}")
+                return False
+            except ExecutionRefused as exc:
+                self._forget(key)
+                logger.error("exit of %s not filled (%s); the monitor will retry", tag, exc)
+                self._open[tag] = replace(trade, closing=None)
+                repo.save_marks(self._pool, self._open[tag])
+                return False
+            except UnhedgedExposure as exc:
+                self._escalated.add(key)
+                self._unhedged(tag, exc)
+                if not trade.hold:
+                    self._hold(trade, f"close left unhedged legs: {exposure_text(exc.open_legs)}")
+                return False
+            if key in self._announced:
+                self.publish(self.new(AlertRaised, source="executor", text=(
+                    f"{tag}: the exit's orders are resolved: every leg filled; trade closed")))
+            self._forget(key)
+            reason = self._exit_reason(tag)
+            return not self._book_close(trade, fills, self.clock.now(), reason, None)
+        try:
+            self._live.resume(tag, group)
+        except OrdersUnresolved as exc:
+            self._still_unresolved(tag, group, exc)
+            return True
+        return False
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self._announced.discard(key)
+        self._past_deadline.discard(key)
+        self._escalated.discard(key)
+
+    def _entry_context(self, tag: str, *, settled: bool = False) -> dict[str, Any]:
+        sql = ("SELECT payload FROM order_intents WHERE trade_tag = %s AND purpose = 'entry'"
+               + ("" if settled else " AND settled_at IS NULL") + " ORDER BY id DESC LIMIT 1")
+        with self._pool.connection() as conn:
+            row = conn.execute(sql, (tag,)).fetchone()
+        return dict((row["payload"] or {}).get("context") or {}) if row else {}
+
+    def _exit_reason(self, tag: str) -> str:
+        rows = self._intents.group(tag, "exit")
+        for r in rows:
+            reason = (r.payload.get("context") or {}).get("reason")
+            if reason:
+                return str(reason)
+        return "exit resolved"
+
+    def _announce(self, tag: str, group: str, exc: OrdersUnresolved) -> None:
+        key = (tag, group)
+        if key in self._announced:
+            return
+        self._announced.add(key)
+        deadline = self._deadline(tag, group)
+        text = (f"ORDER OUTCOME UNKNOWN — {exc}. Nothing was reversed or re-sent; the engine keeps "
+                "looking it up and blocks new entries until it is resolved"
+                + (f" (deadline {deadline.astimezone(IST):%H:%M} IST: then the trade goes on "
+                   "hold and you decide with resolve_order)" if deadline else ""))
+        logger.critical("%s", text)
+        self.publish(self.new(AlertRaised, source="executor", text=text))
+
+    def _still_unresolved(self, tag: str, group: str, exc: OrdersUnresolved) -> None:
+        self._announce(tag, group, exc)
+        key = (tag, group)
+        deadline = self._deadline(tag, group)
+        if deadline is None or self.clock.now() < deadline or key in self._past_deadline:
+            return
+        self._past_deadline.add(key)
+        cids = ", ".join(cid for cid, _, _, _ in exc.unresolved)
+        text = (f"DEADLINE {deadline.astimezone(IST):%H:%M} IST passed with orders of {tag} "
+                f"({group}) unresolved: {exc}. New entries stay blocked. Check the position at "
+                f"the broker and decide with resolve_order for {cids}: action 'filled' with "
+                "the price (and quantity), 'not_filled', or 'flatten' with a quantity")
+        logger.critical("%s", text)
+        self.publish(self.new(AlertRaised, source="executor", text=text))
+        trade = self._open.get(tag)
+        if group == "exit" and trade is not None and not trade.hold:
+            self._hold(trade, f"exit orders unresolved past the deadline: {exc}")
+
+    def _deadline(self, tag: str, group: str) -> datetime | None:
+        """When an unresolved order needs the operator: 15 minutes before the session close
+        of its trading date (45 on the expiry day of one of its contracts)."""
+        rows = self._intents.group(tag, group)
+        if not rows:
+            return None
+        day = rows[0].trade_date
+        close = datetime.combine(day, MARKET_CLOSE, IST)
+        if self._calendar is not None:
+            try:
+                close = self._calendar.session_close(day)
+            except Exception:
+                logger.debug("no session on %s in the calendar; 15:30 assumed", day)
+        expiries = {r.leg.expiry for r in rows if r.leg is not None and r.leg.expiry}
+        margin = EXPIRY_DAY_DEADLINE_BEFORE_CLOSE if day in expiries else DEADLINE_BEFORE_CLOSE
+        return close - margin
+
+    # ------------------------------------------------------------------ operator
+    def _operator_resolve(self, msg: ResolveOrder) -> None:
+        """The operator's decision on an unresolved order, then a resolution round."""
+        row = self._intents.by_correlation_id(msg.correlation_id)
+        who = f"operator {msg.by}"
+        if row is None or not row.is_order or row.settled_at is not None or (
+                row.terminal and msg.action != "flatten"):
+            logger.warning("resolve_order %s refused: not an unresolved order intent (%s)",
+                           msg.correlation_id, row.state if row else "unknown")
+            return
+        if msg.action == "filled":
+            qty = msg.quantity or row.quantity
+            if msg.price is None or msg.price <= 0 or not 0 < qty <= row.quantity:
+                logger.warning("resolve_order %s refused: 'filled' needs a price and a quantity "
+                               "of at most %d", msg.correlation_id, row.quantity)
+                return
+            self._intents.update(row.id, state="TRADED" if qty == row.quantity else "CANCELLED",
+                                 filled_qty=qty, avg_price=msg.price,
+                                 resolution=f"{who}: marked filled {qty} at {msg.price}")
+        elif msg.action == "not_filled":
+            self._intents.update(row.id, state="CANCELLED",
+                                 resolution=f"{who}: marked not filled")
+        elif msg.action == "flatten":
+            qty = msg.quantity or 0
+            if qty <= 0 or self._live is None:
+                logger.warning("resolve_order %s refused: 'flatten' needs a quantity and a live "
+                               "broker", msg.correlation_id)
+                return
+            why = f"{who}: flatten {qty} for {row.correlation_id}"
+            if group_of(row.purpose) == "entry":  # netted out by the entry's own books
+                done = self._live.flatten_entry_leg(row.trade_tag, row.leg_index, qty,
+                                                    reason=why)
+            else:
+                side = Side.BUY if row.side == "SELL" else Side.SELL
+                done = self._live.send_operator_order(
+                    tag=row.trade_tag, security_id=row.security_id, side=side, quantity=qty,
+                    leg=row.leg, reason=why)
+            if not row.terminal:
+                self._intents.update(row.id, state="CANCELLED", resolution=(
+                    f"{who}: flattened {qty} with an opposite order ({done.status} "
+                    f"{done.filled} at {done.price}); the intent is taken as not filled"))
+        else:
+            logger.warning("resolve_order %s refused: unknown action %r", msg.correlation_id,
+                           msg.action)
+            return
+        if row.parent_id is not None and self._live is not None:
+            self._live.roll_up(self._intents.get(row.parent_id))
+        logger.warning("order %s resolved by %s: %s", msg.correlation_id, who, msg.action)
+        self._forget((row.trade_tag, group_of(row.purpose)))
+        self._resolve_round()
+
+    # ------------------------------------------------------------------ holds and alerts
     def _hold(self, trade: Trade, why: str) -> None:
         """Suspend automatic closes of ``trade`` until an operator closes it by hand."""
         held = replace(trade, hold=why)
@@ -200,16 +638,17 @@ class ExecutorActor(SupervisedActor):
         self.publish(self.new(AlertRaised, source="executor",
                               text=f"{trade.tag} on hold: {trade.hold}. Automatic exits are "
                                    "suspended; close it from the dashboard once the broker "
-                                   "position is checked."))
+                                   "position is checked (the close sends only what the trade "
+                                   "still holds)."))
         self.send("risk", self.new(PauseEntries, reason=f"{trade.tag} on hold: {trade.hold}",
                                    source="executor"))
 
     def _unhedged(self, tag: str, exc: UnhedgedExposure) -> None:
         """Legs may be open at the broker outside our books: stop entries, tell a human."""
         logger.critical("NAKED LEG(S) for %s at the broker: %s — close them by hand", tag,
-                        exc.open_legs)
-        self.send("risk", self.new(PauseEntries, reason=f"unhedged legs for {tag}: {exc.open_legs}",
-                                   source="executor"))
+                        exposure_text(exc.open_legs))
+        self.send("risk", self.new(PauseEntries, reason=f"unhedged legs for {tag}: "
+                                   f"{exposure_text(exc.open_legs)}", source="executor"))
 
     def _reject(self, intent: OpenPosition, reason: str) -> None:
         logger.warning("order for %s rejected: %s", intent.tag, reason)
@@ -224,3 +663,6 @@ class ExecutorActor(SupervisedActor):
                 " updated_at = now()",
                 (day, Jsonb({"open_positions_at_close": sorted(self._open),
                              "stages": self._stages})))
+
+
+__all__ = ["ExecutorActor"]

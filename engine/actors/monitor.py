@@ -4,9 +4,11 @@ events, which the executor persists. A close that got lost (executor restarted) 
 again on a later cycle while the trade is still open: a close can be delayed, never lost.
 
 With a ``positions`` service (``BROKER=dhan``) it also reconciles the live trades against the
-broker's net positions every ``RECON_EVERY_CYCLES`` cycles (``engine.execution.reconcile``):
-new findings are appended to reconciliation_audit, confirmed mismatches and orphans are
-published as ``AlertRaised``. Alert-only: nothing is adopted or removed from the books.
+broker's net positions every ``RECON_EVERY_CYCLES`` cycles (``engine.execution.reconcile``),
+per security and product, over every open live trade (a trade's product from its order
+intents): new findings are appended to reconciliation_audit, confirmed mismatches and orphans
+are published as ``AlertRaised`` naming the position, and pause new entries (a position the
+books do not explain). Nothing is adopted or removed from the books.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
 from engine.execution.paper import NoQuote
 from engine.execution.reconcile import PENDING, ReconState, reconcile
-from engine.messages.commands import ClosePosition, MonitorTick
+from engine.messages.commands import ClosePosition, MonitorTick, PauseEntries
 from engine.messages.events import AlertRaised, MarkedToMarket, PositionClosed
 from engine.settings import all_knobs
 from engine.store.tx import transaction
@@ -117,7 +119,12 @@ class MonitorActor(SupervisedActor):
             logger.warning("reconciliation skipped: broker positions unavailable (%s: %s)",
                            exc.__class__.__name__, exc)
             return
-        result = reconcile(trades_repo.load_open(self._pool).values(), broker, self._recon)
+        with self._pool.connection() as conn:  # the product each trade's orders were sent as
+            products = {r["trade_tag"]: r["product"] for r in conn.execute(
+                "SELECT DISTINCT ON (trade_tag) trade_tag, product FROM order_intents WHERE"
+                " purpose = 'entry' ORDER BY trade_tag, id").fetchall()}
+        result = reconcile(trades_repo.load_open(self._pool).values(), broker, self._recon,
+                           products=products)
         if result.findings:
             with transaction(self._pool) as conn:
                 for f in result.findings:
@@ -132,6 +139,9 @@ class MonitorActor(SupervisedActor):
                        "reconciliation %s: %s", f.action, f.text())
             if f.action != PENDING:
                 self.publish(self.new(AlertRaised, source="reconciliation", text=f.text()))
+                # no new entry while a broker position is unexplained
+                self.send("risk", self.new(PauseEntries, reason=f"reconciliation: {f.text()}",
+                                           source="reconciliation"))
         for tag in result.flat_candidates:
             text = (f"trade {tag} is flat at the broker on every leg (2 checks) but still open in "
                     "the books, where any close would send new orders. Not removed "

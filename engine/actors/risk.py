@@ -15,6 +15,7 @@ pause (operator, supervisor, trades on hold, token) in the singleton.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -24,8 +25,10 @@ from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
+from engine.execution.intents import blocking_intent
 from engine.messages.commands import EndOfDayTick, OpenPosition, PauseEntries, ResumeEntries
 from engine.messages.events import (
+    AlertRaised,
     EntryDenied,
     OrderRejected,
     PositionClosed,
@@ -50,6 +53,9 @@ from engine.timeutil import IST, MARKET_CLOSE
 logger = logging.getLogger(__name__)
 
 PENDING_TTL = timedelta(minutes=5)
+#: After the broker refuses a strategy's entry, its next entries wait 1, 2, 4, ... minutes
+#: (at most REFUSAL_BACKOFF_MAX); the first refusal of each distinct reason is alerted.
+REFUSAL_BACKOFF_MAX = timedelta(minutes=32)
 LIMIT_KEYS = [k.key for k in all_knobs() if k.key.startswith("RISK_")]
 
 
@@ -63,6 +69,8 @@ class RiskActor(SupervisedActor):
         self._seen: dict[str, int] = {s: n for s, (_, n) in stored.items()}
         # approved intents not yet confirmed by PositionOpened/OrderRejected: tag -> (when, stage)
         self._pending: dict[str, tuple[datetime, str]] = {}
+        # strategy -> (refusals in a row, last reason, no entry before)
+        self._refused: dict[str, tuple[int, str, datetime]] = {}
         self._refresh(verify=True)
         # open positions are always read from open_trades (the executor's table), never kept here
         trades = trades_repo.load_open(self._pool)
@@ -76,15 +84,17 @@ class RiskActor(SupervisedActor):
         match message:
             case OpenPosition():
                 self._on_intent(message)
-            case PositionOpened(tag=tag):
+            case PositionOpened(tag=tag, strategy=strategy):
                 self._pending.pop(tag, None)
+                self._refused.pop(strategy, None)
                 self._save_slots()
             case PositionClosed(tag=tag):
                 self._pending.pop(tag, None)
                 self._refresh()  # the event is only a trigger: the counters come from the records
                 self._save_slots()
-            case OrderRejected(tag=tag):
-                self._pending.pop(tag, None)
+            case OrderRejected(tag=tag, strategy=strategy, reason=why):
+                if self._pending.pop(tag, None) is not None:  # an entry this actor admitted
+                    self._entry_refused(strategy, why)
             case PauseEntries(reason=reason, source=source):
                 self._set_pause(f"{source}: {reason}")
             case ResumeEntries(reason=reason):
@@ -156,8 +166,22 @@ class RiskActor(SupervisedActor):
         occupied = len(in_stage) + sum(1 for _, st in self._pending.values() if st == stage)
         open_mtm = sum((t.mtm for t in in_stage if t.mtm is not None), ZERO)
         reason: str | None = None
-        if self._global.paused(now):
+        refused = self._refused.get(intent.strategy)
+        if refused is not None and now < refused[2]:
+            reason = (f"the broker refused the last {refused[0]} entr"
+                      f"{'y' if refused[0] == 1 else 'ies'} of {intent.strategy} ({refused[1]}); "
+                      f"next try after {refused[2].astimezone(IST):%H:%M} IST")
+        if reason is None and self._global.paused(now):
             reason = f"entries paused: {self._global.paused(now)}"
+        if reason is None:  # an order in doubt at the broker blocks every new entry
+            with self._pool.connection() as conn:
+                doubt = blocking_intent(conn)
+            if doubt is not None:
+                what = ("unresolved" if doubt["state"] == "unresolved"
+                        else f"{doubt['state']}, not yet booked")
+                reason = (f"order {doubt['correlation_id']} ({doubt['purpose']} of "
+                          f"{doubt['trade_tag']}: {doubt['side']} {doubt['quantity']} of security"
+                          f" {doubt['security_id']}) is {what}: no new entry until it is resolved")
         if reason is None:
             denial = entry_denial(self._stages[stage], now, occupied, self._limits(),
                                   open_mtm=Decimal(open_mtm))
@@ -174,6 +198,20 @@ class RiskActor(SupervisedActor):
                                     reason="executor unavailable (restarting); entry dropped"))
             return
         self._pending[intent.tag] = (now, stage)
+
+    def _entry_refused(self, strategy: str, why: str) -> None:
+        """Back off a strategy whose entries the broker keeps refusing; alert once per reason."""
+        count, last, _ = self._refused.get(strategy, (0, "", self.clock.now()))
+        count += 1
+        wait = min(timedelta(minutes=2 ** (count - 1)), REFUSAL_BACKOFF_MAX)
+        self._refused[strategy] = (count, why, self.clock.now() + wait)
+        logger.warning("entry of %s refused (%d in a row): %s; next try in %s", strategy, count,
+                       why, wait)
+        if _same_reason(why) != _same_reason(last):
+            self.publish(self.new(AlertRaised, source="risk", text=(
+                f"entries of {strategy} refused by the broker: {why}. The strategy's next "
+                "entries wait 1, 2, 4, ... minutes (at most 32); this is alerted once per "
+                "reason.")))
 
     # ------------------------------------------------------------------ pauses
     def _set_pause(self, reason: str) -> None:
@@ -208,6 +246,12 @@ class RiskActor(SupervisedActor):
                 "INSERT INTO runtime_state (key, value, updated_at) VALUES ('strategy_slots', %s,"
                 " now()) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
                 (Jsonb(value),))
+
+
+def _same_reason(text: str) -> str:
+    """A refusal's reason without what changes from order to order (tags, order and
+    correlation ids, prices), to alert once per kind of refusal."""
+    return re.sub(r"\S*\d{4,}\S*", "#", text)
 
 
 def _close_time(close, now: datetime) -> datetime:

@@ -44,6 +44,9 @@ COMMAND_KINDS: Mapping[str, tuple[str, ...]] = {
     "run_backtest": ("run_id",),
     "run_grid": ("job_id",),
     "rerun_task": ("task",),
+    # the operator's decision on an unresolved live order: action filled (+ price, quantity)
+    # | not_filled | flatten (+ quantity)
+    "resolve_order": ("correlation_id", "action", "confirm"),
 }
 
 #: Kinds whose re-run after an engine crash reaches the same end state: pausing or resuming
@@ -66,7 +69,7 @@ NEUTRAL_TTL = timedelta(hours=24)  # backtests: compute only, but not a day-old 
 
 def risk_direction(kind: str, payload: Mapping[str, Any]) -> str:
     """``"reduces"``, ``"adds"`` or ``"neutral"``: what running the command does to risk."""
-    if kind in ("close_trade", "pause_entries"):
+    if kind in ("close_trade", "pause_entries", "resolve_order"):
         return "reduces"
     if kind == "set_go_live_stage":
         return "reduces" if payload.get("stage") in ("paper", "disabled") else "adds"

@@ -10,10 +10,12 @@ another way, or one that stopped making sense while it waited.
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from engine.bus.commands import CommandError, CommandRow
 from engine.config import DRY_RUN_STRATEGIES
+from engine.execution.intents import ResolveOrder
 from engine.messages.commands import (
     ClosePosition,
     PauseEntries,
@@ -103,10 +105,51 @@ class Dispatcher:
                 self._send("backtest", RunGrid, strategy=row["strategy"], start=row["start_date"],
                            end=row["end_date"], grid=tuple(grid), job_id=row["job_id"])
                 return {"sent": "RunGrid", "job_id": row["job_id"], "combinations": len(grid)}
+            case "resolve_order":
+                return self._resolve_order(p, who)
             case "rerun_task":
                 problem = task_problem(p["task"]) or f"{p['task']!r} has no runner here"
                 raise CommandError(f"task: {problem}")
         raise CommandError(f"kind: {cmd.kind!r} is not handled by this engine")
+
+    def _resolve_order(self, p: dict[str, Any], who: str) -> dict[str, Any]:
+        """The operator's decision on an unresolved order (see ``engine.execution.intents``):
+        checked here against ``order_intents``, carried out by the executor."""
+        if p.get("confirm") is not True:
+            raise CommandError("confirm: must be true to resolve an order by hand")
+        cid, action = str(p["correlation_id"]), str(p["action"])
+        if action not in ("filled", "not_filled", "flatten"):
+            raise CommandError("action: expected filled, not_filled or flatten")
+        with self._engine.pool.connection() as conn:
+            row = conn.execute("SELECT state, quantity, settled_at, sliced FROM order_intents"
+                               " WHERE correlation_id = %s", (cid,)).fetchone()
+        if row is None or row["sliced"]:
+            raise CommandError(f"correlation_id: no order intent {cid!r}")
+        if row["settled_at"] is not None:
+            raise CommandError(f"correlation_id: {cid} is already settled")
+        if action != "flatten" and row["state"] in ("TRADED", "REJECTED", "CANCELLED",
+                                                    "EXPIRED"):
+            raise CommandError(f"correlation_id: {cid} is {row['state']}, not unresolved")
+        price = quantity = None
+        try:
+            if p.get("price") is not None:
+                price = Decimal(str(p["price"]))
+            if p.get("quantity") is not None:
+                quantity = int(p["quantity"])
+        except (InvalidOperation, TypeError, ValueError):
+            raise CommandError("price/quantity: expected a decimal price and an integer "
+                               "quantity") from None
+        if action == "filled" and (price is None or price <= 0):
+            raise CommandError("price: 'filled' needs the price the broker filled at")
+        if quantity is not None and quantity <= 0:
+            raise CommandError("quantity: expected a positive number of units")
+        if action == "filled" and quantity is not None and quantity > row["quantity"]:
+            raise CommandError(f"quantity: the order is for {row['quantity']} units")
+        if action == "flatten" and quantity is None:
+            raise CommandError("quantity: 'flatten' needs the quantity to flatten")
+        self._send("executor", ResolveOrder, correlation_id=cid, action=action, price=price,
+                   quantity=quantity, by=who)
+        return {"sent": "ResolveOrder", "correlation_id": cid, "action": action}
 
     def _row(self, table: str, key: str, value: Any) -> dict[str, Any]:
         with self._engine.pool.connection() as conn:

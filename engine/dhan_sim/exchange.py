@@ -60,6 +60,7 @@ class SimOrder:
     modifications: int = 0
     blocked: float = 0.0  # margin held while PENDING
     not_before: datetime | None = None  # AMO: do not match before this market time
+    fill_limit: int | None = None  # fault ``partial_fill``: fill at most this many units
 
     def wire(self, row: InstrumentRow | None) -> dict[str, Any]:
         """Order object as Dhan serialises it."""
@@ -190,11 +191,12 @@ class Exchange:
             self._last_cid_ms = ms
             return f"{client_id}-{ms}"
 
-    def place(self, client_id: str, body: dict[str, Any], reject_reason: str | None = None
-              ) -> SimOrder:
-        """Accept an order in TRANSIT (``reject_reason``: RMS will reject it). An order
-        without a correlationId gets Dhan's generated one; an after-market order placed while
-        the market is closed waits for the next open (plus its ``amoTime`` delay)."""
+    def place(self, client_id: str, body: dict[str, Any], reject_reason: str | None = None,
+              fill_limit: int | None = None) -> SimOrder:
+        """Accept an order in TRANSIT (``reject_reason``: RMS will reject it; ``fill_limit``:
+        it fills at most that many units and rests PART_TRADED). An order without a
+        correlationId gets Dhan's generated one; an after-market order placed while the
+        market is closed waits for the next open (plus its ``amoTime`` delay)."""
         with self._lock:
             body = dict(body)
             if not body.get("correlationId"):
@@ -202,7 +204,8 @@ class Exchange:
             now = self.market_now()
             order = SimOrder(order_id=str(next(self._ids)), client_id=client_id, body=body,
                              created=self._clock(), reject_reason=reject_reason,
-                             create_time=self._market_text(), update_time=self._market_text())
+                             create_time=self._market_text(), update_time=self._market_text(),
+                             fill_limit=fill_limit)
             if body.get("afterMarketOrder") and not self.is_open(now):
                 delay = AMO_DELAY.get(str(body.get("amoTime") or "OPEN"), timedelta(0))
                 order.not_before = self.next_open(now) + delay
@@ -335,10 +338,21 @@ class Exchange:
                 order.status, order.update_time = "CANCELLED", self._market_text()
                 self._unrest(order)
             return
-        qty = int(order.body["quantity"])
-        order.status, order.filled_qty, order.avg_price = "TRADED", qty, px
+        total = int(order.body["quantity"])
+        qty = total - order.filled_qty
+        if order.fill_limit is not None:
+            qty = min(qty, order.fill_limit - order.filled_qty)
+        if qty <= 0:
+            return  # a partial fill's rest never trades (fault ``partial_fill``)
+        order.avg_price = (order.avg_price * order.filled_qty + px * qty) / (order.filled_qty
+                                                                             + qty)
+        order.filled_qty += qty
         order.update_time = order.exchange_time = self._market_text()
-        self._unrest(order)
+        if order.filled_qty == total:
+            order.status = "TRADED"
+            self._unrest(order)
+        else:
+            order.status = "PART_TRADED"
         key = (order.client_id, str(order.body["securityId"]), order.body["productType"])
         pos = self.positions.setdefault(key, SimPosition())
         if order.body["transactionType"] == "BUY":

@@ -10,6 +10,15 @@ Kinds:
     ``drop_502``     handle, then answer 502 with an empty body.
     ``reject_order`` place-order only: ``mode="http"`` answers 400 DH-906 ``reason``;
                      ``mode="rms"`` accepts the order and REJECTs it with ``reason``.
+    ``partial_fill`` place-order only: the order fills at most ``fill_qty`` units when it
+                     matches and rests ``PART_TRADED`` for the rest (which never fills) until
+                     it is cancelled (``CANCELLED`` with the filled quantity kept).
+
+Every rule takes ``skip``: that many matching requests pass untouched before it applies (the
+second order of an exit, the lookups after the first one, ...).
+
+A server that processes an order late (the order appears seconds after the request) is
+``latency`` on ``POST /v2/orders`` with ``seconds`` beyond the client's timeout.
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("latency", "status", "rate_limit", "timeout", "drop", "drop_502", "reject_order")
+KINDS = ("latency", "status", "rate_limit", "timeout", "drop", "drop_502", "reject_order",
+         "partial_fill")
 
 
 @dataclass
@@ -32,6 +42,7 @@ class Fault:
     count: int | None = 1  # None: until cleared
     params: dict[str, Any] = field(default_factory=dict)
     hits: int = 0
+    skip: int = 0  # matching requests to let through before applying
 
     def matches(self, method: str, path: str) -> bool:
         """True when the rule applies to ``method path``."""
@@ -48,7 +59,7 @@ class Faults:
         self._lock = threading.Lock()
 
     def add(self, kind: str, *, path: str | None = None, method: str | None = None,
-            count: int | None = 1, **params: Any) -> Fault:
+            count: int | None = 1, skip: int = 0, **params: Any) -> Fault:
         """Add a rule (see the module docstring for kinds and params).
 
         Raises:
@@ -60,7 +71,10 @@ class Faults:
             raise ValueError(f"fault count must be positive or None, got {count}")
         if path is not None:
             re.compile(path)
-        rule = Fault(kind=kind, path=path, method=method, count=count, params=params)
+        if skip < 0:
+            raise ValueError(f"fault skip must be >= 0, got {skip}")
+        rule = Fault(kind=kind, path=path, method=method, count=count, params=params,
+                     skip=int(skip))
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -72,13 +86,16 @@ class Faults:
         if not isinstance(kind, str):
             raise ValueError("fault spec needs a 'kind'")
         return self.add(kind, path=spec.pop("path", None), method=spec.pop("method", None),
-                        count=spec.pop("count", 1), **spec)
+                        count=spec.pop("count", 1), skip=int(spec.pop("skip", 0)), **spec)
 
     def take(self, method: str, path: str, kinds: tuple[str, ...] = KINDS) -> Fault | None:
         """Consume and return the first rule of ``kinds`` matching the request."""
         with self._lock:
             for rule in self._rules:
                 if rule.kind in kinds and rule.matches(method, path):
+                    if rule.skip > 0:
+                        rule.skip -= 1
+                        continue
                     rule.hits += 1
                     if rule.count is not None:
                         rule.count -= 1
@@ -96,4 +113,4 @@ class Faults:
         """Rules still armed (admin API)."""
         with self._lock:
             return [{"kind": r.kind, "path": r.path, "method": r.method, "count": r.count,
-                     **r.params} for r in self._rules]
+                     "skip": r.skip, **r.params} for r in self._rules]

@@ -148,7 +148,10 @@ def place_order(sim: DhanSimulator, req: Request) -> Reply:
         reason = str(fault.params.get("reason", "Insufficient Funds"))
         if fault.params.get("mode", "http") == "http":
             return order_error(reason)
-    order = sim.exchange.place(req.account.client_id, body, reject_reason=reason)
+    partial = sim.faults.take(req.method, req.path, ("partial_fill",))
+    limit = int(partial.params.get("fill_qty", 1)) if partial is not None else None
+    order = sim.exchange.place(req.account.client_id, body, reject_reason=reason,
+                               fill_limit=limit)
     return Reply(200, {"orderId": order.order_id, "orderStatus": order.status})
 
 
@@ -203,7 +206,7 @@ def cancel_order(sim: DhanSimulator, req: Request) -> Reply:
         return order_error(NO_ORDER)
     if order.status == "TRANSIT":
         return order_error("Order is in Transit state")
-    if order.status != "PENDING":
+    if order.status not in ("PENDING", "PART_TRADED"):
         return order_error(f"Order is not pending (status {order.status})")
     sim.exchange.cancel(order)
     return Reply(sim.cancel_status, {"orderId": order.order_id, "orderStatus": "CANCELLED"})

@@ -37,6 +37,29 @@ class UnhedgedExposure(Exception):
         self.open_legs = open_legs
 
 
+class OrdersUnresolved(UnhedgedExposure):
+    """An order's outcome is unknown (a timeout, a lost answer, failed lookups): it is
+    *unresolved*, never "not filled". Nothing was reversed or re-sent on an assumption; the
+    caller keeps the entry/exit pending and resumes it once the order is resolved.
+
+    Attributes:
+        open_legs: what the broker holds for certain from this entry/exit so far
+            (``(security_id, side, quantity)``, side BUY = long).
+        unresolved: ``(correlation_id, side, quantity, security_id)`` of each order in doubt.
+    """
+
+    def __init__(self, message: str, *, open_legs: tuple[tuple[str, str, int], ...] = (),
+                 unresolved: tuple[tuple[str, str, int, str], ...] = ()) -> None:
+        super().__init__(message, open_legs=open_legs)
+        self.unresolved = unresolved
+
+
+class ExitIncomplete(UnhedgedExposure):
+    """An exit filled some of its quantity and could not fill the rest after bounded retries
+    (filled exit legs are never reversed). ``open_legs`` is what the broker still holds for
+    the trade; the trade must go on hold for an operator."""
+
+
 class NoQuote(ExecutionRefused, LookupError):
     """The market has no usable two-sided quote for a security."""
 
@@ -73,8 +96,11 @@ class PaperBroker:
         """The current quote the broker would fill against."""
         return self._quotes(security_id)
 
-    def execute(self, legs: tuple[Leg, ...], *, correlation_base: str, trade_date: date) -> list[Fill]:
-        """Fill every leg or none (quotes are checked before any fill is made)."""
+    def execute(self, legs: tuple[Leg, ...], *, correlation_base: str, trade_date: date,
+                **_live: object) -> list[Fill]:
+        """Fill every leg or none (quotes are checked before any fill is made). Keyword
+        arguments of the live broker (``purpose``, ``tag``, ``context``) are accepted and
+        not needed: paper fills are immediate and certain."""
         quotes = [self._quotes(leg.security_id) for leg in legs]
         slippage = self._slippage()
         prices = [fill_price(leg.side, q, slippage) for leg, q in zip(legs, quotes, strict=True)]

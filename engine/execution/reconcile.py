@@ -1,7 +1,13 @@
 """Live-position reconciliation, pure: the engine's books against the broker's net positions.
 
-The books: every open trade in mode ``live``, each leg signed (BUY +, SELL −) and summed per
-security id. The broker: Dhan ``GET /positions`` ``netQty`` per security id (NSE_FNO).
+The key is the **security and the product** (``MARGIN`` carry-forward, ``INTRADAY``, ...):
+Dhan keeps one position per (security, product), and an INTRADAY position is squared off at
+15:20 while a MARGIN one is not. The books: every open trade in mode ``live`` — all of them
+(two strategies can hold the same contract) — each leg signed (BUY +, SELL −) and summed per
+(security, product); a trade's product comes from its order intents (``products``, default
+``MARGIN``). The broker: Dhan ``GET /positions`` ``netQty`` per (security, product) (NSE_FNO);
+a plain security id key means the default product. A position the books do not explain is
+flagged whichever side it is on.
 
 Findings (their names are the ``reconciliation_audit.action`` values):
 
@@ -35,6 +41,7 @@ from typing import Any
 from engine.execution.trades import Trade, sign
 from engine.settings.registry import knob
 
+DEFAULT_PRODUCT = "MARGIN"
 PENDING = "PENDING_QTY_MISMATCH"
 CONFIRMED = "CONFIRMED_QTY_MISMATCH"
 ORPHAN = "ORPHAN_ALERT"
@@ -60,9 +67,17 @@ class Sighting:
     reported: str | None
 
 
+Key = tuple[str, str]  # (security id, product)
+
+
+def key_text(key: Key) -> str:
+    """``"<security id>:<product>"``: how a position key is kept in the state."""
+    return f"{key[0]}:{key[1]}"
+
+
 @dataclass(frozen=True, slots=True)
 class ReconState:
-    """Memory between checks: sightings per security id, flat streaks per trade tag."""
+    """Memory between checks: sightings per position (``key_text``), flat streaks per tag."""
 
     sightings: Mapping[str, Sighting] = field(default_factory=_frozen)
     flat: Mapping[str, int] = field(default_factory=_frozen)
@@ -79,12 +94,13 @@ class Finding:
     trade_tags: tuple[str, ...]
     checks: int
     flat_trades: tuple[str, ...] = ()
+    product: str = DEFAULT_PRODUCT
 
     def details(self) -> dict[str, Any]:
         """The ``reconciliation_audit.details`` JSON."""
-        out: dict[str, Any] = {"security_id": self.security_id, "expected": self.expected,
-                               "broker": self.broker, "trade_tags": list(self.trade_tags),
-                               "checks": self.checks}
+        out: dict[str, Any] = {"security_id": self.security_id, "product": self.product,
+                               "expected": self.expected, "broker": self.broker,
+                               "trade_tags": list(self.trade_tags), "checks": self.checks}
         if self.flat_trades:
             out["flat_at_broker"] = list(self.flat_trades)
         return out
@@ -92,10 +108,12 @@ class Finding:
     def text(self) -> str:
         """One line for an operator."""
         if self.action == ORPHAN:
-            return (f"broker holds {self.broker:+d} of security {self.security_id} that no live "
-                    f"trade holds ({self.checks} checks): not adopted, close or book it by hand")
+            side = "LONG" if self.broker > 0 else "SHORT"
+            return (f"broker holds {self.broker:+d} ({side} {abs(self.broker)}) of security "
+                    f"{self.security_id} ({self.product}) that no live trade holds "
+                    f"({self.checks} checks): not adopted, close or book it by hand")
         what = "confirmed" if self.action == CONFIRMED else "pending"
-        text = (f"{what} quantity mismatch on security {self.security_id}: books "
+        text = (f"{what} quantity mismatch on security {self.security_id} ({self.product}): books "
                 f"{self.expected:+d} (trades {', '.join(self.trade_tags)}), broker "
                 f"{self.broker:+d}")
         if self.flat_trades:
@@ -111,60 +129,70 @@ class Reconciliation:
     state: ReconState
     findings: tuple[Finding, ...]
     flat_candidates: tuple[str, ...]   # tags newly confirmed flat at the broker
-    resolved: tuple[str, ...]          # security ids whose earlier finding cleared
+    resolved: tuple[str, ...]          # positions (``key_text``) whose earlier finding cleared
 
 
-def book_positions(trades: Iterable[Trade]) -> tuple[dict[str, int], dict[str, tuple[str, ...]]]:
-    """Net signed quantity per security id over the ``live`` trades, and which tags hold each.
+def book_positions(trades: Iterable[Trade], products: Mapping[str, str] | None = None
+                   ) -> tuple[dict[Key, int], dict[Key, tuple[str, ...]]]:
+    """Net signed quantity per (security, product) over every ``live`` trade, and which tags
+    hold each (``products``: tag -> product, default ``MARGIN``).
 
     Returns:
-        ``(expected, holders)``: ``expected[sid]`` the sum of signed leg quantities (it may be
-        0 when trades offset each other), ``holders[sid]`` the tags with a leg on ``sid``.
+        ``(expected, holders)``: ``expected[key]`` the sum of signed leg quantities (it may be
+        0 when trades offset each other), ``holders[key]`` the tags with a leg on ``key``.
     """
-    expected: dict[str, int] = {}
-    holders: dict[str, list[str]] = {}
+    products = products or {}
+    expected: dict[Key, int] = {}
+    holders: dict[Key, list[str]] = {}
     for trade in trades:
         if trade.mode != "live":
             continue
+        product = products.get(trade.tag, DEFAULT_PRODUCT)
         for leg in trade.legs:
-            sid = str(leg.leg.security_id)
-            expected[sid] = expected.get(sid, 0) + sign(leg.leg.side) * int(leg.leg.quantity)
-            tags = holders.setdefault(sid, [])
+            key = (str(leg.leg.security_id), product)
+            expected[key] = expected.get(key, 0) + sign(leg.leg.side) * int(leg.leg.quantity)
+            tags = holders.setdefault(key, [])
             if trade.tag not in tags:
                 tags.append(trade.tag)
-    return expected, {sid: tuple(tags) for sid, tags in holders.items()}
+    return expected, {key: tuple(tags) for key, tags in holders.items()}
 
 
-def _check_broker(broker: Mapping[str, int]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for sid, qty in broker.items():
+def _check_broker(broker: Mapping[Any, int]) -> dict[Key, int]:
+    out: dict[Key, int] = {}
+    for raw, qty in broker.items():
         if isinstance(qty, bool) or not isinstance(qty, int):
-            raise TypeError(f"broker net quantity of security {sid!r} must be an int, "
+            raise TypeError(f"broker net quantity of security {raw!r} must be an int, "
                             f"got {qty!r}")
-        out[str(sid)] = qty
+        key = (str(raw[0]), str(raw[1])) if isinstance(raw, tuple) else (str(raw),
+                                                                          DEFAULT_PRODUCT)
+        out[key] = out.get(key, 0) + qty
     return out
 
 
-def _flat_trades(trades: Iterable[Trade], broker: Mapping[str, int],
-                 holders: Mapping[str, tuple[str, ...]]) -> set[str]:
+def _flat_trades(trades: Iterable[Trade], broker: Mapping[Key, int],
+                 holders: Mapping[Key, tuple[str, ...]], products: Mapping[str, str]
+                 ) -> set[str]:
     flat: set[str] = set()
     for trade in trades:
         if trade.mode != "live" or not trade.legs:
             continue
-        sids = {str(leg.leg.security_id) for leg in trade.legs}
-        if all(broker.get(sid, 0) == 0 and holders.get(sid) == (trade.tag,) for sid in sids):
+        product = products.get(trade.tag, DEFAULT_PRODUCT)
+        keys = {(str(leg.leg.security_id), product) for leg in trade.legs}
+        if all(broker.get(k, 0) == 0 and holders.get(k) == (trade.tag,) for k in keys):
             flat.add(trade.tag)
     return flat
 
 
-def reconcile(trades: Iterable[Trade], broker: Mapping[str, int], state: ReconState
-              ) -> Reconciliation:
+def reconcile(trades: Iterable[Trade], broker: Mapping[Any, int], state: ReconState, *,
+              products: Mapping[str, str] | None = None) -> Reconciliation:
     """One reconciliation check.
 
     Args:
         trades: the open trades (any mode; only ``live`` ones count).
-        broker: the broker's net quantity per security id (missing means 0).
+        broker: the broker's net quantity per ``(security id, product)`` (or per security id
+            for the default product); missing means 0.
         state: the state returned by the previous check (``ReconState()`` at first).
+        products: trade tag -> product of its legs (default ``MARGIN``).
 
     Returns:
         The new state and what is new since the previous check.
@@ -173,21 +201,24 @@ def reconcile(trades: Iterable[Trade], broker: Mapping[str, int], state: ReconSt
         TypeError: a broker quantity is not an int.
     """
     trades = list(trades)
+    products = dict(products or {})
     broker = _check_broker(broker)
-    expected, holders = book_positions(trades)
-    flat_now = _flat_trades(trades, broker, holders)
+    expected, holders = book_positions(trades, products)
+    flat_now = _flat_trades(trades, broker, holders, products)
     flat_streak = {tag: state.flat.get(tag, 0) + 1 for tag in flat_now}
     sightings: dict[str, Sighting] = {}
     findings: list[Finding] = []
     resolved: list[str] = []
-    for sid in sorted(set(holders) | {s for s, q in broker.items() if q != 0}):
-        exp, brk = expected.get(sid, 0), broker.get(sid, 0)
-        prev = state.sightings.get(sid)
-        if sid in holders and exp == brk:
+    for key in sorted(set(holders) | {k for k, q in broker.items() if q != 0}):
+        sid, product = key
+        name = key_text(key)
+        exp, brk = expected.get(key, 0), broker.get(key, 0)
+        prev = state.sightings.get(name)
+        if key in holders and exp == brk:
             if prev is not None:
-                resolved.append(sid)
+                resolved.append(name)
             continue
-        kind = "mismatch" if sid in holders else "orphan"
+        kind = "mismatch" if key in holders else "orphan"
         count = prev.count + 1 if prev is not None and prev.kind == kind else 1
         reported = prev.reported if prev is not None and prev.kind == kind else None
         changed = prev is None or (prev.expected, prev.broker) != (exp, brk)
@@ -200,12 +231,13 @@ def reconcile(trades: Iterable[Trade], broker: Mapping[str, int], state: ReconSt
         elif count >= CONFIRM_AFTER and (reported != ORPHAN or changed):
             action = ORPHAN
         if action is not None:
-            tags = holders.get(sid, ())
+            tags = holders.get(key, ())
             findings.append(Finding(
                 action=action, security_id=sid, expected=exp, broker=brk, trade_tags=tags,
-                checks=count, flat_trades=tuple(t for t in tags if t in flat_now)))
+                checks=count, flat_trades=tuple(t for t in tags if t in flat_now),
+                product=product))
             reported = action
-        sightings[sid] = Sighting(kind, count, exp, brk, reported)
+        sightings[name] = Sighting(kind, count, exp, brk, reported)
     resolved.extend(sid for sid in state.sightings if sid not in sightings and sid not in resolved)
     new_flat = tuple(sorted(t for t, n in flat_streak.items() if n == CONFIRM_AFTER))
     return Reconciliation(state=ReconState(_frozen(sightings), _frozen(flat_streak)),
@@ -213,5 +245,6 @@ def reconcile(trades: Iterable[Trade], broker: Mapping[str, int], state: ReconSt
                           resolved=tuple(sorted(resolved)))
 
 
-__all__ = ["CONFIRMED", "CONFIRM_AFTER", "ORPHAN", "PENDING", "RECON_EVERY_CYCLES", "Finding",
-           "ReconState", "Reconciliation", "Sighting", "book_positions", "reconcile"]
+__all__ = ["CONFIRMED", "CONFIRM_AFTER", "DEFAULT_PRODUCT", "ORPHAN", "PENDING",
+           "RECON_EVERY_CYCLES", "Finding", "Key", "ReconState", "Reconciliation", "Sighting",
+           "book_positions", "key_text", "reconcile"]

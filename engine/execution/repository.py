@@ -13,6 +13,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from engine.execution.intents import settle_group
 from engine.execution.paper import Fill
 from engine.execution.trades import OpenLeg, Trade, sign
 from engine.store.tx import transaction
@@ -86,6 +87,7 @@ def record_open(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: datet
         _upsert_open(conn, trade)
         _bump_metrics(conn, at.date(), trades_opened=1, charges=trade.entry_charges)
         bump_funnel(conn, at.date(), {"opened": 1})
+        settle_group(conn, trade.tag, "entry", "booked: trade recorded open")
     return True
 
 
@@ -131,6 +133,7 @@ def record_close(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: date
              sum((f.price * sign(f.leg.side) for f in fills), Decimal(0)),
              trade.quantity, gross.quantize(Decimal("0.01")), charges.quantize(Decimal("0.01")),
              net.quantize(Decimal("0.01")), reason, Jsonb(trade.payload()))).fetchone()
+        settle_group(conn, trade.tag, "exit", "booked: trade recorded closed")
         if inserted is None:
             conn.execute("DELETE FROM open_trades WHERE tag = %s", (trade.tag,))
             return CloseResult(False, gross, charges, net)

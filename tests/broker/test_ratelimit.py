@@ -126,3 +126,25 @@ def test_ratelimit_simulator_refuses_unthrottled_option_chain_with_805(sim, make
     with pytest.raises(RateLimitError) as info:
         client.option_chain(expiry)
     assert info.value.code == "805" and info.value.status == 429
+
+
+def test_ratelimit_priority_calls_keep_a_reserved_share_of_the_budget():
+    """Order lookups, cancels and exits are priority calls: routine calls of the same class
+    (positions/funds polls, entries) can never take the whole second's budget from them."""
+    ft = FakeTime()
+    limiter = RateLimiter(clock=ft.clock, sleep=ft.sleep)
+    routine = DHAN_LIMITS.limit_for(EndpointClass.NON_TRADING, DHAN_LIMITS.windows[
+        EndpointClass.NON_TRADING][0], priority=False)
+    assert routine == 15  # of 20/s, a quarter is kept for priority calls
+    for _ in range(routine):
+        assert limiter.acquire(EndpointClass.NON_TRADING) == 0
+    with pytest.raises(RateLimitError):  # a routine call now waits for the next second ...
+        limiter.acquire(EndpointClass.NON_TRADING, max_wait=0.5)
+    for _ in range(20 - routine):  # ... while an order lookup still goes at once
+        assert limiter.acquire(EndpointClass.NON_TRADING, priority=True, max_wait=0.0) == 0
+    with pytest.raises(RateLimitError):  # and the server's own limit is never exceeded
+        limiter.acquire(EndpointClass.NON_TRADING, priority=True, max_wait=0.5)
+    assert _max_in_window(limiter.history(EndpointClass.NON_TRADING), 1.0) <= 20
+    orders = DHAN_LIMITS.windows[EndpointClass.ORDER][0]
+    assert DHAN_LIMITS.limit_for(EndpointClass.ORDER, orders, priority=False) == 7
+    assert DHAN_LIMITS.limit_for(EndpointClass.ORDER, orders, priority=True) == 10

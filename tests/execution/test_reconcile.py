@@ -51,8 +51,9 @@ def test_book_positions_signed_sum_of_live_legs_only() -> None:
     paper = _trade("P-1", ("NEAR", Side.BUY, 150), mode="paper")
     other = _trade("DC-2", ("NEAR", Side.SELL, 25))
     expected, holders = book_positions([DC, paper, other])
-    assert expected == {"NEAR": 50, "FAR": -75}
-    assert holders == {"NEAR": ("DC-1", "DC-2"), "FAR": ("DC-1",)}
+    m = "MARGIN"  # the key is (security, product): Dhan keeps one position per product
+    assert expected == {("NEAR", m): 50, ("FAR", m): -75}
+    assert holders == {("NEAR", m): ("DC-1", "DC-2"), ("FAR", m): ("DC-1",)}
 
 
 def test_reconcile_books_agree_with_broker_no_findings() -> None:
@@ -68,7 +69,8 @@ def test_reconcile_mismatch_pending_then_confirmed_once() -> None:
     assert _actions(second) == [(CONFIRMED, "NEAR")]
     assert third.findings == (), "an unchanged confirmed mismatch is reported once"
     finding = second.findings[0]
-    assert finding.details() == {"security_id": "NEAR", "expected": 75, "broker": 150,
+    assert finding.details() == {"security_id": "NEAR", "product": "MARGIN", "expected": 75,
+                                 "broker": 150,
                                  "trade_tags": ["DC-1"], "checks": 2}
     assert "confirmed" in finding.text() and "DC-1" in finding.text()
 
@@ -87,7 +89,7 @@ def test_reconcile_fill_in_flight_explained_on_second_check_clears() -> None:
     first, second = _run([([DC], {"NEAR": 0, "FAR": 0}), ([], {"NEAR": 0, "FAR": 0})])
     assert sorted(_actions(first)) == [(PENDING, "FAR"), (PENDING, "NEAR")]
     assert second.findings == () and second.flat_candidates == ()
-    assert second.resolved == ("FAR", "NEAR")
+    assert second.resolved == ("FAR:MARGIN", "NEAR:MARGIN")
     assert dict(second.state.sightings) == {} and dict(second.state.flat) == {}
 
 
@@ -95,7 +97,7 @@ def test_reconcile_resolved_mismatch_cleared_then_returns_as_pending() -> None:
     odd = {"NEAR": 150, "FAR": -75}
     results = _run([([DC], odd), ([DC], IN_BOOKS), ([DC], odd)])
     assert _actions(results[0]) == [(PENDING, "NEAR")]
-    assert results[1].findings == () and results[1].resolved == ("NEAR",)
+    assert results[1].findings == () and results[1].resolved == ("NEAR:MARGIN",)
     assert _actions(results[2]) == [(PENDING, "NEAR")], "a fresh sighting, not a confirmation"
 
 
@@ -113,7 +115,7 @@ def test_reconcile_orphan_silent_once_then_alert_once() -> None:
 def test_reconcile_entry_in_flight_orphan_then_recorded_no_alert() -> None:
     first, second = _run([([], IN_BOOKS), ([DC], IN_BOOKS)])
     assert first.findings == () and second.findings == ()
-    assert second.resolved == ("FAR", "NEAR")
+    assert second.resolved == ("FAR:MARGIN", "NEAR:MARGIN")
 
 
 def test_reconcile_flat_trade_candidate_after_two_checks() -> None:
@@ -163,3 +165,27 @@ def test_reconcile_non_integer_broker_quantity_refused() -> None:
 def test_recon_every_cycles_knob_registered_with_default_four() -> None:
     k = knob("RECON_EVERY_CYCLES")
     assert k.default == 4 and k.coerce("1") == 1
+
+
+def test_reconcile_per_security_and_product_over_every_trade() -> None:
+    """Two strategies hold the same contract: the broker's net is compared with their sum. An
+    INTRADAY position of a security the books hold as MARGIN is not explained by them, and is
+    flagged (a MARGIN shortfall on the same security too), whichever side it is on."""
+    ic = _trade("IC-1", ("NEAR", Side.SELL, 25))
+    books = {("NEAR", "MARGIN"): 50, ("FAR", "MARGIN"): -75}
+    (agree,) = _run([([DC, ic], books)])
+    assert agree.findings == ()
+    first, second = _run([([DC, ic], {("NEAR", "MARGIN"): 25, ("NEAR", "INTRADAY"): 25,
+                                      ("FAR", "MARGIN"): -75})] * 2)
+    assert [(f.action, f.security_id, f.product) for f in first.findings] == [
+        (PENDING, "NEAR", "MARGIN")]
+    assert [(f.action, f.security_id, f.product, f.broker) for f in second.findings] == [
+        (ORPHAN, "NEAR", "INTRADAY", 25), (CONFIRMED, "NEAR", "MARGIN", 25)]
+    assert "(INTRADAY)" in second.findings[0].text()
+    assert second.findings[1].trade_tags == ("DC-1", "IC-1")
+    # a trade whose orders were INTRADAY (from its intents) is booked under that product
+    (by_product,) = _run([([ic], {("NEAR", "INTRADAY"): -25})])
+    assert [f.action for f in by_product.findings] == [PENDING]
+    (ok,) = [reconcile([ic], {("NEAR", "INTRADAY"): -25}, ReconState(),
+                       products={"IC-1": "INTRADAY"})]
+    assert ok.findings == ()

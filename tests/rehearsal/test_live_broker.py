@@ -22,6 +22,7 @@ from engine.broker.dhan.live_broker import (
 from engine.broker.dhan.slicing import MasterOrderLimits, slice_quantities
 from engine.clock import RealClock
 from engine.dhan_sim import SimServer
+from engine.execution.intents import IntentStore
 from engine.execution.paper import Quote
 from engine.messages.legs import InstrumentKind, Leg, Side
 from tests.rehearsal.conftest import sim_client, sim_quotes
@@ -39,22 +40,24 @@ def _fut(sid: str, side: Side, qty: int) -> Leg:
     return Leg(security_id=sid, side=side, quantity=qty, kind=InstrumentKind.FUT)
 
 
-def _broker(sim: SimServer, **kw) -> DhanLiveBroker:
+def _broker(sim: SimServer, pool, **kw) -> DhanLiveBroker:
+    """A live broker on ``sim`` whose order intents go to the test database."""
     kw.setdefault("quotes", sim_quotes(sim))
     kw.setdefault("fill_timeout_s", 3.0)
     kw.setdefault("poll_interval_s", 0.02)
-    return DhanLiveBroker(sim_client(sim), RealClock(), **kw)
+    kw.setdefault("resolve_window_s", 2.0)
+    return DhanLiveBroker(sim_client(sim), RealClock(), intents=IntentStore(pool), **kw)
 
 
 def _orders(sim: SimServer) -> list:
     return sorted(sim.sim.exchange.orders.values(), key=lambda o: int(o.order_id))
 
 
-def test_execute_two_leg_futures_fills_at_touch_one_order_per_leg(sim: SimServer) -> None:
+def test_execute_two_leg_futures_fills_at_touch_one_order_per_leg(sim: SimServer, pool) -> None:
     near_q, far_q = sim.sim.market.quote(NEAR), sim.sim.market.quote(FAR)
     lot = _lot(sim)
     legs = (_fut(NEAR, Side.SELL, lot), _fut(FAR, Side.BUY, lot))
-    fills = _broker(sim).execute(legs, correlation_base="DC-T1", trade_date=DAY)
+    fills = _broker(sim, pool).execute(legs, correlation_base="DC-T1", trade_date=DAY)
 
     assert [f.leg for f in fills] == list(legs)
     assert fills[0].price == Decimal(str(near_q.bid)).quantize(Decimal("0.01"))
@@ -70,12 +73,12 @@ def test_execute_two_leg_futures_fills_at_touch_one_order_per_leg(sim: SimServer
     assert all(o.body["productType"] == "MARGIN" for o in orders)
 
 
-def test_execute_rejected_second_leg_flattens_first_and_raises(sim: SimServer) -> None:
+def test_execute_rejected_second_leg_flattens_first_and_raises(sim: SimServer, pool) -> None:
     # half a lot is not a multiple of the lot: the simulator's RMS rejects the SELL leg
     lot = _lot(sim)
     legs = (_fut(NEAR, Side.SELL, lot // 2), _fut(FAR, Side.BUY, lot))
     with pytest.raises(OrderRejectedError) as info:
-        _broker(sim).execute(legs, correlation_base="DC-T2", trade_date=DAY)
+        _broker(sim, pool).execute(legs, correlation_base="DC-T2", trade_date=DAY)
 
     err = info.value
     assert err.leg_index == 0 and err.status == "REJECTED"
@@ -89,11 +92,11 @@ def test_execute_rejected_second_leg_flattens_first_and_raises(sim: SimServer) -
     assert net == {FAR: 0}, "no naked leg left at the broker"
 
 
-def test_execute_lost_place_response_still_one_order(sim: SimServer) -> None:
+def test_execute_lost_place_response_still_one_order(sim: SimServer, pool) -> None:
     sim.sim.faults.add("drop", path="/v2/orders", method="POST", count=1)
     lot = _lot(sim)
     legs = (_fut(NEAR, Side.SELL, lot), _fut(FAR, Side.BUY, lot))
-    fills = _broker(sim).execute(legs, correlation_base="DC-T3", trade_date=DAY)
+    fills = _broker(sim, pool).execute(legs, correlation_base="DC-T3", trade_date=DAY)
 
     orders = _orders(sim)
     assert len(orders) == 2, "the lost response must not cause a second order"
@@ -102,7 +105,7 @@ def test_execute_lost_place_response_still_one_order(sim: SimServer) -> None:
     assert all(o.status == "TRADED" for o in orders)
 
 
-def test_execute_unfilled_leg_times_out_cancels_and_flattens(sim: SimServer) -> None:
+def test_execute_unfilled_leg_times_out_cancels_and_flattens(sim: SimServer, pool) -> None:
     real = sim_quotes(sim)
 
     def stale(sid: str) -> Quote:  # the far leg is priced 40 ticks too low: it rests
@@ -113,7 +116,7 @@ def test_execute_unfilled_leg_times_out_cancels_and_flattens(sim: SimServer) -> 
 
     lot = _lot(sim)
     legs = (_fut(NEAR, Side.BUY, lot), _fut(FAR, Side.BUY, lot))
-    broker = _broker(sim, quotes=stale, fill_timeout_s=0.4)
+    broker = _broker(sim, pool, quotes=stale, fill_timeout_s=0.4)
     with pytest.raises(FillTimeoutError) as info:
         broker.execute(legs, correlation_base="DC-T4", trade_date=DAY)
 
@@ -124,12 +127,13 @@ def test_execute_unfilled_leg_times_out_cancels_and_flattens(sim: SimServer) -> 
                         (NEAR, "SELL", "TRADED")]
 
 
-def test_execute_retried_tag_uses_fresh_correlation_ids(sim: SimServer) -> None:
-    broker, lot = _broker(sim), _lot(sim)
+def test_execute_retried_tag_uses_fresh_correlation_ids(sim: SimServer, pool) -> None:
+    broker, lot = _broker(sim, pool), _lot(sim)
     first = broker.execute((_fut(FAR, Side.BUY, lot),), correlation_base="DC-T5",
                            trade_date=DAY)
+    # the same tag again (here: its exit) never reuses a correlation id
     again = broker.execute((_fut(FAR, Side.SELL, lot),), correlation_base="DC-T5",
-                           trade_date=DAY)
+                           trade_date=DAY, purpose="exit", tag="DC-T5")
 
     assert first[0].correlation_id == "DC-T5-0"
     assert again[0].correlation_id == "DC-T5-0-1"
@@ -156,14 +160,14 @@ def _atm_call(sim: SimServer) -> str:
     return str(chain[min(chain, key=lambda k: abs(k - market.spot()))]["CE"].security_id)
 
 
-def test_execute_slices_a_leg_above_the_freeze_quantity(sim: SimServer) -> None:
+def test_execute_slices_a_leg_above_the_freeze_quantity(sim: SimServer, pool) -> None:
     sid = _atm_call(sim)
     lot = _lot(sim, sid)
     biggest = _limits(sim)(sid, DAY)
     assert biggest == 1755 == (sim.sim.exchange.row(sid).freeze_qty - 1) // lot * lot
     leg = Leg(security_id=sid, side=Side.BUY, quantity=2 * biggest + lot,
               kind=InstrumentKind.OPT)
-    fills = _broker(sim, max_order_qty=_limits(sim)).execute((leg,), correlation_base="IC-S1",
+    fills = _broker(sim, pool, max_order_qty=_limits(sim)).execute((leg,), correlation_base="IC-S1",
                                                              trade_date=DAY)
 
     orders = _orders(sim)
@@ -179,20 +183,20 @@ def test_execute_slices_a_leg_above_the_freeze_quantity(sim: SimServer) -> None:
     assert fill.charges.brokerage == Decimal("60.00"), "three orders, ₹20 each"
     assert sum(p.net for p in sim.sim.exchange.positions.values()) == leg.quantity
     # a retry of the same tag never reuses a slice's id
-    again = _broker(sim, max_order_qty=_limits(sim)).execute(
+    again = _broker(sim, pool, max_order_qty=_limits(sim)).execute(
         (Leg(security_id=sid, side=Side.SELL, quantity=leg.quantity, kind=InstrumentKind.OPT),),
-        correlation_base="IC-S1", trade_date=DAY)
+        correlation_base="IC-S1", trade_date=DAY, purpose="exit", tag="IC-S1")
     assert again[0].correlation_id == "IC-S1-0-1"
     assert sum(p.net for p in sim.sim.exchange.positions.values()) == 0
 
 
-def test_execute_failed_slice_flattens_the_slices_already_filled(sim: SimServer) -> None:
+def test_execute_failed_slice_flattens_the_slices_already_filled(sim: SimServer, pool) -> None:
     sid = _atm_call(sim)
     ask = sim.sim.market.quote(sid).ask
     sim.sim.account.sod_limit = ask * 1755 * 1.5  # the second slice has no margin left
     leg = Leg(security_id=sid, side=Side.BUY, quantity=2 * 1755, kind=InstrumentKind.OPT)
     with pytest.raises(OrderRejectedError) as info:
-        _broker(sim, max_order_qty=_limits(sim)).execute((leg,), correlation_base="IC-S2",
+        _broker(sim, pool, max_order_qty=_limits(sim)).execute((leg,), correlation_base="IC-S2",
                                                          trade_date=DAY)
 
     assert "slice 2/2" in info.value.reason and "Insufficient Funds" in info.value.reason

@@ -4,6 +4,7 @@ fills could not be booked (or that was in flight at a restart) is never sent a s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import psycopg
 import pykka
@@ -56,7 +57,8 @@ def _hold(h: Harness, tag: str) -> str | None:
     return rows[0]["hold"] if rows else None
 
 
-def test_exit_filled_but_not_booked_is_held_and_never_resent(make_sim, db_url: str) -> None:
+def test_exit_filled_but_not_booked_is_held_never_resent_and_booked_later(
+        make_sim, db_url: str) -> None:
     h, sim, tag, _env = _open_live_trade(make_sim, db_url)
     try:
         orders_before = len(sim.sim.exchange.orders)
@@ -76,7 +78,17 @@ def test_exit_filled_but_not_booked_is_held_and_never_resent(make_sim, db_url: s
         _close(h, tag, "stop loss (test)")  # an automatic close again: refused while on hold
         h.run_until(10, 20)                 # and the monitor's exits are refused too
         assert len(sim.sim.exchange.orders) - orders_before == 2, "no second exit was sent"
-        assert h.query("SELECT count(*) AS n FROM closed_trades")[0]["n"] == 0
+        # once the database takes it again, the close is booked from order_intents: at the
+        # prices of the two exit orders the broker filled, once
+        eventually(lambda: h.query("SELECT count(*) AS n FROM closed_trades")[0]["n"] == 1,
+                   timeout=10)
+        assert h.query("SELECT count(*) AS n FROM open_trades")[0]["n"] == 0
+        exits = list(sim.sim.exchange.orders.values())[orders_before:]
+        booked = {(r["order_id"], r["price"].quantize(Decimal("0.01"))) for r in h.query(
+            "SELECT order_id, price FROM executions WHERE action = 'CLOSE'")}
+        assert booked == {(o.order_id, Decimal(str(o.avg_price)).quantize(Decimal("0.01")))
+                          for o in exits}
+        assert len(sim.sim.exchange.orders) - orders_before == 2
     finally:
         h.stop()
 

@@ -105,7 +105,7 @@ def test_reconciliation_out_of_band_orders_pending_confirmed_and_orphan_alerted(
         confirmed, orphan = rows[1], rows[2]
         assert confirmed["trade_tag"] == tag
         assert confirmed["details"] == {"security_id": leg["security_id"],
-                                        "expected": expected_leg,
+                                        "product": "MARGIN", "expected": expected_leg,
                                         "broker": expected_leg + extra, "trade_tags": [tag],
                                         "checks": 2}
         assert orphan["trade_tag"] is None
@@ -159,8 +159,9 @@ def test_reconciliation_broker_errors_skipped_then_orphan_alerted_once(db_url: s
         rows = _audit(h)
         assert [(r["action"], r["security_id"], r["trade_tag"]) for r in rows] == [
             ("ORPHAN_ALERT", "99999", None)]
-        assert rows[0]["details"] == {"security_id": "99999", "expected": 0, "broker": -75,
-                                      "trade_tags": [], "checks": 2}
+        assert rows[0]["details"] == {"security_id": "99999", "product": "MARGIN",
+                                      "expected": 0, "broker": -75, "trade_tags": [],
+                                      "checks": 2}
         _run_to(h, 9, 22, 0)
         assert len(_audit(h)) == 1
         alerts = [e for e in tap.entries() if e.type.endswith("AlertRaised")]

@@ -1,10 +1,15 @@
 """Dhan v2 REST client: orders, portfolio, funds, margin, auth, and (mixin) market data.
 
-Placing an order is never blindly retried: after a timeout, 5xx or lost response the order
-is looked up by its correlationId (and in the order book, because Dhan's lookup cannot see
-a TRANSIT order); only when the lookups positively say "not there" is the order re-sent,
-with the *same* correlationId. When the outcome cannot be established,
-:class:`OrderStateUnknownError` is raised for the caller to reconcile.
+Placing an order is never re-sent: after a timeout, 5xx or lost response the order is
+looked up by its correlationId (and in the order book, because Dhan's lookup cannot see a
+TRANSIT order, answering 404) for ``lookup_grace`` seconds. A lookup that finds nothing is
+not proof of absence (a TRANSIT order, a server that processes the request seconds later), so
+when the order is not found :class:`OrderStateUnknownError` is raised and the caller keeps the
+order *unresolved* and goes on looking it up (``engine.broker.dhan.live_broker``); a second
+order for the same intent is never sent from here.
+
+Order lookups, cancels and (when asked) placements are *priority* calls for the rate limiter:
+they may use the share of the budget that routine calls leave free (``ratelimit``).
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class DhanClient(MarketDataMixin):
         limiter: rate limiter (default: the process-wide one of ``client_id``).
         on_auth_error: called on 401 / DH-901 / revoked token (tell the TokenActor).
         session: ``requests.Session`` to reuse.
-        lookup_grace: seconds to keep looking an ambiguous order up before re-sending.
+        lookup_grace: seconds to keep looking an ambiguous order up before declaring its
+            outcome unknown (:class:`OrderStateUnknownError`).
         **transport_options: ``get_retries``, ``retry_backoff``, ``max_rate_wait``.
     """
 
@@ -117,65 +123,80 @@ class DhanClient(MarketDataMixin):
         return cls(config.client_id, **options)
 
     # ------------------------------------------------------------------ orders
-    def place_order(self, request: OrderRequest, *, max_attempts: int = 3) -> OrderAck:
-        """``POST /orders``, safe against lost responses (see module docstring).
+    def place_order(self, request: OrderRequest, *, priority: bool = False) -> OrderAck:
+        """``POST /orders`` once; safe against lost responses (see module docstring).
+
+        Args:
+            request: the order (its correlation id identifies it in every lookup).
+            priority: an exit / unwind order: it may use the reserved order budget.
 
         Returns:
             The acknowledgement; when recovered by lookup, the looked-up order's id/status.
 
         Raises:
-            OrderStateUnknownError: the outcome could not be established.
+            OrderStateUnknownError: the answer was lost and no lookup found the order: its
+                outcome is unknown (it may still appear); never re-send it.
             DhanError: any definite refusal (input, rate limit, RMS, auth).
         """
         payload = request.to_payload(self.client_id)
         cid = request.correlation_id
-        for attempt in range(1, max_attempts + 1):
-            try:
-                data = self.transport.call("POST", "/orders", klass=ORDER, body=payload,
-                                           retry=False)
-            except TransientError as exc:
-                logger.warning("place order %s attempt %d ambiguous (%s); looking it up", cid,
-                               attempt, exc)
-                found = self._find_after_ambiguous(cid)
-                if found is not None:
-                    logger.info("order %s found after ambiguous place: %s %s", cid,
-                                found.order_id, found.status)
-                    return OrderAck(order_id=found.order_id, status=found.status)
-                continue
-            if not isinstance(data, dict) or not data.get("orderId"):
-                raise DhanError("place order answer has no orderId", endpoint="POST /orders")
-            return OrderAck(order_id=str(data["orderId"]), status=str(data.get("orderStatus")))
-        raise OrderStateUnknownError(
-            f"order {cid} not confirmed after {max_attempts} attempts", correlation_id=cid,
-            endpoint="POST /orders")
+        try:
+            data = self.transport.call("POST", "/orders", klass=ORDER, body=payload,
+                                       retry=False, priority=priority)
+        except TransientError as exc:
+            logger.warning("place order %s ambiguous (%s); looking it up", cid, exc)
+            found = self._find_after_ambiguous(cid, str(exc))
+            logger.info("order %s found after ambiguous place: %s %s", cid, found.order_id,
+                        found.status)
+            return OrderAck(order_id=found.order_id, status=found.status)
+        if not isinstance(data, dict) or not data.get("orderId"):
+            raise DhanError("place order answer has no orderId", endpoint="POST /orders")
+        return OrderAck(order_id=str(data["orderId"]), status=str(data.get("orderStatus")))
 
-    def _find_after_ambiguous(self, correlation_id: str) -> Order | None:
-        """Look an order up by correlationId, then in the order book, for ``lookup_grace``.
+    def find_order(self, correlation_id: str) -> Order | None:
+        """The order with ``correlation_id``: by ``/orders/external/{cid}``, then in the order
+        book (which also lists TRANSIT orders). ``None`` when neither shows it — which is not
+        proof that it does not exist. Lookup failures raise (``TransientError``, ...).
 
-        Returns ``None`` only when a lookup *answered* "not found" at the end of the grace
-        period; raises :class:`OrderStateUnknownError` when no lookup could be answered.
+        When the order book holds several orders with the id (which this engine never sends),
+        the first is returned and a CRITICAL line names the surplus.
+        """
+        order = self.get_order_by_correlation_id(correlation_id)
+        if order is not None:
+            return order
+        book = [o for o in self.order_list(priority=True) if o.correlation_id == correlation_id]
+        if len(book) > 1:
+            logger.critical("SURPLUS: %d orders at the broker carry correlation id %s: %s",
+                            len(book), correlation_id, [(o.order_id, o.status) for o in book])
+        return book[0] if book else None
+
+    def _find_after_ambiguous(self, correlation_id: str, why: str) -> Order:
+        """Look an ambiguous order up for ``lookup_grace`` seconds.
+
+        Raises:
+            OrderStateUnknownError: not found (whether the lookups answered or failed).
         """
         deadline = time.monotonic() + self.lookup_grace
-        answered = False
+        answered, failures = 0, []
         while True:
             try:
-                order = self.get_order_by_correlation_id(correlation_id)
-                if order is None:
-                    order = next((o for o in self.order_list()
-                                  if o.correlation_id == correlation_id), None)
-                answered = True
+                order = self.find_order(correlation_id)
+                answered += 1
                 if order is not None:
                     return order
-            except TransientError as exc:
+            except DhanError as exc:
+                failures.append(type(exc).__name__)
                 logger.warning("lookup of %s failed: %s", correlation_id, exc)
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.2)
-        if not answered:
-            raise OrderStateUnknownError(
-                f"order {correlation_id}: place was ambiguous and every lookup failed",
-                correlation_id=correlation_id, endpoint="POST /orders")
-        return None
+        detail = (f"{answered} lookup(s) found nothing" if answered else "every lookup failed")
+        if failures:
+            detail += f" ({len(failures)} failed: {', '.join(sorted(set(failures)))})"
+        raise OrderStateUnknownError(
+            f"order {correlation_id}: place was ambiguous ({why}) and {detail} within "
+            f"{self.lookup_grace:.1f}s: outcome unknown", correlation_id=correlation_id,
+            endpoint="POST /orders")
 
     def modify_order(self, request: ModifyRequest) -> OrderAck:
         """``PUT /orders/{id}`` (never retried)."""
@@ -185,39 +206,41 @@ class DhanClient(MarketDataMixin):
                         status=str((data or {}).get("orderStatus", "")))
 
     def cancel_order(self, order_id: str) -> OrderAck:
-        """``DELETE /orders/{id}``; any 2xx is success (200 or 202, reference §12)."""
-        data = self.transport.call("DELETE", f"/orders/{order_id}", klass=ORDER, retry=False)
+        """``DELETE /orders/{id}``; any 2xx is success (200 or 202, reference §12). Priority."""
+        data = self.transport.call("DELETE", f"/orders/{order_id}", klass=ORDER, retry=False,
+                                   priority=True)
         return OrderAck(order_id=str((data or {}).get("orderId", order_id)),
                         status=str((data or {}).get("orderStatus", "CANCELLED")))
 
-    def order_list(self) -> list[Order]:
+    def order_list(self, *, priority: bool = False) -> list[Order]:
         """``GET /orders``: today's order book."""
-        payload = self.transport.call("GET", "/orders", klass=NON_TRADING)
+        payload = self.transport.call("GET", "/orders", klass=NON_TRADING, priority=priority)
         return [Order.from_wire(d) for d in _list(payload)]
 
     def get_order(self, order_id: str) -> Order | None:
-        """``GET /orders/{id}``; ``None`` for an unknown id (Dhan answers ``200 []``)."""
-        return _one_order(self.transport.call("GET", f"/orders/{order_id}", klass=NON_TRADING))
+        """``GET /orders/{id}``; ``None`` for an unknown id (Dhan answers ``200 []``). Priority."""
+        return _one_order(self.transport.call("GET", f"/orders/{order_id}", klass=NON_TRADING,
+                                              priority=True))
 
     def get_order_by_correlation_id(self, correlation_id: str) -> Order | None:
         """``GET /orders/external/{cid}``; ``None`` when unknown or still in TRANSIT (404)."""
         try:
             payload = self.transport.call("GET", f"/orders/external/{correlation_id}",
-                                          klass=NON_TRADING)
+                                          klass=NON_TRADING, priority=True)
         except OrderNotFoundError:
             return None
         return _one_order(payload)
 
     def trades(self, order_id: str | None = None) -> list[Trade]:
-        """``GET /trades`` (today) or ``GET /trades/{order_id}``."""
+        """``GET /trades`` (today) or ``GET /trades/{order_id}``. Priority."""
         path = f"/trades/{order_id}" if order_id else "/trades"
-        return [Trade.from_wire(d) for d in _list(self.transport.call("GET", path,
-                                                                      klass=NON_TRADING))]
+        return [Trade.from_wire(d) for d in _list(self.transport.call(
+            "GET", path, klass=NON_TRADING, priority=True))]
 
     # --------------------------------------------------------------- portfolio
-    def positions(self) -> list[Position]:
-        """``GET /positions``."""
-        payload = self.transport.call("GET", "/positions", klass=NON_TRADING)
+    def positions(self, *, priority: bool = False) -> list[Position]:
+        """``GET /positions`` (``priority`` when it serves an order in doubt)."""
+        payload = self.transport.call("GET", "/positions", klass=NON_TRADING, priority=priority)
         return [Position.from_wire(d) for d in _list(payload)]
 
     def fund_limits(self) -> FundLimits:

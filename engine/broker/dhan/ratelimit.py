@@ -5,6 +5,14 @@ quote 1/s; non-trading 20/s; option chain one *unique* request per 3 s (per requ
 e.g. underlying + expiry). Callers block until a slot is free; when the wait would exceed
 ``max_wait`` a :class:`RateLimitError` is raised instead.
 
+**Priority.** Calls that protect money — order lookups (by id, by correlation id, order book,
+trade book), cancels, exit and unwind orders, the positions read that resolves an order in
+doubt — are ``priority``: they may use a class's whole budget. Every other call of the same
+class (entries, routine positions/funds polls, profile) sees its windows shrunk by the
+class's ``reserved`` share, so it can never eat the headroom those need (an order lookup must
+not die on a 429 because a poll used the second's budget). Quotes, data and option chains
+are classes of their own and never touch the order or lookup budgets.
+
 Limiters are sliding-window logs guarded by one condition variable, so they are
 thread-safe. :func:`limiter_for` returns the process-wide limiter of a client id.
 """
@@ -57,6 +65,16 @@ class RateLimits:
     })
     unique_interval: float = 3.0
     margin: float = 0.1
+    #: share of every window of a class kept for priority calls (0 = none)
+    reserved: dict[EndpointClass, float] = field(default_factory=lambda: {
+        EndpointClass.ORDER: 0.3,
+        EndpointClass.NON_TRADING: 0.25,
+    })
+
+    def limit_for(self, klass: EndpointClass, window: Window, priority: bool) -> int:
+        """The calls a window allows: all of it for priority calls, else less the reserve."""
+        share = 0.0 if priority else self.reserved.get(klass, 0.0)
+        return max(1, int(window.limit * (1.0 - share)))
 
 
 DHAN_LIMITS = RateLimits()
@@ -85,14 +103,16 @@ class RateLimiter:
         self._log: dict[EndpointClass, deque[float]] = {c: deque() for c in EndpointClass}
         self._unique: dict[Hashable, float] = {}
 
-    def _wait_needed(self, klass: EndpointClass, key: Hashable | None, now: float) -> float:
+    def _wait_needed(self, klass: EndpointClass, key: Hashable | None, now: float,
+                     priority: bool = False) -> float:
         wait = 0.0
         log = self._log[klass]
         for window in self.limits.windows.get(klass, ()):
+            limit = self.limits.limit_for(klass, window, priority)
             span = window.seconds + self.limits.margin
-            recent = [t for t in log if t > now - span] if len(log) >= window.limit else []
-            if len(recent) >= window.limit:
-                wait = max(wait, recent[-window.limit] + span - now)
+            recent = [t for t in log if t > now - span] if len(log) >= limit else []
+            if len(recent) >= limit:
+                wait = max(wait, recent[-limit] + span - now)
         if key is not None and key in self._unique:
             wait = max(wait, self._unique[key] + self.limits.unique_interval - now)
         return wait
@@ -108,7 +128,8 @@ class RateLimiter:
             del self._unique[k]
 
     def acquire(
-        self, klass: EndpointClass, *, key: Hashable | None = None, max_wait: float = 30.0
+        self, klass: EndpointClass, *, key: Hashable | None = None, max_wait: float = 30.0,
+        priority: bool = False,
     ) -> float:
         """Block until a call of ``klass`` (and unique ``key``) is allowed, then record it.
 
@@ -116,6 +137,8 @@ class RateLimiter:
             klass: endpoint class.
             key: identity of a "unique request" (option chain); ``None`` when not applicable.
             max_wait: longest acceptable total wait in seconds.
+            priority: a money-protecting call (see the module docstring): it may use the
+                class's reserved share.
 
         Returns:
             Seconds waited.
@@ -128,7 +151,7 @@ class RateLimiter:
             while True:
                 now = self._clock()
                 self._prune(now)
-                wait = self._wait_needed(klass, key, now)
+                wait = self._wait_needed(klass, key, now, priority)
                 if wait <= 0:
                     self._log[klass].append(now)
                     if key is not None:

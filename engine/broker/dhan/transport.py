@@ -127,6 +127,7 @@ class Transport:
         authenticated: bool = True,
         retry: bool | None = None,
         parse_float: Callable[[str], Any] = Decimal,
+        priority: bool = False,
     ) -> Any:
         """Send one request and return the parsed JSON body (``None`` when empty).
 
@@ -142,6 +143,8 @@ class Transport:
             authenticated: send ``access-token``.
             retry: retry on 429/5xx/timeout (default: only for GET).
             parse_float: how JSON floats are parsed.
+            priority: a money-protecting call (order lookups, cancels, exits): it may use
+                the rate limiter's reserved share (see ``ratelimit``).
 
         Raises:
             DhanError: a subclass matching the failure.
@@ -156,7 +159,8 @@ class Transport:
                 headers["access-token"] = self._token()
             headers.update(extra_headers or {})
             if klass is not None:
-                self.limiter.acquire(klass, key=key, max_wait=self.max_rate_wait)
+                self.limiter.acquire(klass, key=key, max_wait=self.max_rate_wait,
+                                     priority=priority)
             err = self._send(method, url, endpoint, headers, body, params, parse_float)
             if not isinstance(err, DhanError):
                 return err

@@ -276,19 +276,21 @@ class _Session:
 
 
 class BrokerPositions:
-    """The ``positions`` service: ``GET /positions`` as ``{security_id: net_qty}`` for NSE_FNO
-    (summed over product types; flat rows included as 0). Broker errors propagate."""
+    """The ``positions`` service: ``GET /positions`` as ``{(security_id, product): net_qty}``
+    for NSE_FNO (flat rows included as 0). The product is part of the key: Dhan keeps one
+    position per product, and squares INTRADAY ones off by itself. Broker errors propagate."""
 
     SEGMENT = "NSE_FNO"
 
     def __init__(self, client: DhanClient) -> None:
         self._client = client
 
-    def __call__(self) -> dict[str, int]:
-        net: dict[str, int] = {}
+    def __call__(self) -> dict[tuple[str, str], int]:
+        net: dict[tuple[str, str], int] = {}
         for pos in self._client.positions():
             if pos.exchange_segment == self.SEGMENT:
-                net[pos.security_id] = net.get(pos.security_id, 0) + pos.net_qty
+                key = (pos.security_id, pos.product_type or "MARGIN")
+                net[key] = net.get(key, 0) + pos.net_qty
         return net
 
 
@@ -357,21 +359,30 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
     ``positions`` (:class:`BrokerPositions`) and the token services (see
     :func:`token_services`).
 
-    Extra variables: ``DHAN_PRODUCT_TYPE`` (MARGIN | INTRADAY, default MARGIN),
-    ``DHAN_FILL_TIMEOUT_SEC`` (default 10), ``DHAN_LIMIT_TICKS`` (slippage cap, default 3).
-    Freeze quantities (legs above them are sliced) come from ``DHAN_INSTRUMENTS_URL``,
-    downloaded on the first live order of each trading day.
+    Extra variables: ``DHAN_PRODUCT_TYPE`` (``Config.dhan_product_type``: MARGIN; INTRADAY
+    is refused by the configuration), ``DHAN_FILL_TIMEOUT_SEC`` (default 10),
+    ``DHAN_LIMIT_TICKS`` (slippage cap, default 3), ``DHAN_LOOKUP_GRACE_SEC`` (lookups of a
+    lost place answer before the order is declared unresolved, default 2),
+    ``DHAN_RESOLVE_WINDOW_SEC`` (further lookups inside the order call before the executor's
+    resolution rounds take over, default 30). Every order intent is written to
+    ``order_intents`` before it is sent. Freeze quantities (legs above them are sliced) come
+    from ``DHAN_INSTRUMENTS_URL``, downloaded on the first live order of each trading day.
     """
+    from engine.execution.intents import IntentStore
+
     session = getattr(market, "dhan_session", None)
     if not isinstance(session, _Session):
         session = _Session(dhan_config(config), _LazyPgStore(lambda: pool))
     services = token_services(config, pool, follow_only=config.token_refresher_external,
                               session=session)
+    product = getattr(config, "dhan_product_type", "") or _env_choice(
+        "DHAN_PRODUCT_TYPE", "MARGIN", ("MARGIN", "INTRADAY"))
     broker = DhanLiveBroker(
-        session.client(), clock, quotes=market.quote,
-        product_type=_env_choice("DHAN_PRODUCT_TYPE", "MARGIN", ("MARGIN", "INTRADAY")),
-        fill_timeout_s=_env_number("DHAN_FILL_TIMEOUT_SEC", "10", 0.5, 300),
+        session.client(lookup_grace=_env_number("DHAN_LOOKUP_GRACE_SEC", "2", 0, 60)), clock,
+        intents=IntentStore(pool), quotes=market.quote, product_type=product,
+        fill_timeout_s=_env_number("DHAN_FILL_TIMEOUT_SEC", "10", 0.2, 300),
         limit_ticks=int(_env_number("DHAN_LIMIT_TICKS", "3", 0, 100)),
+        resolve_window_s=_env_number("DHAN_RESOLVE_WINDOW_SEC", "30", 0, 300),
         max_order_qty=MasterOrderLimits(_master_loader(session.dcfg.instruments_url)))
     logger.info("Dhan live broker for client %s at %s (%s, token %s)", session.dcfg.client_id,
                 session.dcfg.api_base, broker.product_type,
