@@ -14,7 +14,7 @@ from engine.dhan_sim import SimServer, build_server
 @pytest.fixture
 def make_sim() -> Iterator[Callable[..., SimServer]]:
     """Factory of started simulators. ``deep_pockets=True`` lifts the account's funds limit
-    (a long future blocks its whole notional in the simulator)."""
+    (for structures larger than the default 10 lakh start-of-day limit)."""
     servers: list[SimServer] = []
 
     def make(*, deep_pockets: bool = False, **options: Any) -> SimServer:

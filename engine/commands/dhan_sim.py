@@ -11,7 +11,10 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("--client-id", str, "simulated Dhan client id (default 1000000001)"),
     ("--pin", str, "simulated PIN (default 123456)"),
     ("--totp-secret", str, "base32 TOTP secret (random when omitted)"),
-    ("--spot", float, "initial NIFTY spot (default 24000)"),
+    ("--spot", float, "initial NIFTY spot of the builtin market (default 24000)"),
+    ("--market", str, "engine (default): the engine's simulated market at the engine's clock, "
+                      "for rehearsals; builtin: a static market at --spot"),
+    ("--seed", int, "seed of the engine market (default SIM_SEED or 7)"),
     ("--env-file", str, "write the DHAN_* variables of the simulator to this file"),
 )
 

@@ -377,7 +377,13 @@ class Exchange:
             if row else "NA", "drvStrikePrice": row.strike or 0.0 if row else 0.0})
 
     # ------------------------------------------------------------- money
+    def _is_future(self, security_id: str) -> bool:
+        row = self.row(str(security_id))
+        return row is not None and row.instrument == "FUTIDX"
+
     def _margin_per_unit(self, security_id: str, net: int, price: float) -> float:
+        if self._is_future(security_id):  # SPAN + exposure on the notional, long or short
+            return price * SHORT_MARGIN_FRACTION
         if net >= 0:
             return price
         return self.market.spot() * SHORT_MARGIN_FRACTION
@@ -399,6 +405,9 @@ class Exchange:
 
     def _position_margin(self, security_id: str, pos: SimPosition) -> float:
         net = pos.net
+        if net and self._is_future(security_id):  # a future blocks margin, not its notional
+            avg = (pos.buy_value / pos.buy_qty) if net > 0 else (pos.sell_value / pos.sell_qty)
+            return abs(net) * avg * SHORT_MARGIN_FRACTION
         if net > 0:
             return net * (pos.buy_value / pos.buy_qty)
         if net < 0:

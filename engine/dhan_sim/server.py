@@ -11,10 +11,12 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from engine.broker.dhan.errors import redact
 from engine.dhan_sim import handlers as h
+from engine.dhan_sim.engine_time import ENGINE_TIME_HEADER, EngineTimeMarket
 from engine.dhan_sim.market import BuiltinMarket, MarketSource
 from engine.dhan_sim.simulator import DhanSimulator
+from engine.market.calendar import NseCalendar
+from engine.timeutil import IST
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
                         body=self._read(), client_ip=self.client_address[0])
         if parts.path == "/v2/trades/":
             req.path = "/v2/trades"
+        if self.server.engine_time is not None:  # rehearsal: quote the engine's market now
+            self.server.engine_time.follow(req.headers.get(ENGINE_TIME_HEADER))
         admin = req.path.startswith("/__admin/")
         pre = None if admin else sim.faults.take(req.method, req.path, PRE_FAULTS)
         if pre is not None and pre.kind == "latency":
@@ -125,9 +132,11 @@ class SimServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256  # listen backlog: bursts of concurrent clients are not reset
 
-    def __init__(self, address: tuple[str, int], sim: DhanSimulator) -> None:
+    def __init__(self, address: tuple[str, int], sim: DhanSimulator,
+                 engine_time: EngineTimeMarket | None = None) -> None:
         super().__init__(address, _Handler)
         self.sim = sim
+        self.engine_time = engine_time
         self._thread: threading.Thread | None = None
 
     @property
@@ -163,9 +172,14 @@ class SimServer(ThreadingHTTPServer):
 
 
 def build_server(host: str = "127.0.0.1", port: int = 0, market: MarketSource | None = None,
-                 **options: Any) -> SimServer:
-    """Create (not start) a simulator server; ``options`` go to :class:`DhanSimulator`."""
-    return SimServer((host, port), DhanSimulator(market or BuiltinMarket(), **options))
+                 engine_time: EngineTimeMarket | None = None, **options: Any) -> SimServer:
+    """Create (not start) a simulator server; ``options`` go to :class:`DhanSimulator`.
+
+    With ``engine_time`` the simulator serves the engine's simulated market at the engine's
+    clock (``X-Engine-Time`` on each request) and ``market`` is ignored.
+    """
+    source = engine_time.source if engine_time is not None else (market or BuiltinMarket())
+    return SimServer((host, port), DhanSimulator(source, **options), engine_time)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,19 +190,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--client-id", default="1000000001")
     parser.add_argument("--pin", default="123456")
     parser.add_argument("--totp-secret", default=None, help="base32 (random when omitted)")
-    parser.add_argument("--spot", type=float, default=24000.0)
+    parser.add_argument("--spot", type=float, default=24000.0,
+                        help="initial NIFTY spot of the builtin market")
+    parser.add_argument("--market", choices=("engine", "builtin"), default="engine",
+                        help="engine: the engine's simulated market (SIM_SEED) at the engine's "
+                        "clock, for rehearsals (default); builtin: a static market at --spot")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the engine market (default SIM_SEED or 7)")
     parser.add_argument("--env-file", default=None,
                         help="write DHAN_* variables (simulator credentials) to this file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    engine_time = None
+    if args.market == "engine":
+        seed = args.seed if args.seed is not None else int(os.environ.get("SIM_SEED", "7"))
+        cal = NseCalendar()
+        today = datetime.now(IST).date()
+        day = today if cal.is_trading_day(today) else cal.next_trading_day(today)
+        engine_time = EngineTimeMarket(seed, cal.session_open(day))
     server = build_server(args.host, args.port, BuiltinMarket(spot=args.spot),
-                          client_id=args.client_id, pin=args.pin, totp_secret=args.totp_secret)
+                          engine_time=engine_time, client_id=args.client_id, pin=args.pin,
+                          totp_secret=args.totp_secret)
     if args.env_file:
         acct = server.sim.account
+        rehearsal = (f"DHAN_SEND_ENGINE_TIME=true\nSIM_SEED={engine_time.seed}\n"
+                     if engine_time is not None else "")
         Path(args.env_file).write_text(
             f"DHAN_CLIENT_ID={acct.client_id}\nDHAN_PIN={acct.pin}\n"
             f"DHAN_TOTP_SECRET={acct.totp_secret}\nDHAN_API_BASE={server.api_base}\n"
-            f"DHAN_AUTH_BASE={server.url}\nDHAN_INSTRUMENTS_URL={server.instruments_url}\n")
+            f"DHAN_AUTH_BASE={server.url}\nDHAN_INSTRUMENTS_URL={server.instruments_url}\n"
+            + rehearsal)
         Path(args.env_file).chmod(0o600)
     logger.info("Dhan simulator on %s (client id %s)%s", server.url, args.client_id,
                 f"; env written to {args.env_file}" if args.env_file else "")

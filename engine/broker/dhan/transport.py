@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -65,6 +65,8 @@ class Transport:
         get_retries: extra attempts for idempotent GETs on 429 / 5xx / timeout.
         retry_backoff: first back-off in seconds (doubles each retry).
         max_rate_wait: longest client-side wait for a rate-limit slot.
+        header_provider: extra headers computed for every call (the rehearsal's
+            ``X-Engine-Time``: the Dhan simulator prices the engine's market at that time).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Transport:
         get_retries: int = 2,
         retry_backoff: float = 0.5,
         max_rate_wait: float = 30.0,
+        header_provider: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         if not client_id:
             raise ValueError("client_id is required")
@@ -97,6 +100,7 @@ class Transport:
         self.get_retries = get_retries
         self.retry_backoff = retry_backoff
         self.max_rate_wait = max_rate_wait
+        self.header_provider = header_provider
 
     def _token(self) -> str:
         token = self._token_provider()
@@ -157,6 +161,8 @@ class Transport:
                        "Accept": "application/json"}
             if authenticated:
                 headers["access-token"] = self._token()
+            if self.header_provider is not None:
+                headers.update(self.header_provider())
             headers.update(extra_headers or {})
             if klass is not None:
                 self.limiter.acquire(klass, key=key, max_wait=self.max_rate_wait,

@@ -269,10 +269,28 @@ class _Session:
         self.dcfg, self.store = dcfg, store
         self.provider = StoredTokenProvider(store, fallback=dcfg.access_token)
         self.hook = AuthErrorHook(self.provider)
+        self.engine_clock: Clock | None = None
 
     def client(self, **kwargs: Any) -> DhanClient:
+        if self.engine_clock is not None and send_engine_time():
+            clock = self.engine_clock
+            kwargs.setdefault("header_provider",
+                              lambda: {ENGINE_TIME_HEADER: clock.now().isoformat()})
         return DhanClient.from_config(self.dcfg, token_provider=self.provider,
                                       on_auth_error=self.hook, **kwargs)
+
+
+#: Rehearsals only (``dhan-sim --env-file`` writes DHAN_SEND_ENGINE_TIME=true): every request
+#: carries the engine's clock so the simulator prices the engine's own simulated market at the
+#: same moment. Never set it against the real Dhan.
+ENGINE_TIME_HEADER = "X-Engine-Time"
+
+
+def send_engine_time() -> bool:
+    value = os.environ.get("DHAN_SEND_ENGINE_TIME", "false").strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"DHAN_SEND_ENGINE_TIME={value!r}: expected true or false")
+    return value in ("true", "1", "yes")
 
 
 class BrokerPositions:
@@ -322,6 +340,7 @@ def dhan_market_data(config: Config, clock: Clock) -> DhanMarketData:
     from engine.store.pool import get_pool
 
     session = _Session(dhan_config(config), _LazyPgStore(get_pool))
+    session.engine_clock = clock
     market = DhanMarketData(session.client(), _futures_loader(session.dcfg.instruments_url),
                             clock, NseCalendar())
     market.dhan_session = session  # type: ignore[attr-defined]
@@ -373,6 +392,7 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
     session = getattr(market, "dhan_session", None)
     if not isinstance(session, _Session):
         session = _Session(dhan_config(config), _LazyPgStore(lambda: pool))
+    session.engine_clock = clock
     services = token_services(config, pool, follow_only=config.token_refresher_external,
                               session=session)
     product = getattr(config, "dhan_product_type", "") or _env_choice(
