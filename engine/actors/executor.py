@@ -102,8 +102,7 @@ class ExecutorActor(SupervisedActor):
                 text = (f"order intents of live trades are not settled ({pending}) and no live "
                         "broker is configured (BROKER=dhan?): they cannot be resolved; entries "
                         "paused")
-                logger.critical("%s", text)
-                self.publish(self.new(AlertRaised, source="executor", text=text))
+                self._alert(text)
                 self.send("risk", self.new(PauseEntries, reason=text, source="executor"))
             else:
                 logger.warning("resuming %d group(s) of unsettled order intents: %s",
@@ -216,8 +215,7 @@ class ExecutorActor(SupervisedActor):
                         f"{exposure_text([(f.leg.security_id, f.leg.side.value, f.leg.quantity) for f in fills])}"
                         f") but could not be recorded ({type(exc).__name__}); recording it again "
                         "from order_intents, entries blocked meanwhile")
-                logger.critical("%s", text)
-                self.publish(self.new(AlertRaised, source="executor", text=text))
+                self._alert(text)
             self._schedule(self._backoff)
             return False
         self._announced.discard((trade.tag, "booking"))
@@ -277,8 +275,7 @@ class ExecutorActor(SupervisedActor):
             refused = self._broker_share_problem(trade, exit_legs)
             if refused:
                 text = f"manual close of {tag} refused: {refused}"
-                logger.critical("%s", text)
-                self.publish(self.new(AlertRaised, source="executor", text=text))
+                self._alert(text)
                 return
         if live:  # written before any order leaves, so a crash cannot lead to a second close
             trade = replace(trade, closing=now.isoformat())
@@ -533,8 +530,7 @@ class ExecutorActor(SupervisedActor):
                 "looking it up and blocks new entries until it is resolved"
                 + (f" (deadline {deadline.astimezone(IST):%H:%M} IST: then the trade goes on "
                    "hold and you decide with resolve_order)" if deadline else ""))
-        logger.critical("%s", text)
-        self.publish(self.new(AlertRaised, source="executor", text=text))
+        self._alert(text)
 
     def _still_unresolved(self, tag: str, group: str, exc: OrdersUnresolved) -> None:
         self._announce(tag, group, exc)
@@ -548,8 +544,7 @@ class ExecutorActor(SupervisedActor):
                 f"({group}) unresolved: {exc}. New entries stay blocked. Check the position at "
                 f"the broker and decide with resolve_order for {cids}: action 'filled' with "
                 "the price (and quantity), 'not_filled', or 'flatten' with a quantity")
-        logger.critical("%s", text)
-        self.publish(self.new(AlertRaised, source="executor", text=text))
+        self._alert(text)
         trade = self._open.get(tag)
         if group == "exit" and trade is not None and not trade.hold:
             self._hold(trade, f"exit orders unresolved past the deadline: {exc}")
@@ -623,6 +618,11 @@ class ExecutorActor(SupervisedActor):
         self._resolve_round()
 
     # ------------------------------------------------------------------ holds and alerts
+    def _alert(self, text: str) -> None:
+        """Something the operator must act on: CRITICAL in the log and an alert."""
+        logger.critical("%s", text)
+        self.publish(self.new(AlertRaised, source="executor", text=text))
+
     def _hold(self, trade: Trade, why: str) -> None:
         """Suspend automatic closes of ``trade`` until an operator closes it by hand."""
         held = replace(trade, hold=why)
