@@ -290,6 +290,11 @@ class ExecutorActor(SupervisedActor):
             self._schedule(self._backoff)
             return
         except ExecutionRefused as exc:
+            # an exit the broker refuses leaves the risk it was closing: tell the operator
+            # every time (an entry refusal backs off instead, in the RiskActor)
+            self.publish(self.new(AlertRaised, source="executor", text=(
+                f"EXIT REFUSED for {tag} ({reason}): {exc}. The position is still open; the "
+                "monitor will try again at its next cycle")))
             logger.error("cannot close %s now (%s); the monitor will retry", tag, exc)
             if live:  # nothing was left open: the close may be tried again
                 self._open[tag] = replace(trade, closing=None)

@@ -402,3 +402,32 @@ def test_operator_marks_an_unresolved_entry_leg_filled_and_the_trade_is_recorded
         _one_order_per_intent(sim)
     finally:
         h.stop()
+
+
+def test_refused_exit_is_alerted_every_time_and_nothing_is_reversed(make_sim, db_url) -> None:
+    """Issue 11 §7: a refused *exit* escalates every time (an entry refusal backs off). The
+    broker rejects every exit order: each close attempt alerts, the position stays as it was
+    at the broker and in the books, and a later close (faults lifted) flattens it once."""
+    tap = MessageTap()
+    h, sim, _ = _engine(make_sim, db_url, tap=tap)
+    tag = _open_trade(h)
+    try:
+        before = _net(sim)
+        assert before == _books(h)
+        sim.sim.faults.add("reject_order", method="POST", path="/v2/orders", count=None)
+        executor = h.engine.directory.get("executor")
+        for attempt in range(2):
+            executor.tell(ClosePosition(ts=h.engine.clock.now(), message_id=f"t-close-{attempt}",
+                                        tag=tag, reason="manual close by test"))
+            eventually(lambda n=attempt + 1: len(_alerts(tap, "EXIT REFUSED")) >= n, timeout=30)
+        assert _net(sim) == before == _books(h), "a refused exit changed the position"
+        _one_order_per_intent(sim)
+        sim.sim.faults.clear()
+        executor.tell(ClosePosition(ts=h.engine.clock.now(), message_id="t-close-ok", tag=tag,
+                                    reason="manual close by test"))
+        eventually(lambda: h.query("SELECT 1 FROM closed_trades WHERE tag = %s", tag),
+                   timeout=30)
+        assert _net(sim) == {} and _books(h) == {}
+        _one_order_per_intent(sim)
+    finally:
+        h.stop()
