@@ -15,7 +15,9 @@ Kinds:
                      it is cancelled (``CANCELLED`` with the filled quantity kept).
 
 Every rule takes ``skip``: that many matching requests pass untouched before it applies (the
-second order of an exit, the lookups after the first one, ...).
+second order of an exit, the lookups after the first one, ...), and ``probability``: it then
+applies to each matching request with that chance (seeded: ``Faults(seed=...)``), for soaks
+with a fault rate rather than a script.
 
 A server that processes an order late (the order appears seconds after the request) is
 ``latency`` on ``POST /v2/orders`` with ``seconds`` beyond the client's timeout.
@@ -23,6 +25,7 @@ A server that processes an order late (the order appears seconds after the reque
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from dataclasses import dataclass, field
@@ -43,6 +46,7 @@ class Fault:
     params: dict[str, Any] = field(default_factory=dict)
     hits: int = 0
     skip: int = 0  # matching requests to let through before applying
+    probability: float = 1.0  # chance of applying to each matching request
 
     def matches(self, method: str, path: str) -> bool:
         """True when the rule applies to ``method path``."""
@@ -54,12 +58,19 @@ class Fault:
 class Faults:
     """Thread-safe rule list; :meth:`take` consumes the first matching rule."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
         self._rules: list[Fault] = []
         self._lock = threading.Lock()
+        self._random = random.Random(seed)
+
+    def seed(self, seed: int) -> None:
+        """Make the ``probability`` draws repeatable."""
+        with self._lock:
+            self._random.seed(seed)
 
     def add(self, kind: str, *, path: str | None = None, method: str | None = None,
-            count: int | None = 1, skip: int = 0, **params: Any) -> Fault:
+            count: int | None = 1, skip: int = 0, probability: float = 1.0,
+            **params: Any) -> Fault:
         """Add a rule (see the module docstring for kinds and params).
 
         Raises:
@@ -73,8 +84,10 @@ class Faults:
             re.compile(path)
         if skip < 0:
             raise ValueError(f"fault skip must be >= 0, got {skip}")
+        if not 0 < float(probability) <= 1:
+            raise ValueError(f"fault probability must be in (0, 1], got {probability}")
         rule = Fault(kind=kind, path=path, method=method, count=count, params=params,
-                     skip=int(skip))
+                     skip=int(skip), probability=float(probability))
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -86,7 +99,8 @@ class Faults:
         if not isinstance(kind, str):
             raise ValueError("fault spec needs a 'kind'")
         return self.add(kind, path=spec.pop("path", None), method=spec.pop("method", None),
-                        count=spec.pop("count", 1), skip=int(spec.pop("skip", 0)), **spec)
+                        count=spec.pop("count", 1), skip=int(spec.pop("skip", 0)),
+                        probability=float(spec.pop("probability", 1.0)), **spec)
 
     def take(self, method: str, path: str, kinds: tuple[str, ...] = KINDS) -> Fault | None:
         """Consume and return the first rule of ``kinds`` matching the request."""
@@ -95,6 +109,8 @@ class Faults:
                 if rule.kind in kinds and rule.matches(method, path):
                     if rule.skip > 0:
                         rule.skip -= 1
+                        continue
+                    if rule.probability < 1 and self._random.random() >= rule.probability:
                         continue
                     rule.hits += 1
                     if rule.count is not None:
@@ -113,4 +129,5 @@ class Faults:
         """Rules still armed (admin API)."""
         with self._lock:
             return [{"kind": r.kind, "path": r.path, "method": r.method, "count": r.count,
-                     "skip": r.skip, **r.params} for r in self._rules]
+                     "skip": r.skip, "probability": r.probability, "hits": r.hits, **r.params}
+                    for r in self._rules]
