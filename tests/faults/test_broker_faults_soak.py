@@ -82,6 +82,8 @@ def test_live_session_with_a_fifth_of_broker_calls_failing(make_sim, db_url) -> 
         pykka.ActorRegistry.stop_all(timeout=10)
 
     orders = Counter(o.body["correlationId"] for o in sim.sim.exchange.orders.values())
+    print(f"soak seed {seed}: {len(orders)} orders at the broker, {injected} faults injected, "
+          f"{n_intents} intents, broker net {broker}")
     assert orders, "the session placed no live order: the soak proved nothing"
     assert injected > 0, "no fault was injected"
     assert all(n == 1 for n in orders.values()), f"two orders for one intent: {orders}"
