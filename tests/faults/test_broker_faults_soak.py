@@ -8,7 +8,7 @@ done, the invariants hold: never two orders for one intent, every position at th
 explained by the books (and every position in the books is at the broker), no short leg at
 the broker without its long cover, and every invariant of the books.
 
-``FAULT_RATE`` (default 0.2), ``FAULT_SEED`` (default 11) and ``FAULT_UNTIL`` (default 10:45;
+``FAULT_RATE`` (default 0.2), ``FAULT_SEED`` (default 11) and ``FAULT_UNTIL`` (default 10:15;
 the soak: ``FAULT_UNTIL=15:15``) tune it.
 """
 
@@ -46,7 +46,7 @@ def _fast_live_broker(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_live_session_with_a_fifth_of_broker_calls_failing(make_sim, db_url) -> None:
     rate = float(os.environ.get("FAULT_RATE", "0.2"))
-    hh, mm = os.environ.get("FAULT_UNTIL", "10:45").split(":")
+    hh, mm = os.environ.get("FAULT_UNTIL", "10:15").split(":")
     until = int(hh) * 60 + int(mm)
     seed = int(os.environ.get("FAULT_SEED", "11"))
     live = _Live(make_sim, db_url)
