@@ -22,7 +22,7 @@ def test_repeated_entry_refusal_backs_off_and_alerts_once(db_url: str) -> None:
                      " stage = 'disabled'")
     h.start()
     try:
-        h.run_until(15, 0)
+        h.run_until(13, 0)
         denied = h.query("SELECT count(*) AS n FROM strategy_battle_log"
                          " WHERE rejections::text LIKE '%%the broker refused the last%%'")[0]["n"]
     finally:

@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 
 from engine.timeutil import IST
 from tests.conftest import eventually
+from tests.faults.invariants import violations
 
 pytestmark = pytest.mark.faults
 REPO = Path(__file__).resolve().parents[2]
@@ -157,10 +158,13 @@ def test_kills_between_cycle_commit_and_clock_save_replay_nothing(new_database, 
 def test_random_kills_apply_every_scan_cycle_exactly_once(db_url, tmp_path) -> None:
     """SIGKILL the engine at random moments (mid-cycle, mid-commit, mid-save, ...) and restart
     it each time: every scan cycle of the session is recorded exactly once, none is skipped,
-    and the spread history is the market's, sample for sample."""
-    rng = random.Random(11)
+    the spread history is the market's, sample for sample, and every invariant of the books
+    (tests/faults/invariants.py) holds. ``FAULT_KILLS`` (default 5) and ``FAULT_SEED``
+    (default 11) make it a soak."""
+    seed = int(os.environ.get("FAULT_SEED", "11"))
+    rng = random.Random(seed)
     logs, kills = tmp_path / "engine", 0
-    while kills < 6:
+    while kills < int(os.environ.get("FAULT_KILLS", "5")):
         proc = _engine(db_url, logs, until="2025-02-03T12:00")
         try:
             _wait_for_rows(db_url, proc, _one(db_url, "SELECT count(*) FROM strategy_battle_log")
@@ -183,6 +187,11 @@ def test_random_kills_apply_every_scan_cycle_exactly_once(db_url, tmp_path) -> N
         funnel = conn.execute("SELECT funnel FROM metrics_days").fetchone()[0]
         legs = conn.execute("SELECT tag, security_id, action, count(*) FROM executions"
                             " GROUP BY tag, security_id, action").fetchall()
+        conn.row_factory = dict_row
+        closed = conn.execute("SELECT count(*) AS n FROM closed_trades").fetchone()["n"]
+        broken = violations(conn)
+    assert closed >= 1, "the session must trade for the invariants to mean much"
+    assert broken == {}, f"invariants violated after {kills} kills (seed {seed}): {broken}"
     start = datetime(2025, 2, 3, 9, 15, tzinfo=IST)
     every_minute = [start + timedelta(minutes=i) for i in range(166)]  # 09:15 .. 12:00
     assert cycles == every_minute and iv == every_minute
