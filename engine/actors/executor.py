@@ -34,13 +34,7 @@ from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as repo
-from engine.execution.intents import (
-    IntentStore,
-    ResolveIntents,
-    ResolveOrder,
-    exposure_text,
-    group_of,
-)
+from engine.execution.intents import IntentStore, exposure_text, group_of
 from engine.execution.paper import (
     ExecutionRefused,
     ExitIncomplete,
@@ -55,6 +49,8 @@ from engine.messages.commands import (
     GetStatus,
     OpenPosition,
     PauseEntries,
+    ResolveIntents,
+    ResolveOrder,
     SetGoLiveStage,
 )
 from engine.messages.events import AlertRaised, MarkedToMarket, OrderRejected, PositionClosed, PositionOpened

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from engine.bus.commands import CommandError, CommandRow
 from engine.config import DRY_RUN_STRATEGIES
-from engine.execution.intents import ResolveOrder
 from engine.messages.commands import (
     ClosePosition,
     PauseEntries,
     ResetEscalation,
+    ResolveOrder,
     ResumeEntries,
     RunBacktest,
     RunGrid,

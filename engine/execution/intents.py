@@ -16,7 +16,7 @@ rebuilds its in-flight orders from; it resumes tracking them and never re-sends 
 Groups: the unsettled rows of one trade tag and purpose are one *group* — ``entry`` (entry and
 flatten rows: an entry and the unwinding of its known fills), ``exit`` and ``operator``.
 
-The module also holds the executor's own messages (``ResolveIntents``, ``ResolveOrder``).
+The executor's messages ``ResolveIntents`` and ``ResolveOrder`` are in ``engine.messages.commands``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from engine.messages.base import Command
 from engine.messages.legs import InstrumentKind, Leg, OptionType, Side
 from engine.store.tx import transaction
 
@@ -274,34 +273,6 @@ def exposure_text(open_legs: Sequence[tuple[str, str, int]]) -> str:
                      for sid, side, qty in open_legs)
 
 
-# ---------------------------------------------------------------------- executor messages
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResolveIntents(Command):
-    """Executor to itself (from its back-off timer): look the unsettled order intents up
-    again and finish what they started (record, unwind, roll an exit forward)."""
-
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResolveOrder(Command):
-    """The operator's decision on an unresolved order (engine command ``resolve_order``).
-
-    Attributes:
-        correlation_id: the order intent (``order_intents.correlation_id``).
-        action: ``filled`` (at ``price``, for ``quantity`` units, default the whole order),
-            ``not_filled``, or ``flatten`` (send an opposite MARKET order of ``quantity``
-            units of the intent's security, then treat the intent as not filled).
-        by: who decided.
-    """
-
-    correlation_id: str
-    action: str
-    price: Decimal | None = None
-    quantity: int | None = None
-    by: str = "operator"
-
-
 __all__ = [
     "GROUP_PURPOSES",
     "OPEN",
@@ -310,8 +281,6 @@ __all__ = [
     "TERMINAL",
     "Intent",
     "IntentStore",
-    "ResolveIntents",
-    "ResolveOrder",
     "blocking_intent",
     "exposure_text",
     "group_of",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from engine.messages.base import Command
@@ -29,6 +30,8 @@ __all__ = [
     "PruneTick",
     "RefreshToken",
     "ResetEscalation",
+    "ResolveIntents",
+    "ResolveOrder",
     "RestartChild",
     "ResumeEntries",
     "RunBacktest",
@@ -242,3 +245,30 @@ class Crash:
     exactly as an unexpected bug would, so supervision and recovery can be exercised."""
 
     reason: str = "crash injected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolveIntents(Command):
+    """Executor to itself (from its back-off timer): look the unsettled order intents up
+    again and finish what they started (record, unwind, roll an exit forward)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolveOrder(Command):
+    """The operator's decision on an unresolved order (engine command ``resolve_order``).
+
+    Attributes:
+        correlation_id: the order intent (``order_intents.correlation_id``).
+        action: ``filled`` (at ``price``, for ``quantity`` units, default the whole order),
+            ``not_filled``, or ``flatten`` (send an opposite MARKET order of ``quantity``
+            units of the intent's security, then treat the intent as not filled).
+        by: who decided.
+    """
+
+    correlation_id: str
+    action: str
+    price: Decimal | None = None
+    quantity: int | None = None
+    by: str = "operator"

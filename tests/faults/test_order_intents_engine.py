@@ -24,8 +24,8 @@ from engine.broker.dhan.ratelimit import RateLimiter
 from engine.bus.commands import CommandRow
 from engine.bus.dispatch import Dispatcher
 from engine.dhan_sim import SimServer, SnapshotMarket
-from engine.execution.intents import ResolveIntents, blocking_intent
-from engine.messages.commands import ClosePosition, GetStatus, OpenPosition
+from engine.execution.intents import blocking_intent
+from engine.messages.commands import ClosePosition, GetStatus, OpenPosition, ResolveIntents
 from engine.messages.legs import InstrumentKind, Leg, Side
 from engine.messages.tap import MessageTap
 from engine.timeutil import IST
