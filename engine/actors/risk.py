@@ -123,10 +123,10 @@ class RiskActor(SupervisedActor):
             rows = [c for m, c in closes if m == stage]
             stored, seen = self._stages[stage], min(self._seen.get(stage, 0), len(rows))
             truth = derive(rows, stored)
-            if verify and counters(derive(rows[:seen], stored)) != counters(stored):
+            state = derive(rows[:seen], stored)  # what the stored row should say
+            if verify and counters(state) != counters(stored):
                 logger.warning("risk envelope %s did not match closed_trades (%s closes); rebuilt"
                                " from the records", stage, seen)
-            state = derive(rows[:seen], stored)
             before = state.paused(now)
             for close in rows[seen:]:  # each close not yet applied, once, in close order
                 state = after_close(state, close.realized_pnl, _close_time(close, now), limits,
@@ -145,17 +145,10 @@ class RiskActor(SupervisedActor):
                                   paused_until=state.paused_until, stage=stage))
 
     # ------------------------------------------------------------------ intents
-    def _stage_of(self, strategy: str) -> str:
-        with self._pool.connection() as conn:
-            row = conn.execute("SELECT stage FROM go_live_state WHERE strategy = %s",
-                               (strategy,)).fetchone()
-        stage = row["stage"] if row else "paper"
-        return stage if stage in STAGES else "paper"  # 'disabled' is refused by the executor
-
     def _on_intent(self, intent: OpenPosition) -> None:
         now = self.clock.now()
         self._refresh()  # a close whose event was lost still counts before this entry
-        stage = self._stage_of(intent.strategy)
+        stage = trades_repo.trading_stage(self._pool, intent.strategy)
         # count from open_trades (the source of truth) so a lost event cannot over-admit
         trades = trades_repo.load_open(self._pool)
         open_tags = set(trades)

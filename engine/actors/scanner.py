@@ -119,10 +119,8 @@ class ScannerActor(SupervisedActor):
             return self._paused
         if not self._stage_paused:
             return None
-        with self._pool.connection() as conn:
-            row = conn.execute("SELECT stage FROM go_live_state WHERE strategy = %s",
-                               (strategy,)).fetchone()
-        reason, until = self._stage_paused.get(row["stage"] if row else "paper", (None, None))
+        stage = trades_repo.trading_stage(self._pool, strategy)
+        reason, until = self._stage_paused.get(stage, (None, None))
         if reason and (until is None or now < until):
             return reason
         return None

@@ -13,6 +13,7 @@ import getpass
 import sys
 
 from engine.bus.commands import enqueue_command
+from engine.risk import repository
 from engine.store.pool import get_pool
 from engine.store.tx import transaction
 from engine.timeutil import IST
@@ -65,11 +66,9 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _status(_args: argparse.Namespace) -> int:
+    stages = repository.stage_rows(get_pool())
     with get_pool().connection() as conn:
         glob = conn.execute("SELECT * FROM risk_envelope_state WHERE id = 1").fetchone()
-        stages = conn.execute(
-            "SELECT * FROM risk_envelope_stages ORDER BY "
-            "array_position(ARRAY['live', 'shadow', 'paper'], stage)").fetchall()
         recent = conn.execute(
             "SELECT id, kind, status, error, created_at FROM engine_commands WHERE kind IN"
             " ('pause_entries', 'resume_entries') ORDER BY id DESC LIMIT 3").fetchall()

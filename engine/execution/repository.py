@@ -155,6 +155,16 @@ def record_close(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: date
     return CloseResult(True, gross, charges, net)
 
 
+def trading_stage(pool: ConnectionPool, strategy: str) -> str:
+    """The envelope stage (paper / shadow / live) a strategy's trades count in: its go-live
+    stage, ``paper`` when unset or ``disabled`` (the executor refuses a disabled one)."""
+    with pool.connection() as conn:
+        row = conn.execute("SELECT stage FROM go_live_state WHERE strategy = %s",
+                           (strategy,)).fetchone()
+    stage = row["stage"] if row else "paper"
+    return stage if stage in ("paper", "shadow", "live") else "paper"
+
+
 def seed_go_live(pool: ConnectionPool, dry_run_flags: Mapping[str, bool]) -> dict[str, str]:
     """Seed go_live_state from *_DRY_RUN flags on first run only; the DB owns it afterwards."""
     with transaction(pool) as conn:

@@ -3,7 +3,7 @@
 * ``risk_envelope_state`` (singleton): the pause that applies to every stage (operator,
   supervisor, trades on hold, token) and, for display, the counters summed over all stages.
 * ``risk_envelope_stages``: one envelope per go-live stage; its counters are derived from
-  ``closed_trades`` (``derive_stage``), never accumulated from events.
+  ``closed_trades`` (``envelope.derive``), never accumulated from events.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def all_stages(closes: list[tuple[str, Close]], global_state: EnvelopeState) -> 
 
 
 def stage_rows(pool: ConnectionPool) -> list[dict[str, Any]]:
+    """The stage rows, live first (for display)."""
     with pool.connection() as conn:
         return conn.execute("SELECT * FROM risk_envelope_stages ORDER BY "
                             "array_position(ARRAY['live','shadow','paper'], stage)").fetchall()
