@@ -15,6 +15,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from engine.clock import Clock
 from engine.dhan_sim.market import SnapshotMarket
 from engine.market.calendar import NseCalendar
 from engine.market.simulator import SimulatedMarket
@@ -29,9 +30,11 @@ class EngineTimeMarket:
     Args:
         seed: the engine's ``SIM_SEED``.
         start: the clock before the engine's first request (IST-aware).
+        clock: the engine's clock, when the engine runs in the same process; the request
+            header is then not needed (and ignored). Settable after construction.
     """
 
-    def __init__(self, seed: int, start: datetime) -> None:
+    def __init__(self, seed: int, start: datetime, clock: Clock | None = None) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
         self.seed = seed
@@ -40,6 +43,7 @@ class EngineTimeMarket:
         self._followed = False
         self._lock = threading.Lock()
         self._cache: tuple[datetime, Any] | None = None
+        self.clock = clock
         self.source = SnapshotMarket(self.snapshot)
 
     def follow(self, header: str | None) -> None:
@@ -59,11 +63,11 @@ class EngineTimeMarket:
 
     @property
     def now(self) -> datetime:
-        return self._now
+        return self.clock.now() if self.clock is not None else self._now
 
     def snapshot(self) -> Any:
         with self._lock:
-            at = self._now
+            at = self.clock.now() if self.clock is not None else self._now
             if self._cache is None or self._cache[0] != at:
                 self._cache = (at, self._market.snapshot_at(at))
             return self._cache[1]

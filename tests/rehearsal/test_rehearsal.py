@@ -3,19 +3,15 @@ simulator, on the simulated market; DC is in stage 'live', so its entry goes out
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import pykka
 import pytest
 
 from engine.broker.dhan.live_broker import DhanLiveBroker
 from engine.dhan_sim import SimServer, SnapshotMarket
-from engine.market.calendar import NseCalendar
-from engine.market.simulator import SimulatedMarket
+from engine.dhan_sim.engine_time import EngineTimeMarket as _EngineTimeMarket
 from engine.messages.commands import GetStatus
 from tests.engine.harness import SESSION, Harness
 from tests.rehearsal.conftest import live_env
@@ -27,22 +23,10 @@ def _stop_all() -> Iterator[None]:
     pykka.ActorRegistry.stop_all(timeout=10)
 
 
-class EngineTimeMarket:
-    """The engine's simulated market (same seed) at the engine clock, for the simulator:
-    the Dhan simulator quotes and fills exactly what the paper market data shows."""
-
-    def __init__(self, seed: int) -> None:
-        self.market = SimulatedMarket(seed, SESSION, NseCalendar())
-        self.clock: Any = None
-        self._lock = threading.Lock()
-        self._cache: tuple[datetime, Any] | None = None
-
-    def snapshot(self) -> Any:
-        at = self.clock.now() if self.clock is not None else SESSION
-        with self._lock:
-            if self._cache is None or self._cache[0] != at:
-                self._cache = (at, self.market.snapshot_at(at))
-            return self._cache[1]
+def EngineTimeMarket(seed: int) -> _EngineTimeMarket:
+    """The engine's simulated market (same seed) at the engine clock (set ``.clock``), for the
+    simulator: it quotes and fills exactly what the paper market data shows."""
+    return _EngineTimeMarket(seed, SESSION)
 
 
 @pytest.mark.usefixtures("_stop_all")
