@@ -179,30 +179,8 @@ class CalendarSource:
             self._listener = None
 
     # ------------------------------------------------------------ calendar methods
-    def covers(self, d: date) -> bool:
-        return self.current().covers(d)
-
-    def require_covered(self, d: date) -> None:
-        self.current().require_covered(d)
-
-    def is_trading_day(self, d: date) -> bool:
-        return self.current().is_trading_day(d)
-
-    def is_market_open(self, dt: datetime) -> bool:
-        return self.current().is_market_open(dt)
-
-    def session_open(self, d: date) -> datetime:
-        return self.current().session_open(d)
-
-    def session_close(self, d: date) -> datetime:
-        return self.current().session_close(d)
-
-    def next_trading_day(self, d: date) -> date:
-        return self.current().next_trading_day(d)
-
-    def previous_trading_day(self, d: date) -> date:
-        return self.current().previous_trading_day(d)
-
+    # is_trading_day, session_open, covers, expiries, lot sizes, ...: whatever the current
+    # NseCalendar offers, read at call time so a reload is followed at once
     def __getattr__(self, name: str) -> Any:  # expiries, lot sizes, ...: the current calendar
         if name.startswith("_"):
             raise AttributeError(name)
