@@ -47,6 +47,12 @@ class StrategyInput:
     open_trades: tuple[OpenTradeView, ...] = ()
     entries_paused_reason: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the options market view (chains of every listed expiry in reach, DTE, trading time,
+    #: events, realized range): see engine.strategies.market_view. None when the source
+    #: has no option chains (the futures-only CAL_ARB does not need it).
+    market: Any = None
+    #: slot use per family/strategy: {"dc_family": {"used": n, "limit": m}, "IC": {...}}
+    slots: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

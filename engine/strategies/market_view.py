@@ -1,0 +1,351 @@
+"""The market as every options strategy sees it: pure data and the definitions they share.
+
+Built once per scan cycle from a :class:`~engine.market.snapshot.MarketSnapshot` and the
+exchange calendar by :func:`build_market_view` (pure: no I/O), then handed to each
+strategy inside :class:`~engine.strategies.base.StrategyInput`. The live scanner and the
+backtester build it the same way, so a strategy cannot tell them apart.
+
+Definitions (written once, used by every strategy):
+
+* **DTE** — trading sessions after today up to and including the expiry: the expiry day
+  itself is 0, the session before it 1 (holidays and weekends do not count).
+* **Time to expiry for IV** (``ExpiryView.t``) — the IV's own basis: calendar years to
+  15:30 IST on the expiry (``engine.market.pricing.year_fraction``), the same in live and
+  backtest. **Trading time** (``ExpiryView.t_trading``) — the rest of today's session plus
+  the whole sessions up to the expiry, over ``TRADING_SESSIONS_PER_YEAR``; richness between
+  two expiries is compared in trading time (:func:`trading_time_iv`), because in calendar
+  time a far expiry that spans a weekend the near one does not looks cheap.
+* **Near** — the first expiry with DTE ≥ 1: on an expiry day, today's contract is never a
+  new leg, so "near" is the next expiry. **Next weekly** — the expiry after near. **The
+  monthly** — the first monthly expiry strictly after near.
+* **Strikes** — the listed ones; :meth:`ExpiryView.nearest_strike` picks the nearest to a
+  target with ties resolved *outward* (away from spot), among strikes with a live two-sided
+  quote; a structure uses a strike only if it is listed and quoted in every expiry used
+  (:func:`common_quoted_strike`).
+* **Marks** — exit-side prices: a long is marked at the bid, a short at the ask, never at
+  mid (:func:`exit_mark`).
+* **Units** — every leg of a structure has the same number of units per strike; when the
+  contracts' lot sizes differ the structure is refused (:func:`units_for`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import numpy as np
+
+from engine.market.calendar import NseCalendar
+from engine.market.pricing import black76_greeks, year_fraction
+from engine.market.snapshot import MarketSnapshot, price_decimal
+from engine.market.surface import analyze_expiry
+from engine.timeutil import IST, MARKET_CLOSE, MARKET_OPEN
+
+__all__ = [
+    "TRADING_SESSIONS_PER_YEAR",
+    "ExpiryView",
+    "MarketView",
+    "OptionView",
+    "StructureRefused",
+    "build_market_view",
+    "common_quoted_strike",
+    "dte",
+    "exit_mark",
+    "trading_time_iv",
+    "trading_years",
+    "units_for",
+]
+
+OptionType = Literal["CE", "PE"]
+TRADING_SESSIONS_PER_YEAR = 252.0
+_SESSION_SECONDS = (datetime.combine(date(2000, 1, 3), MARKET_CLOSE)
+                    - datetime.combine(date(2000, 1, 3), MARKET_OPEN)).total_seconds()
+
+
+class StructureRefused(ValueError):
+    """A structure cannot be built as asked (the message says why, for the battle log)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionView:
+    """One listed option contract with its quote (``None`` where the source has nothing)."""
+
+    security_id: str
+    expiry: date
+    strike: Decimal
+    option_type: OptionType
+    bid: Decimal | None
+    ask: Decimal | None
+    ltp: Decimal | None
+    iv: float | None            # annualized fraction, on the IV's own (calendar) basis
+    delta: float | None         # Black-76 on the expiry's parity forward at this strike's IV
+    volume: int = 0
+    oi: int = 0
+    lot_size: int
+    bid_qty: int | None = None  # top-of-book quantities, where the source quotes them
+    ask_qty: int | None = None
+
+    @property
+    def quoted(self) -> bool:
+        """A live two-sided quote: bid > 0 and ask ≥ bid."""
+        return (self.bid is not None and self.ask is not None and self.bid > 0
+                and self.ask >= self.bid)
+
+    @property
+    def mid(self) -> Decimal | None:
+        if not self.quoted:
+            return None
+        return ((self.bid + self.ask) / 2).quantize(Decimal("0.01"))  # type: ignore[operator]
+
+    @property
+    def spread(self) -> Decimal | None:
+        return (self.ask - self.bid) if self.quoted else None  # type: ignore[operator]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ExpiryView:
+    """One listed expiry: its chain, forward, times and lot."""
+
+    expiry: date
+    dte: int
+    t: float                      # calendar years to 15:30 IST on expiry (IV basis)
+    t_trading: float              # trading years (see module docstring)
+    forward: float
+    atm_strike: Decimal
+    atm_iv: float | None
+    lot_size: int
+    monthly: bool
+    strikes: tuple[Decimal, ...]
+    calls: Mapping[Decimal, OptionView]
+    puts: Mapping[Decimal, OptionView]
+
+    def option(self, strike: Decimal, option_type: OptionType) -> OptionView | None:
+        return (self.calls if option_type == "CE" else self.puts).get(Decimal(strike))
+
+    def quoted_strikes(self, option_type: OptionType | None = None) -> tuple[Decimal, ...]:
+        """Strikes with a live quote on ``option_type`` (on both sides when None)."""
+        out = []
+        for k in self.strikes:
+            c, p = self.calls.get(k), self.puts.get(k)
+            ok_c, ok_p = c is not None and c.quoted, p is not None and p.quoted
+            if (option_type == "CE" and ok_c) or (option_type == "PE" and ok_p) or (
+                    option_type is None and ok_c and ok_p):
+                out.append(k)
+        return tuple(out)
+
+    def nearest_strike(self, target: float, *, spot: float,
+                       option_type: OptionType | None = None) -> Decimal | None:
+        """The quoted strike nearest ``target``; a tie goes outward (away from ``spot``)."""
+        return _nearest(self.quoted_strikes(option_type), target, spot)
+
+    def expected_move(self, spot: float) -> float | None:
+        """One standard deviation of spot to expiry: spot · ATM IV · √t (index points)."""
+        if self.atm_iv is None or self.t <= 0:
+            return None
+        return float(spot) * self.atm_iv * math.sqrt(self.t)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class MarketView:
+    """Spot, every listed expiry in reach (ascending, none past), events, realized range."""
+
+    now: datetime
+    spot: Decimal
+    expiries: tuple[ExpiryView, ...]
+    events: tuple[Any, ...] = ()
+    realized_range: float | None = None
+    rate: float = 0.065
+    _by_date: dict[date, ExpiryView] = field(default_factory=dict, repr=False)
+    _by_id: dict[str, OptionView] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_date", {e.expiry: e for e in self.expiries})
+        object.__setattr__(self, "_by_id", {o.security_id: o for e in self.expiries
+                                            for side in (e.calls, e.puts)
+                                            for o in side.values()})
+
+    def option_by_id(self, security_id: str) -> OptionView | None:
+        """The listed option with this broker security id (None if not in the view)."""
+        return self._by_id.get(str(security_id))
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(IST).date()
+
+    def expiry(self, d: date) -> ExpiryView | None:
+        return self._by_date.get(d)
+
+    @property
+    def near(self) -> ExpiryView | None:
+        """First expiry with DTE ≥ 1 (on an expiry day, the next one)."""
+        return next((e for e in self.expiries if e.dte >= 1), None)
+
+    @property
+    def is_expiry_day(self) -> bool:
+        return any(e.expiry == self.today for e in self.expiries)
+
+    def next_weekly(self) -> ExpiryView | None:
+        """The expiry right after near."""
+        near = self.near
+        if near is None:
+            return None
+        return next((e for e in self.expiries if e.expiry > near.expiry), None)
+
+    def monthly_after_near(self) -> ExpiryView | None:
+        """The first monthly expiry strictly after near."""
+        near = self.near
+        if near is None:
+            return None
+        return next((e for e in self.expiries if e.monthly and e.expiry > near.expiry), None)
+
+
+# ---------------------------------------------------------------------------- definitions
+def dte(calendar: NseCalendar, today: date, expiry: date) -> int:
+    """Trading sessions after ``today`` up to and including ``expiry`` (expiry day = 0)."""
+    if expiry <= today:
+        return 0
+    n, d = 0, today
+    while d < expiry:
+        d = calendar.next_trading_day(d)
+        n += 1
+    return n
+
+
+def trading_years(calendar: NseCalendar, now: datetime, expiry: date) -> float:
+    """Trading time to 15:30 IST on ``expiry``: the rest of today's session (if ``now`` is
+    a trading day) plus each whole session after today, over 252 sessions a year."""
+    local = now.astimezone(IST)
+    today = local.date()
+    if expiry < today:
+        return 0.0
+    rest = 0.0
+    if calendar.is_trading_day(today):
+        close = datetime.combine(today, MARKET_CLOSE, IST)
+        opened = datetime.combine(today, MARKET_OPEN, IST)
+        rest = (close - max(local, opened)).total_seconds() / _SESSION_SECONDS
+        rest = min(1.0, max(0.0, rest))
+    return (rest + dte(calendar, today, expiry)) / TRADING_SESSIONS_PER_YEAR
+
+
+def trading_time_iv(iv: float | None, t_calendar: float, t_trading: float) -> float | None:
+    """The same total variance expressed per trading year: √(σ²·t_cal / t_trading)."""
+    if iv is None or t_calendar <= 0 or t_trading <= 0:
+        return None
+    return math.sqrt(iv * iv * t_calendar / t_trading)
+
+
+def exit_mark(option: OptionView, held_side: Literal["BUY", "SELL"]) -> Decimal | None:
+    """What a held leg closes at now: a long sells at the bid, a short buys at the ask."""
+    if not option.quoted:
+        return None
+    return option.bid if held_side == "BUY" else option.ask
+
+
+def units_for(lots: int, options: Sequence[OptionView]) -> int:
+    """Units per leg for ``lots`` lots when every leg has the same lot size.
+
+    Raises:
+        StructureRefused: the legs' lot sizes differ (e.g. 75 and 65 around Jan 2026).
+    """
+    sizes = sorted({o.lot_size for o in options})
+    if lots <= 0:
+        raise StructureRefused(f"lots must be positive, got {lots}")
+    if len(sizes) != 1:
+        raise StructureRefused(
+            "lot sizes differ across the legs ("
+            + ", ".join(f"{o.expiry:%d %b} {o.strike} {o.option_type}: {o.lot_size}"
+                        for o in options) + "): refused rather than left partly unhedged")
+    return lots * sizes[0]
+
+
+def common_quoted_strike(expiries: Iterable[ExpiryView], target: float, spot: float,
+                         option_type: OptionType) -> Decimal | None:
+    """The strike nearest ``target`` (ties outward) listed and quoted in every expiry."""
+    sets = [set(e.quoted_strikes(option_type)) for e in expiries]
+    if not sets:
+        return None
+    common = set.intersection(*sets)
+    return _nearest(tuple(sorted(common)), target, spot)
+
+
+def _nearest(strikes: Sequence[Decimal], target: float, spot: float) -> Decimal | None:
+    if not strikes:
+        return None
+    best: Decimal | None = None
+    best_key: tuple[float, float] | None = None
+    for k in strikes:
+        dist = abs(float(k) - target)
+        # ties outward: of two equally near strikes, the one farther from spot
+        key = (round(dist, 9), -abs(float(k) - spot))
+        if best_key is None or key < best_key:
+            best, best_key = k, key
+    return best
+
+
+# ---------------------------------------------------------------------------- builder
+def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
+                      events: Sequence[Any] = (), realized_range: float | None = None,
+                      rate: float = 0.065, monthlies: Iterable[date] | None = None
+                      ) -> MarketView:
+    """Every chain of ``snapshot`` with time left, as :class:`ExpiryView` s.
+
+    Args:
+        snapshot: the market snapshot (chains for the expiries in reach).
+        calendar: the exchange calendar (DTE, trading time, lot sizes, monthlies).
+        events: the day's market events (``market_events`` rows), passed through.
+        realized_range: the session's spot high − low so far, passed through.
+        rate: discount rate for parity forwards and Black-76.
+        monthlies: monthly expiry dates; default from ``calendar``.
+    """
+    now = snapshot.time
+    today = now.astimezone(IST).date()
+    if monthlies is None:
+        monthly_set = {calendar.monthly_expiry(y, m)
+                       for y, m in {(c.expiry.year, c.expiry.month) for c in snapshot.chains}}
+    else:
+        monthly_set = set(monthlies)
+    views = []
+    for chain in snapshot.chains:
+        if chain.expiry < today or year_fraction(now, chain.expiry) <= 0 or not chain.strikes.size:
+            continue
+        e = analyze_expiry(snapshot, chain, rate)
+        lot = calendar.lot_size(today, chain.expiry)
+        calls: dict[Decimal, OptionView] = {}
+        puts: dict[Decimal, OptionView] = {}
+        for kind, side, ivs, out in (("CE", chain.ce, e.ce_iv, calls),
+                                     ("PE", chain.pe, e.pe_iv, puts)):
+            ok = np.isfinite(ivs) & (ivs > 0)
+            delta = np.full(chain.strikes.shape, np.nan)
+            if ok.any() and e.t > 0:
+                g = black76_greeks(e.forward, chain.strikes[ok], e.t, ivs[ok], kind == "CE", 0.0)
+                delta[ok] = g.delta
+            for i, k in enumerate(chain.strikes.tolist()):
+                strike = price_decimal(k)
+                out[strike] = OptionView(
+                    security_id=str(int(side.security_id[i])), expiry=chain.expiry,
+                    strike=strike, option_type=kind,  # type: ignore[arg-type]
+                    bid=_money(side.bid[i]), ask=_money(side.ask[i]), ltp=_money(side.ltp[i]),
+                    iv=float(ivs[i]) if ok[i] else None,
+                    delta=float(delta[i]) if np.isfinite(delta[i]) else None,
+                    volume=int(side.volume[i]), oi=int(side.oi[i]), lot_size=lot)
+        views.append(ExpiryView(
+            expiry=chain.expiry, dte=dte(calendar, today, chain.expiry), t=e.t,
+            t_trading=trading_years(calendar, now, chain.expiry), forward=e.forward,
+            atm_strike=price_decimal(e.atm_strike), atm_iv=e.atm_iv, lot_size=lot,
+            monthly=chain.expiry in monthly_set,
+            strikes=tuple(price_decimal(k) for k in chain.strikes.tolist()),
+            calls=calls, puts=puts))
+    return MarketView(now=now, spot=price_decimal(snapshot.spot),
+                      expiries=tuple(sorted(views, key=lambda v: v.expiry)),
+                      events=tuple(events), realized_range=realized_range, rate=rate)
+
+
+def _money(x: float) -> Decimal | None:
+    x = float(x)
+    if not math.isfinite(x) or x <= 0:
+        return None
+    return price_decimal(x)
