@@ -44,6 +44,8 @@ _OPT_STT = ((date(2016, 6, 1), Decimal("0.05") * PCT), (date(2023, 4, 1), Decima
             (date(2024, 10, 1), Decimal("0.1") * PCT), (date(2026, 4, 1), Decimal("0.15") * PCT))
 _FUT_STT = ((date(2016, 6, 1), Decimal("0.01") * PCT), (date(2023, 4, 1), Decimal("0.0125") * PCT),
             (date(2024, 10, 1), Decimal("0.02") * PCT), (date(2026, 4, 1), Decimal("0.05") * PCT))
+# STT on an ITM long option exercised at expiry, on its settlement (intrinsic) value
+_EXERCISE_STT = ((date(2016, 6, 1), Decimal("0.125") * PCT), (date(2026, 4, 1), Decimal("0.15") * PCT))
 _OPT_TXN = ((date(2016, 1, 1), Decimal("0.0495") * PCT), (date(2024, 10, 1), Decimal("0.03503") * PCT))
 _FUT_TXN = ((date(2016, 1, 1), Decimal("0.002") * PCT), (date(2024, 10, 1), Decimal("0.00173") * PCT))
 _OPT_STAMP = ((date(2020, 7, 1), Decimal("0.003") * PCT),)
@@ -100,3 +102,20 @@ def order_charges(*, kind: str, side: str, price: Decimal, quantity: int, on: da
     return Charges(
         brokerage=brokerage, exchange=exchange, sebi=sebi, ipft=ipft,
         stt=stt.quantize(RUPEE, ROUND_HALF_UP), stamp=stamp.quantize(RUPEE, ROUND_HALF_UP), gst=gst)
+
+
+def exercise_charges(*, intrinsic: Decimal, quantity: int, on: date) -> Charges:
+    """Charges of a long option exercised in the money at expiry (``on`` = the expiry).
+
+    NSE settles it at its intrinsic value; the buyer pays STT on that settlement value
+    (0.125 %, 0.15 % from 2026-04-01; nse-data.md §4), rounded to the rupee. No brokerage
+    (no order), no exchange charge or stamp duty on the exercise itself. An OTM option
+    (``intrinsic`` 0) or a short one expires with no extra charge.
+    """
+    if quantity <= 0 or intrinsic < 0:
+        raise ValueError(f"quantity={quantity}, intrinsic={intrinsic}: quantity must be > 0, "
+                         "intrinsic >= 0")
+    zero = Decimal("0.00")
+    stt = (Decimal(intrinsic) * quantity * _dated(_EXERCISE_STT, on)).quantize(RUPEE, ROUND_HALF_UP)
+    return Charges(brokerage=zero, exchange=zero, sebi=zero, ipft=zero, stt=stt, stamp=Decimal(0),
+                   gst=zero)

@@ -72,3 +72,16 @@ def test_charges_bad_input_refused(kwargs) -> None:
 def test_charges_date_before_any_rate_refused() -> None:
     with pytest.raises(ValueError, match="no charge rate"):
         order_charges(kind="OPT", side="BUY", price=Decimal(1), quantity=1, on=date(2010, 1, 1))
+
+
+def test_exercise_stt_on_intrinsic_value_dated() -> None:
+    from engine.execution.charges import exercise_charges
+
+    # a long 23000 CE settled at 23100 on 2025-02-06: intrinsic 100 x 75 = 7,500; 0.125 %
+    before = exercise_charges(intrinsic=Decimal("100"), quantity=75, on=date(2025, 2, 6))
+    assert before.stt == Decimal("9") and before.total == Decimal("9")   # 9.375 -> 9
+    after = exercise_charges(intrinsic=Decimal("100"), quantity=65, on=date(2026, 4, 7))
+    assert after.stt == Decimal("10")                                    # 9.75 -> 10
+    assert exercise_charges(intrinsic=Decimal("0"), quantity=75, on=date(2025, 2, 6)).total == 0
+    with pytest.raises(ValueError, match="intrinsic"):
+        exercise_charges(intrinsic=Decimal("-1"), quantity=75, on=date(2025, 2, 6))
