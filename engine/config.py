@@ -170,7 +170,7 @@ class Config:
         return out
 
 
-DRY_RUN_STRATEGIES = ("DC", "MDC", "IC", "AI_MARKET")
+DRY_RUN_STRATEGIES = ("CAL_ARB", "DC", "MDC", "IC", "AI_MARKET")
 _SECRET_VARIABLE = re.compile(r"_(TOKEN|PIN|SECRET|SECRET_KEY|PASSWORD|API_KEY|APIKEY|ZAPIKEY|WEBHOOK_URL)$")
 
 
@@ -235,7 +235,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
 
 #: Strategies whose structures are held across sessions (calendars, condors): their live
 #: legs must be carry-forward (MARGIN). Dhan squares INTRADAY positions off at 15:20 by itself.
-OVERNIGHT_STRATEGIES = ("DC", "MDC", "IC")
+OVERNIGHT_STRATEGIES = ("CAL_ARB", "DC", "MDC", "IC")
 
 
 def _validate(cfg: Config) -> Config:

@@ -48,6 +48,7 @@ from engine.risk.envelope import (
 )
 from engine.settings import all_knobs
 from engine.store.tx import transaction
+from engine.strategies.slots import strategy_slots
 from engine.timeutil import IST, MARKET_CLOSE
 
 logger = logging.getLogger(__name__)
@@ -229,11 +230,8 @@ class RiskActor(SupervisedActor):
     def _save_slots(self, trades: dict | None = None) -> None:
         """runtime_state 'strategy_slots', recomputed from open_trades (as the seeds say)."""
         trades = trades_repo.load_open(self._pool) if trades is None else trades
-        used = sorted(t.tag for t in trades.values()
-                      if t.strategy.startswith("DC") or t.strategy == "MDC")
-        limit = self._settings.get("DC_FAMILY_SLOTS")
-        value = {"dc_family": {"used": len(used), "limit": limit, "tags": used},
-                 "open_positions": len(trades)}
+        value: dict[str, Any] = strategy_slots(trades.values(), self._settings)
+        value["open_positions"] = len(trades)
         with transaction(self._pool) as conn:
             conn.execute(
                 "INSERT INTO runtime_state (key, value, updated_at) VALUES ('strategy_slots', %s,"

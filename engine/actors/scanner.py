@@ -14,7 +14,8 @@ Owns: strategy_battle_log, iv_snapshots, calendar_spread_history, futures_id_cac
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +24,7 @@ from psycopg.types.json import Jsonb
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
 from engine.execution.paper import ExecutionRefused
-from engine.market.calendar import uncovered_reason
+from engine.market.calendar import NseCalendar, uncovered_reason
 from engine.market.snapshot import price_decimal
 from engine.market.snapshot_store import (
     decimal_or_none,
@@ -43,11 +44,28 @@ from engine.messages.events import (
 )
 from engine.scan_inputs import HISTORY_KEEP, futures_quote, next_spread_history, strategy_input
 from engine.store.tx import transaction
-from engine.strategies import calendar_spread
 from engine.strategies.base import FuturesQuote
+from engine.strategies.cycle import CycleResult, run_cycle
+from engine.strategies.market_view import build_market_view
+from engine.strategies.registry import specs
+from engine.strategies.slots import strategy_slots
 
 logger = logging.getLogger(__name__)
 
+DAILY_CLOSES = 30  # sessions of closes handed to strategies (IC's realized volatility)
+
+
+def _jsonable(value: Any) -> Any:
+    """Strategy metrics as JSON: Decimals and dates as text, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (Decimal, date, datetime)):
+        return str(value)
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
 
 
 class ScannerActor(SupervisedActor):
@@ -88,6 +106,9 @@ class ScannerActor(SupervisedActor):
             (day_range["trade_date"], float(day_range["hi"]), float(day_range["lo"]))
             if day_range else None)
         self._last_alert: str | None = None
+        self._closes: tuple[Any, tuple[float, ...]] | None = None
+        self._param_keys = sorted({k for spec in specs() for k in spec.param_keys}
+                                  | {"DC_FAMILY_SLOTS", "EXPIRY_DAY_EXIT_TIME"})
 
     def handle(self, message: Any) -> Any:
         match message:
@@ -167,20 +188,16 @@ class ScannerActor(SupervisedActor):
             surface = compute_surface(snap, spot_high=hi, spot_low=lo)
         except (ValueError, ArithmeticError) as exc:
             logger.warning("IV surface skipped at %s: %s", at, exc)
-        params = self._settings.snapshot(list(calendar_spread.PARAM_KEYS))
-        inp = strategy_input(snap, at, self._history, self._open.values(),
-                             self._paused_reason(at, calendar_spread.NAME))
-        decision = calendar_spread.decide(inp, params)
-        rejections: dict[str, Any] = (
-            {decision.strategy: list(decision.reasons)} if decision.reasons else {})
-        entries = decision.entries
+        result = self._decide(snap, at, surface, hi - lo)
+        rejections: dict[str, Any] = dict(result.rejections)
+        entries = result.entries
         refusal = self._calendar_refusal(at)
         if refusal is not None:  # unknown exchange calendar: no entries; exits still go out
             rejections["calendar"] = refusal
             entries = ()
-        funnel = {"cycles": 1, "signals": len(decision.entries)}
-        if len(entries) < len(decision.entries):
-            funnel["denied"] = len(decision.entries) - len(entries)
+        funnel = {"cycles": 1, "signals": len(result.entries)}
+        if len(entries) < len(result.entries):
+            funnel["denied"] = len(result.entries) - len(entries)
         with transaction(self._pool) as conn:
             # the row is the cycle's commit record: when it exists already, this cycle was
             # applied before a restart and nothing of it is written or sent again
@@ -193,12 +210,12 @@ class ScannerActor(SupervisedActor):
                  iv_percent(surface.near_atm_iv if surface else None),
                  decimal_or_none(surface.realized_range if surface else None, 2),
                  decimal_or_none(surface.near_straddle if surface else None, 2),
-                 decision.strategy if entries else None,
-                 Jsonb({decision.strategy: decision.eligible}),
+                 result.selected_strategy if entries else None,
+                 Jsonb(dict(result.eligibility)),
                  Jsonb(rejections),
-                 Jsonb({"metrics": decision.metrics,
-                        "entry_tags": [e.tag for e in decision.entries],
-                        "exit_tags": [x.tag for x in decision.exits]}))).fetchone()
+                 Jsonb(_jsonable({"metrics": result.metrics,
+                                  "entry_tags": [e.tag for e in result.entries],
+                                  "exit_tags": [x.tag for x in result.exits]})))).fetchone()
             if row is None:
                 logger.warning("scan %s was already applied (replayed after a restart): skipped", at)
                 return
@@ -210,13 +227,56 @@ class ScannerActor(SupervisedActor):
             trades_repo.bump_funnel(conn, at.date(), funnel)
         if sampled is not None:  # committed: the in-memory window follows the table
             self._history, self._pair = sampled
-        logger.debug("scan %s battle_log=%s %s", at, row["id"], decision.reasons)
-        for exit_ in decision.exits:
+        logger.debug("scan %s battle_log=%s %s", at, row["id"], rejections)
+        for exit_ in result.exits:
             self.send("executor", self.new(ClosePosition, tag=exit_.tag, reason=exit_.reason))
         for entry in entries:
             self.send("risk", self.new(OpenPosition, strategy=entry.strategy, tag=entry.tag,
                                        legs=entry.legs, reason=entry.reason, reply_to=self.name,
                                        params={"direction": entry.direction, **entry.context}))
+
+    def _decide(self, snap, at: datetime, surface, session_range: float) -> CycleResult:
+        """Every registered strategy on this cycle's input (engine.strategies.cycle)."""
+        calendar = self._calendar
+        calendar = calendar.current() if hasattr(calendar, "current") else calendar
+        calendar = calendar or NseCalendar()
+        view = None
+        try:
+            view = build_market_view(snap, calendar, events=(), realized_range=session_range)
+        except (ValueError, ArithmeticError, KeyError) as exc:
+            logger.warning("market view skipped at %s: %s", at, exc)
+        trades = list(self._open.values())
+        inp = strategy_input(snap, at, self._history, trades, None)
+        inp = replace(inp, market=view, slots=strategy_slots(trades, self._settings),
+                      extra={"daily_closes": self._daily_closes(at),
+                             "surface_near_atm_iv": surface.near_atm_iv if surface else None})
+        values = self._settings.snapshot(self._param_keys)
+        values["_calendar"] = calendar
+        params = {spec.name: values for spec in specs()}
+        paused = {spec.name: self._paused_reason(at, spec.name) for spec in specs()}
+        return run_cycle(inp, params, paused=paused)
+
+    def _daily_closes(self, at: datetime) -> tuple[float, ...]:
+        """The closes of the sessions before today (for realized volatility), cached a day."""
+        day = at.date()
+        if self._closes is not None and self._closes[0] == day:
+            return self._closes[1]
+        closes: tuple[float, ...] = ()
+        source = getattr(self._market, "daily_closes", None)
+        if source is not None:
+            try:
+                closes = tuple(source(DAILY_CLOSES))
+            except Exception as exc:  # a data gap must not stop the scan
+                logger.warning("daily closes unavailable (%s); using the battle log's", exc)
+        if not closes:
+            with self._pool.connection() as conn:
+                rows = conn.execute(
+                    "SELECT DISTINCT ON (trade_date) trade_date, spot FROM strategy_battle_log"
+                    " WHERE trade_date < %s AND spot IS NOT NULL ORDER BY trade_date DESC,"
+                    " created_at DESC LIMIT %s", (day, DAILY_CLOSES)).fetchall()
+            closes = tuple(float(r["spot"]) for r in reversed(rows))
+        self._closes = (day, closes)
+        return closes
 
     def _sample_spread(self, conn, at: datetime, near: FuturesQuote, far: FuturesQuote
                        ) -> tuple[list[Decimal], tuple[Any, Any]]:

@@ -9,7 +9,7 @@ the backtesting issue; this is the simulated-market flavour.)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,11 +23,12 @@ from engine.messages.legs import Leg, Side
 from engine.ports.market_data import SimMarketData
 from engine.scan_inputs import next_spread_history, strategy_input
 from engine.settings import all_knobs, knob
-from engine.strategies import calendar_spread
-from engine.strategies.exits import exit_reason, mark_to_market
+from engine.strategies import registry
+from engine.strategies.cycle import run_cycle
+from engine.strategies.exits import mark_to_market
+from engine.strategies.market_view import build_market_view
+from engine.strategies.slots import slots_from
 from engine.timeutil import IST
-
-STRATEGIES: dict[str, Callable[..., Any]] = {"DC": calendar_spread.decide}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +44,24 @@ def default_params() -> dict[str, Any]:
 def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, seed: int = 7,
         scan_every: timedelta = timedelta(minutes=1),
         progress: Callable[[float], None] | None = None) -> BacktestResult:
-    """Run ``strategy`` from ``start`` to ``end`` (inclusive) on the simulated market."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    """Run ``strategy`` from ``start`` to ``end`` (inclusive) on the simulated market.
+
+    Raises:
+        ValueError: an unknown strategy (naming the registered ones), a bad parameter, or
+            no trading day in the range.
+    """
+    spec = registry.get(strategy)  # UnknownStrategy (a ValueError) lists the valid names
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
-    decide = STRATEGIES[strategy]
     # overrides arrive as text or JSON values (CLI, dashboard): each is checked and typed by
     # its knob, so a bad key or value fails the run with the registry's reason
     p = default_params() | {key: knob(key).coerce(str(value)) for key, value in params.items()}
+    p[spec.enabled_key] = True  # a backtest of a strategy runs it, whatever the live switch
     cal = NseCalendar()
+    p["_calendar"] = cal
+    limits = {registry.DC_FAMILY: int(p["DC_FAMILY_SLOTS"])} | {
+        s.name: int(p.get(f"{s.name}_SLOTS", p["RISK_MAX_OPEN_POSITIONS"]))
+        for s in registry.specs() if s.family is None}
     days = [d for d in (start + timedelta(n) for n in range((end - start).days + 1))
             if cal.is_trading_day(d)]
     if not days:
@@ -74,14 +83,17 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
             inp = strategy_input(snap, t, history, open_trades.values(), None)
             if inp.near is not None and inp.far is not None:
                 history, pair, _ = next_spread_history(history, pair, inp.near, inp.far)
-            decision = decide(inp, p)
+            view = build_market_view(snap, cal)
+            inp = replace(inp, market=view, slots=slots_from(open_trades.values(), limits),
+                          extra={"daily_closes": market.daily_closes(30)})
+            decision = run_cycle(inp, {spec.name: p}, (spec,))
             for trade in list(open_trades.values()):
                 try:
-                    mtm = mark_to_market(trade, broker.quote)
+                    mtm = mark_to_market(trade, view.quote)
                 except NoQuote:
                     continue
                 open_trades[trade.tag] = trade = trade.marked(mtm)
-                reason = exit_reason(trade, mtm, t, p) or next(
+                reason = spec.exit_rule(trade, view, t, p) or next(
                     (x.reason for x in decision.exits if x.tag == trade.tag), None)
                 if reason:
                     closed.append(_close(trade, broker, t, reason))
@@ -96,7 +108,8 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
                 open_trades[entry.tag] = Trade(
                     tag=entry.tag, strategy=strategy, mode="backtest", trade_date=day, opened_at=t,
                     direction=entry.direction,
-                    legs=tuple(OpenLeg(f.leg, f.price, f.charges.total) for f in fills))
+                    legs=tuple(OpenLeg(f.leg, f.price, f.charges.total) for f in fills),
+                    context=dict(entry.context))
             t += scan_every
         if progress is not None:
             progress((n + 1) / len(days))
@@ -105,7 +118,9 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
 
 def _close(trade: Trade, broker: PaperBroker, t: datetime, reason: str) -> dict[str, Any]:
     legs = tuple(Leg(security_id=x.leg.security_id, quantity=x.leg.quantity, kind=x.leg.kind,
-                     side=Side.SELL if x.leg.side is Side.BUY else Side.BUY) for x in trade.legs)
+                     option_type=x.leg.option_type, expiry=x.leg.expiry, strike=x.leg.strike,
+                     side=Side.SELL if x.leg.side is Side.BUY else Side.BUY)
+                 for x in _exit_order(trade))
     fills = broker.execute(legs, correlation_base=f"{trade.tag}-X", trade_date=t.date())
     gross = trade.gross_pnl({f.leg.security_id: f.price for f in fills})
     charges = trade.entry_charges + sum((f.charges.total for f in fills), Decimal(0))
@@ -114,6 +129,11 @@ def _close(trade: Trade, broker: PaperBroker, t: datetime, reason: str) -> dict[
             "charges": str(charges.quantize(Decimal("0.01"))),
             "realized_pnl": str((gross - charges).quantize(Decimal("0.01"))),
             "mfe": str(trade.mfe), "mae": str(trade.mae), "exit_reason": reason}
+
+
+def _exit_order(trade: Trade):
+    """Shorts bought back before their wings are sold (never an unhedged short)."""
+    return sorted(trade.legs, key=lambda x: 0 if x.leg.side is Side.SELL else 1)
 
 
 def _metrics(closed: list[dict[str, Any]]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.settings import SettingError, knob
+from engine.strategies.registry import names
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     for name, helptext in (("run", "one backtest with the given parameters"),
                            ("grid-search", "every combination of --param KEY=v1,v2,...")):
         a = s.add_parser(name, help=helptext, description=helptext)
-        a.add_argument("--strategy", default="DC", help="strategy to test (default DC)")
+        a.add_argument("--strategy", default="DC", choices=names(), metavar="NAME",
+                       help=f"strategy to test: {', '.join(names())} (default DC)")
         a.add_argument("--start", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
         a.add_argument("--end", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
         a.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",

@@ -280,6 +280,16 @@ class SimulatedMarket:
                 self._sessions.popitem(last=False)
         return sess
 
+    def daily_closes(self, before: date, count: int) -> tuple[float, ...]:
+        """Spot closes of the ``count`` sessions before ``before``, oldest first (fewer
+        when the simulated market began later). Cheap: the minute path only."""
+        out: list[float] = []
+        d = self.calendar.previous_trading_day(before)
+        while len(out) < count and d >= self._first_day:
+            out.append(float(self._path.day(d).spot_min[-1]))
+            d = self.calendar.previous_trading_day(d)
+        return tuple(reversed(out))
+
     # ------------------------------------------------------------------ clock
     def _locate(self, t: datetime) -> tuple[date, int]:
         """(session day, second index) of instant ``t``, clamped into sessions."""

@@ -54,3 +54,7 @@ class SimMarketData:
 
     def quote(self, security_id: str) -> Quote:
         return quote_from_snapshot(self.snapshot(), security_id)
+
+    def daily_closes(self, count: int) -> tuple[float, ...]:
+        """NIFTY closes of the ``count`` sessions before today (the clock's), oldest first."""
+        return self._market.daily_closes(self._clock.now().date(), count)

@@ -102,6 +102,7 @@ def register(knob: Knob) -> Knob:
 
 def knob(key: str) -> Knob:
     """The knob for ``key``, or SettingError listing close matches."""
+    _strategy_knobs()
     try:
         return _REGISTRY[key]
     except KeyError:
@@ -111,25 +112,32 @@ def knob(key: str) -> Knob:
 
 
 def all_knobs() -> list[Knob]:
+    _strategy_knobs()
     return sorted(_REGISTRY.values(), key=lambda k: k.key)
+
+
+_STRATEGIES_LOADED = False
+
+
+def _strategy_knobs() -> None:
+    """Register every strategy's own knobs (declared in its module) on first use; lazily,
+    because the strategy modules import this one for ``Knob``."""
+    global _STRATEGIES_LOADED
+    if _STRATEGIES_LOADED:
+        return
+    _STRATEGIES_LOADED = True
+    from engine.strategies.registry import specs
+
+    for spec in specs():
+        for k in spec.knobs:
+            register(k)
 
 
 D = Decimal
 _SEED = [
-    # Calendar spread (DC family) — the first strategy.
-    Knob("DC_ENABLED", bool, True, "Scan the NIFTY near/far futures calendar spread."),
-    Knob("DC_ZSCORE_ENTRY", D, D("2.0"), "Enter when |z| of the near/far spread exceeds this.",
-         D("0.5"), D("10")),
-    Knob("DC_ZSCORE_EXIT", D, D("0.5"), "Exit when |z| falls back below this.", D("0"), D("5")),
-    Knob("DC_WINDOW", int, 100, "Samples in the rolling z-score window.", 10, 1000),
-    Knob("DC_MIN_SAMPLES", int, 30, "Samples needed before the z-score is trusted.", 5, 1000),
-    Knob("DC_LOTS", int, 1, "Lots per calendar-spread leg.", 1, 50),
-    Knob("DC_PROFIT_TARGET_PCT", D, D("0.30"),
-         "Close when profit reaches this fraction of the entry margin proxy.", D("0.01"), D("5")),
-    Knob("DC_STOP_LOSS_PCT", D, D("0.50"),
-         "Close when loss reaches this fraction of the entry margin proxy.", D("0.01"), D("5")),
-    Knob("DC_MAX_HOLD_MINUTES", int, 240, "Time exit for a calendar spread.", 1, 7 * 24 * 60),
-    Knob("DC_FAMILY_SLOTS", int, 1, "Open DC-family positions allowed at once.", 0, 10),
+    # Strategies: each strategy module declares its own knobs (engine/strategies/registry.py);
+    # the slot limit DC and MDC share is the family's.
+    Knob("DC_FAMILY_SLOTS", int, 1, "Open dc_family (DC + MDC) positions allowed at once.", 0, 10),
     # Risk envelope.
     Knob("RISK_DAILY_LOSS_CAP", D, D("10000"), "Pause entries when today's P&L falls below -cap (₹).",
          D("0"), D("100000000")),
@@ -144,6 +152,7 @@ _SEED = [
     Knob("AI_PREDICT_DAILY_RUN_CAP", int, 6, "ai_predictions rows allowed per day.", 0, 100),
     Knob("AI_EXIT_OVERLAY_ENABLED", bool, False, "Let breakout-risk advisories close trades."),
     # Go-live seeds: only read when go_live_state is empty.
+    Knob("CAL_ARB_DRY_RUN", bool, True, "Seed: CAL_ARB starts in paper mode on first run."),
     Knob("DC_DRY_RUN", bool, True, "Seed: DC starts in paper mode on first run."),
     Knob("MDC_DRY_RUN", bool, True, "Seed: MDC starts in paper mode on first run."),
     Knob("IC_DRY_RUN", bool, True, "Seed: IC starts in paper mode on first run."),

@@ -159,6 +159,8 @@ class MarketView:
     events: tuple[Any, ...] = ()
     realized_range: float | None = None
     rate: float = 0.065
+    #: futures quotes by security id (bid, ask, ltp as engine.execution.paper.Quote)
+    futures: Mapping[str, Any] = field(default_factory=dict)
     _by_date: dict[date, ExpiryView] = field(default_factory=dict, repr=False)
     _by_id: dict[str, OptionView] = field(default_factory=dict, repr=False)
 
@@ -171,6 +173,22 @@ class MarketView:
     def option_by_id(self, security_id: str) -> OptionView | None:
         """The listed option with this broker security id (None if not in the view)."""
         return self._by_id.get(str(security_id))
+
+    def quote(self, security_id: str) -> Any:
+        """Bid/ask/LTP (``engine.execution.paper.Quote``) of an option or future.
+
+        Raises:
+            NoQuote: the security is not in the view or has no two-sided quote.
+        """
+        from engine.execution.paper import NoQuote, Quote
+
+        sid = str(security_id)
+        if sid in self.futures:
+            return self.futures[sid]
+        o = self._by_id.get(sid)
+        if o is None or not o.quoted:
+            raise NoQuote(f"security {sid} has no live quote in the market view at {self.now}")
+        return Quote(o.bid, o.ask, o.ltp if o.ltp is not None else o.mid)
 
     @property
     def today(self) -> date:
@@ -339,9 +357,16 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
             monthly=chain.expiry in monthly_set,
             strikes=tuple(price_decimal(k) for k in chain.strikes.tolist()),
             calls=calls, puts=puts))
+    from engine.execution.paper import Quote
+
+    futures = {str(f.security_id): Quote(price_decimal(f.bid), price_decimal(f.ask),
+                                         price_decimal(f.ltp))
+               for f in (snapshot.near_future, snapshot.far_future)
+               if f is not None and f.bid > 0 and f.ask >= f.bid}
     return MarketView(now=now, spot=price_decimal(snapshot.spot),
                       expiries=tuple(sorted(views, key=lambda v: v.expiry)),
-                      events=tuple(events), realized_range=realized_range, rate=rate)
+                      events=tuple(events), realized_range=realized_range, rate=rate,
+                      futures=futures)
 
 
 def _money(x: float) -> Decimal | None:

@@ -88,13 +88,13 @@ def test_cli_backtest_run_and_grid_search(capsys) -> None:
     import json
 
     assert main(["backtest", "run", "--start", "2025-02-03", "--end", "2025-02-03",
-                 "--param", "DC_ZSCORE_ENTRY=2.5", "--json"]) == 0
+                 "--strategy", "CAL_ARB", "--param", "CAL_ARB_ZSCORE_ENTRY=2.5", "--json"]) == 0
     run = json.loads(capsys.readouterr().out)
     assert run["metrics"]["trades"] == len(run["trades"]) > 0
     assert main(["backtest", "grid-search", "--start", "2025-02-03", "--end", "2025-02-03",
-                 "--param", "DC_ZSCORE_ENTRY=2.5,3", "--json"]) == 0
+                 "--strategy", "CAL_ARB", "--param", "CAL_ARB_ZSCORE_ENTRY=2.5,3", "--json"]) == 0
     grid = json.loads(capsys.readouterr().out)
-    assert [row["params"]["DC_ZSCORE_ENTRY"] for row in grid] != [] and len(grid) == 2
+    assert [row["params"]["CAL_ARB_ZSCORE_ENTRY"] for row in grid] != [] and len(grid) == 2
     assert float(grid[0]["metrics"]["net_pnl"]) >= float(grid[1]["metrics"]["net_pnl"])
     assert main(["backtest", "run", "--start", "2025-02-03", "--end", "2025-02-03",
                  "--param", "NOPE=1"]) == 2

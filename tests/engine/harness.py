@@ -14,6 +14,20 @@ from engine.store.pool import open_pool
 from engine.timeutil import IST
 
 SESSION = datetime(2025, 2, 3, 9, 15, tzinfo=IST)
+#: the strategies a harness engine runs unless told otherwise: the two-leg futures spread,
+#: which trades often on the simulated market (the options strategies have their own tests)
+DEFAULT_STRATEGIES = ("CAL_ARB",)
+
+
+def enable_only(pool, strategies) -> None:
+    """Switch on exactly ``strategies`` (``<NAME>_ENABLED``) in the runtime settings."""
+    from engine.settings import Settings
+    from engine.strategies.registry import names
+
+    settings = Settings(pool)
+    for name in names():
+        settings.set(f"{name}_ENABLED", "true" if name in strategies else "false",
+                     updated_by="test harness")
 
 
 class Harness:
@@ -21,8 +35,11 @@ class Harness:
 
     def __init__(self, db_url: str, *, start: datetime = SESSION, seed: int = 7,
                  tap: MessageTap | None = None, env: dict[str, str] | None = None,
-                 restart_policy: dict[str, Any] | None = None) -> None:
+                 restart_policy: dict[str, Any] | None = None,
+                 strategies: tuple[str, ...] | None = DEFAULT_STRATEGIES) -> None:
         self.pool = open_pool(db_url, max_size=10, name="harness")
+        if strategies is not None:  # None: leave the stored settings as they are (a restart)
+            enable_only(self.pool, strategies)
         cfg = load({"DATABASE_URL": db_url, "SIM_SEED": str(seed), **(env or {})})
         self.engine: Engine = build(cfg, self.pool, clock=ManualClock(start), tap=tap,
                                     ids=SeededIds(seed), listen_settings=False)

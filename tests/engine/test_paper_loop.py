@@ -31,10 +31,10 @@ def test_session_scans_trades_and_records_everything(db_url: str) -> None:
         spread_rows = h.query("SELECT count(*) AS n FROM calendar_spread_history")[0]["n"]
         assert spread_rows == 100  # rolling window kept at 100 samples
         warming = h.query("SELECT rejections FROM strategy_battle_log ORDER BY id LIMIT 1")[0]
-        assert "warming up" in warming["rejections"]["DC"][0]
+        assert "warming up" in warming["rejections"]["CAL_ARB"][0]
         closed = h.query("SELECT * FROM closed_trades")
         opened = h.query("SELECT DISTINCT tag FROM executions WHERE action = 'OPEN'")
-        assert opened, "the DC strategy should trade in a 3-hour simulated session"
+        assert opened, "the CAL_ARB strategy should trade in a 3-hour simulated session"
         open_now = h.engine.directory.get("executor").ask(GetStatus(), timeout=10)["open"]
         assert sorted(r["tag"] for r in h.query("SELECT tag FROM open_trades")) == open_now
         assert {r["tag"] for r in opened} == {r["tag"] for r in closed} | set(open_now)

@@ -52,5 +52,5 @@ def test_replay_twice_is_identical(new_database) -> None:
 
 
 def test_replay_changed_strategy_parameter_changes_log(new_database) -> None:
-    changed = _replay(new_database(), {"DC_ZSCORE_ENTRY": "2.6"})
+    changed = _replay(new_database(), {"CAL_ARB_ZSCORE_ENTRY": "2.6"})
     assert changed != GOLDEN.read_text()

@@ -21,7 +21,7 @@ def _counts(pool) -> tuple[int, int]:
 
 
 def test_settings_default_when_no_override(pool) -> None:
-    assert Settings(pool).get("DC_PROFIT_TARGET_PCT") == Decimal("0.30")
+    assert Settings(pool).get("DC_PROFIT_TARGET_PCT") == knob("DC_PROFIT_TARGET_PCT").default == Decimal("0.15")
     assert Settings(pool).get("AI_PREDICT_DAILY_RUN_CAP") == 6
 
 
@@ -47,16 +47,16 @@ def test_settings_reset_restores_default_and_audits_null(pool) -> None:
     ("NOT_A_KNOB", "1", "unknown setting"),
     ("DC_LOTS", "two", "expected an integer between 1 and 50"),
     ("DC_LOTS", "0", "between 1 and 50"),
-    ("DC_ZSCORE_ENTRY", "NaN", "decimal number"),
+    ("CAL_ARB_ZSCORE_ENTRY", "NaN", "decimal number"),
     ("DC_ENABLED", "maybe", "true or false"),
     ("EXPIRY_DAY_EXIT_TIME", "16:00", "one of"),
     # Python's int()/Decimal() would take these; an operator typing them meant something else
     ("DC_LOTS", "\uff15", "expected an integer"),       # full-width 5
     ("DC_LOTS", "1_0", "expected an integer"),
     ("DC_LOTS", "\u0665", "expected an integer"),       # Arabic-Indic 5
-    ("DC_ZSCORE_ENTRY", "1e1", "decimal number"),
-    ("DC_ZSCORE_ENTRY", "2_5", "decimal number"),
-    ("DC_ZSCORE_ENTRY", "Infinity", "decimal number"),
+    ("CAL_ARB_ZSCORE_ENTRY", "1e1", "decimal number"),
+    ("CAL_ARB_ZSCORE_ENTRY", "2_5", "decimal number"),
+    ("CAL_ARB_ZSCORE_ENTRY", "Infinity", "decimal number"),
 ])
 def test_settings_bad_value_refused_nothing_written(pool, key: str, value: str, message: str) -> None:
     with pytest.raises(SettingError, match=message):
@@ -111,7 +111,7 @@ def test_settings_cache_serves_from_memory_within_ttl(pool) -> None:
 @pytest.mark.parametrize(("raw", "value"), [("2.5", Decimal("2.5")), (" 3 ", Decimal("3")),
                                             ("+1.25", Decimal("1.25")), (".5", Decimal("0.5"))])
 def test_settings_plain_decimal_notation_accepted(raw: str, value: Decimal) -> None:
-    assert knob("DC_ZSCORE_ENTRY").coerce(raw) == value
+    assert knob("CAL_ARB_ZSCORE_ENTRY").coerce(raw) == value
 
 
 def test_cli_settings_set_by_must_name_someone(db_url: str, capsys) -> None:

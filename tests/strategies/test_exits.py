@@ -14,7 +14,7 @@ from engine.timeutil import IST
 
 PARAMS = {k.key: k.default for k in all_knobs()}
 T0 = datetime(2025, 2, 3, 10, 0, tzinfo=IST)
-TRADE = Trade(tag="DC-1", strategy="DC", mode="paper", trade_date=T0.date(), opened_at=T0, legs=(
+TRADE = Trade(tag="CAL_ARB-1", strategy="CAL_ARB", mode="paper", trade_date=T0.date(), opened_at=T0, legs=(
     OpenLeg(Leg(security_id="F", side=Side.SELL, quantity=75, kind=InstrumentKind.FUT,
                 expiry=date(2025, 2, 27)), Decimal("23630"), Decimal("20")),
     OpenLeg(Leg(security_id="N", side=Side.BUY, quantity=75, kind=InstrumentKind.FUT,

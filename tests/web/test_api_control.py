@@ -54,7 +54,7 @@ def test_risk_get_pause_resume_become_commands(api, pool):
     ("/api/backtest/grid-search", {"strategy": "DC", "start": "2025-01-01", "end": "2025-01-02",
                                    "param_space": {"A": 3}}, "param_space.A"),
     ("/api/backtest/grid-search", {"strategy": "DC", "start": "2025-01-01", "end": "2025-01-02",
-                                   "param_space": {"DC_WINDOW": list(range(10, 40)),
+                                   "param_space": {"CAL_ARB_WINDOW": list(range(10, 40)),
                                                    "DC_LOTS": list(range(1, 21))}},
      "param_space"),
     ("/api/settings/DC_LOTS", {"value": None}, "value"),
@@ -129,7 +129,7 @@ def test_backtest_run_row_and_command_then_read(api, pool):
 
 
 def test_backtest_grid_search_job_and_command(api, pool):
-    space = {"DC_ZSCORE_ENTRY": [1.5, 2.0], "DC_LOTS": [1, 2, 3]}
+    space = {"CAL_ARB_ZSCORE_ENTRY": [1.5, 2.0], "DC_LOTS": [1, 2, 3]}
     r = api.post("/api/backtest/grid-search", json={"strategy": "DC", "start": "2025-02-03",
                                                     "end": "2025-02-28", "param_space": space})
     assert r.status_code == 202 and r.json["combinations"] == 6

@@ -135,7 +135,7 @@ def test_default_body_limit_is_one_mebibyte(app):
     ({"DC_ENABLED": "maybe"}, "params.DC_ENABLED", "true or false"),
     ({"NOPE": 1}, "params.NOPE", "unknown setting"),
     ({"DC_LOT": 1}, "params.DC_LOT", "did you mean DC_LOTS"),
-    ({"DC_ZSCORE_ENTRY": "2\x00"}, "params.DC_ZSCORE_ENTRY", "character"),
+    ({"CAL_ARB_ZSCORE_ENTRY": "2\x00"}, "params.CAL_ARB_ZSCORE_ENTRY", "character"),
 ])
 def test_backtest_run_params_checked_by_the_registry(api, params, field, words, nothing_queued):
     r = api.post("/api/backtest/run", json={**ONE_DAY, "params": params})
@@ -144,7 +144,7 @@ def test_backtest_run_params_checked_by_the_registry(api, params, field, words, 
 
 
 @pytest.mark.parametrize(("body", "field", "words"), [
-    ({**ONE_DAY, "strategy": "MDC"}, "strategy", "DC"),
+    ({**ONE_DAY, "strategy": "AI_MARKET"}, "strategy", "CAL_ARB, DC, MDC, IC"),
     ({**ONE_DAY, "strategy": "ZZZ"}, "strategy", "no backtest"),
     ({**ONE_DAY, "start": "2025-02-08", "end": "2025-02-09"}, "end", "no trading day"),
 ])
@@ -156,7 +156,7 @@ def test_backtest_run_strategy_and_dates_that_cannot_run_are_400(api, body, fiel
 
 
 def test_grid_search_of_4950_combinations_is_refused_with_the_count(api, nothing_queued):
-    space = {"DC_WINDOW": list(range(10, 109)), "DC_LOTS": list(range(1, 51))}
+    space = {"CAL_ARB_WINDOW": list(range(10, 109)), "DC_LOTS": list(range(1, 51))}
     r = api.post("/api/backtest/grid-search", json={**ONE_DAY, "param_space": space})
     assert r.status_code == 400, r.json
     assert r.json["field"] == "param_space"
@@ -176,13 +176,13 @@ def test_grid_search_values_checked_by_the_registry(api, space, field, words, no
 
 
 def test_grid_search_unknown_strategy_is_400(api, nothing_queued):
-    r = api.post("/api/backtest/grid-search", json={**ONE_DAY, "strategy": "IC",
+    r = api.post("/api/backtest/grid-search", json={**ONE_DAY, "strategy": "AI_MARKET",
                                                     "param_space": {"DC_LOTS": [1, 2]}})
     assert r.status_code == 400 and r.json["field"] == "strategy"
 
 
 def test_grid_search_at_the_cap_is_accepted(api, pool):
-    space = {"DC_WINDOW": list(range(10, 60)), "DC_LOTS": list(range(1, 11))}  # 500
+    space = {"CAL_ARB_WINDOW": list(range(10, 60)), "DC_LOTS": list(range(1, 11))}  # 500
     r = api.post("/api/backtest/grid-search", json={**ONE_DAY, "param_space": space})
     assert r.status_code == 202 and r.json["combinations"] == 500
     assert _count(pool, "backtest_grid_jobs") == _count(pool, "engine_commands") == 1

@@ -76,14 +76,14 @@ def test_backtest_and_grid_from_dashboard_run_to_complete(db_url: str, app) -> N
     h = Harness(db_url)
     h.engine.start(with_bus=True)
     try:
-        run = api.post("/api/backtest/run", json={"strategy": "DC", "start": "2025-02-03",
+        run = api.post("/api/backtest/run", json={"strategy": "CAL_ARB", "start": "2025-02-03",
                                                   "end": "2025-02-03",
-                                                  "params": {"DC_ZSCORE_ENTRY": "2.5"}})
+                                                  "params": {"CAL_ARB_ZSCORE_ENTRY": "2.5"}})
         assert run.status_code == 202, run.get_json()
         run_id = run.get_json()["run_id"]
         grid = api.post("/api/backtest/grid-search", json={
-            "strategy": "DC", "start": "2025-02-03", "end": "2025-02-03",
-            "param_space": {"DC_ZSCORE_ENTRY": [2.5, 3]}})
+            "strategy": "CAL_ARB", "start": "2025-02-03", "end": "2025-02-03",
+            "param_space": {"CAL_ARB_ZSCORE_ENTRY": [2.5, 3]}})
         assert grid.status_code == 202, grid.get_json()
         job_id = grid.get_json()["job_id"]
         bad = api.post("/api/backtest/run", json={"strategy": "DC", "start": "2025-02-03",

@@ -23,12 +23,10 @@ MAX_DAYS = 3 * 366
 
 
 def backtest_strategies() -> tuple[str, ...]:
-    """The strategies the backtester can run: its own table (engine.backtest.sim_replay).
+    """The strategies the backtester can run: every registered one (engine.strategies)."""
+    from engine.strategies.registry import names
 
-    Imported on first use: the replay module pulls in numpy/scipy."""
-    from engine.backtest.sim_replay import STRATEGIES
-
-    return tuple(STRATEGIES)
+    return names()
 
 
 def _strategy(data: dict[str, Any]) -> None:

@@ -8,11 +8,11 @@ from decimal import Decimal
 from engine.messages.legs import Side
 from engine.settings import all_knobs
 from engine.strategies.base import FuturesQuote, OpenTradeView, StrategyInput
-from engine.strategies.calendar_spread import PARAM_KEYS, decide
+from engine.strategies.cal_arb import PARAM_KEYS, decide
 from engine.timeutil import IST
 
 NOW = datetime(2025, 2, 3, 11, 0, tzinfo=IST)
-PARAMS = {k.key: k.default for k in all_knobs() if k.key in PARAM_KEYS}
+PARAMS = {k.key: k.default for k in all_knobs() if k.key in PARAM_KEYS} | {"CAL_ARB_ENABLED": True}
 
 
 def _quote(sid: str, ltp: str, expiry: date) -> FuturesQuote:
@@ -63,14 +63,14 @@ def test_dc_paused_envelope_becomes_rejection_reason() -> None:
 
 
 def test_dc_reversion_exits_open_trade_and_slots_limit_entries() -> None:
-    trade = OpenTradeView(tag="DC-1", strategy="DC", opened_at=NOW, direction="SHORT_SPREAD", legs=())
+    trade = OpenTradeView(tag="CAL_ARB-1", strategy="CAL_ARB", opened_at=NOW, direction="SHORT_SPREAD", legs=())
     reverted = decide(_input("23620", HISTORY, open_trades=(trade,)), PARAMS)
-    assert [e.tag for e in reverted.exits] == ["DC-1"]
+    assert [e.tag for e in reverted.exits] == ["CAL_ARB-1"]
     full = decide(_input("23630", HISTORY, open_trades=(trade,)), PARAMS)
     assert full.entries == () and "slots full" in full.reasons[0]
 
 
 def test_dc_threshold_parameter_changes_decision() -> None:
-    strict = dict(PARAMS, DC_ZSCORE_ENTRY=Decimal("9.5"))
+    strict = dict(PARAMS, CAL_ARB_ZSCORE_ENTRY=Decimal("9.5"))
     assert decide(_input("23630", HISTORY), strict).entries == ()
     assert decide(_input("23630", HISTORY), PARAMS).entries != ()
