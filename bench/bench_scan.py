@@ -26,7 +26,7 @@ from engine.market.simulator import SimulatedMarket
 from engine.market.surface import compute_surface
 from engine.scan_inputs import next_spread_history, strategy_input
 from engine.settings import all_knobs
-from engine.strategies import calendar_spread
+from engine.strategies import cal_arb
 from engine.timeutil import IST
 
 START = datetime(2025, 2, 3, 9, 15, tzinfo=IST)
@@ -40,7 +40,7 @@ def pct(xs: list[float], p: float) -> float:
 
 def pure() -> tuple[list[float], list[float]]:
     market = SimulatedMarket(7, START, NseCalendar())
-    params = {k.key: k.default for k in all_knobs()}
+    params = {k.key: k.default for k in all_knobs()} | {"CAL_ARB_ENABLED": True}
     history, pair = [], None
     snap_only, full = [], []
     for i in range(N):
@@ -51,7 +51,7 @@ def pure() -> tuple[list[float], list[float]]:
         compute_surface(snap, spot_high=snap.spot + 50, spot_low=snap.spot - 50)
         inp = strategy_input(snap, t, history, (), None)
         history, pair, _ = next_spread_history(history, pair, inp.near, inp.far)
-        calendar_spread.decide(inp, params)
+        cal_arb.decide(inp, params)
         t2 = time.perf_counter()
         snap_only.append(t1 - t0)
         full.append(t2 - t0)

@@ -124,6 +124,9 @@ class Engine:
 
     # ------------------------------------------------------------ lifecycle
     def start(self, *, with_bus: bool = True) -> Engine:
+        feed = self.services.get("dhan_order_feed")
+        if feed is not None:  # connects (in its own thread) while the actors start
+            feed.start()
         ctx = ActorContext(clock=self.clock, directory=self.directory, ids=self.ids,
                            services=self.services)
         # the executor blocks while live orders fill (legs x fill timeout, plus flattening):
@@ -180,6 +183,9 @@ class Engine:
         if self.supervisor is not None:
             with contextlib.suppress(pykka.ActorDeadError):
                 self.supervisor.stop(timeout=30)
+        feed = self.services.get("dhan_order_feed")
+        if feed is not None:  # after the executor: it may consult the feed until it stops
+            feed.stop()
         self.settings.close()
         self.calendar.close()
         leftovers = pykka.ActorRegistry.get_all()

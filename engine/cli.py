@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "engine.commands.status",
     "engine.commands.settings_cmd",
     "engine.commands.risk_cmd",
+    "engine.commands.orders_cmd",
     "engine.commands.backtest",
 )
 OPTIONAL_COMMAND_MODULES = (

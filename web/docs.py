@@ -59,10 +59,27 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
      "paper/shadow/live/disabled; confirm must be true.", False, {},
      {"stage": {"type": "string", "enum": ["paper", "shadow", "live", "disabled"]},
       "confirm": B, "idempotency_key": S}, ("stage", "confirm")),
-    ("post", "/api/commands", "Queue close_trade {tag} (an open trade) or rerun_task {task} "
+    ("post", "/api/commands", "Queue close_trade {tag, mode?: send|record_from_broker, "
+     "confirm?} (an open trade; record_from_broker needs confirm: true) or rerun_task {task} "
      "(a task the engine runs; none yet).", False, {},
      {"kind": {"type": "string", "enum": ["close_trade", "rerun_task"]}, "payload": O,
       "idempotency_key": S}, ("kind", "payload")),
+    ("get", "/api/orders/unsettled", "Unsettled live order intents (orders in doubt), "
+     "unresolved first: correlation id, trade, purpose, leg, side, quantity, filled, state, "
+     "reason, age_s, unresolved, terminal and the actions open for each.", False, {}, {}, ()),
+    ("post", "/api/orders/{cid}/resolve", "Queue resolve_order: the operator's decision on an "
+     "unsettled order after checking the broker. action filled (price: positive, at most 2 "
+     "decimals; quantity optional, between the filled units and the order's quantity), "
+     "not_filled, or flatten (quantity required; also for a terminal order); confirm must be "
+     "true. 404 unknown correlation id; 400 for a sliced leg, a settled order or filled/"
+     "not_filled on a terminal one.", False, {},
+     {"action": {"type": "string", "enum": ["filled", "not_filled", "flatten"]}, "price": S,
+      "quantity": I, "confirm": B, "idempotency_key": S}, ("action", "confirm")),
+    ("post", "/api/trades/{tag}/close", "Queue close_trade for an open trade: mode send "
+     "(default; sends what the broker still holds for it) or record_from_broker (records it "
+     "closed at the broker's trade-book prices, no order sent; confirm must be true).", False,
+     {}, {"mode": {"type": "string", "enum": ["send", "record_from_broker"]}, "confirm": B,
+          "idempotency_key": S}, ()),
     ("get", "/api/commands", "Recent engine commands.", False, {"limit": I}, {}, ()),
     ("get", "/api/commands/{command_id}", "One command with its status and result.", False,
      {}, {}, ()),

@@ -19,6 +19,20 @@ at the broker's prices); an exit rolls forward; an order still unresolved at the
 again, its trade put on hold, and waits for the operator's ``resolve_order`` command
 (mark filled at a price / mark not filled / flatten a quantity). Entries stay blocked
 meanwhile (the RiskActor checks ``order_intents``).
+
+A trade on hold is closed by the operator in terms of what the broker holds: the manual
+close sends, per leg, only this trade's share of the broker's position (never opening a new
+one), and what the broker no longer holds is recorded with ``ClosePosition(mode=
+"record_from_broker")`` (confirmed by the operator): closed at the broker's trade-book prices
+with model charges, nothing sent.
+
+Closes the broker made by itself (the monitor's reconciliation, ``engine.execution.
+broker_closes``): ``BookBrokerClose`` records a live trade closed at the broker's trade-book
+prices or settlement values in one transaction (``record_close``, settling its intents),
+sending nothing, and publishes ``PositionClosed``; ``HoldTrade`` holds a trade only part of
+which the broker closed; ``SuspendExits`` refuses automatic closes of a trade while such a
+close is being confirmed; ``FlattenSurplus`` buys back a surplus short at the market through
+the live broker's operator-order path, after checking the broker and the books again.
 """
 
 from __future__ import annotations
@@ -33,25 +47,33 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
+from engine.execution import broker_closes
 from engine.execution import repository as repo
+from engine.execution.charges import Charges, order_charges
 from engine.execution.intents import IntentStore, exposure_text, group_of
 from engine.execution.paper import (
     ExecutionRefused,
     ExitIncomplete,
+    Fill,
     OrdersUnresolved,
     UnhedgedExposure,
 )
+from engine.execution.reconcile import book_positions, broker_net, surplus_short
 from engine.execution.trades import OpenLeg, Trade
 from engine.messages.base import new
 from engine.messages.commands import (
+    BookBrokerClose,
     ClosePosition,
     EndOfDayTick,
+    FlattenSurplus,
     GetStatus,
+    HoldTrade,
     OpenPosition,
     PauseEntries,
     ResolveIntents,
     ResolveOrder,
     SetGoLiveStage,
+    SuspendExits,
 )
 from engine.messages.events import AlertRaised, MarkedToMarket, OrderRejected, PositionClosed, PositionOpened
 from engine.messages.legs import Leg, Side
@@ -79,6 +101,7 @@ class ExecutorActor(SupervisedActor):
         self._announced: set[tuple[str, str]] = set()
         self._past_deadline: set[tuple[str, str]] = set()
         self._escalated: set[tuple[str, str]] = set()
+        self._suspended: dict[str, tuple[datetime, str]] = {}  # SuspendExits: until, why
         self._stages = repo.seed_go_live(self._pool, s.get("dry_run_flags", {}))
         self._open: dict[str, Trade] = repo.load_open(self._pool)
         pending = self._intents.pending_groups()
@@ -115,6 +138,10 @@ class ExecutorActor(SupervisedActor):
         match message:
             case OpenPosition():
                 self._open_position(message)
+            case ClosePosition(tag=tag, reason=reason) if tag is not None and \
+                    self._exits_suspended(message):
+                logger.warning("automatic close of %s (%s) refused: the broker seems to have "
+                               "closed it by itself (%s)", tag, reason, self._suspended[tag][1])
             case ClosePosition(tag=tag, reason=reason) if tag is not None:
                 self._close_position(message, tag, reason)
             case MarkedToMarket(tag=tag, mtm=mtm) if tag in self._open:
@@ -134,6 +161,14 @@ class ExecutorActor(SupervisedActor):
                 self._resolve_round()
             case ResolveOrder():
                 self._operator_resolve(message)
+            case BookBrokerClose():
+                self._book_broker_close(message)
+            case HoldTrade(tag=tag, reason=reason):
+                self._hold_for_broker(tag, reason)
+            case FlattenSurplus():
+                self._flatten_surplus(message)
+            case SuspendExits(tag=tag, reason=reason, seconds=seconds):
+                self._suspended[tag] = (self.clock.now() + timedelta(seconds=seconds), reason)
             case GetStatus():
                 return {"open": sorted(self._open), "stages": dict(self._stages),
                         "pending_intents": [list(g) for g in self._intents.pending_groups()]}
@@ -241,6 +276,9 @@ class ExecutorActor(SupervisedActor):
         if trade is None:
             logger.info("close for %s ignored: not open (already closed?)", tag)
             return
+        if msg.mode == "record_from_broker":
+            self._record_from_broker(msg, trade, reason)
+            return
         manual = reason.startswith("manual close")
         if trade.mode == "live" and self._intents.has_open(tag, "exit"):
             doubt = self._open_rows(tag, "exit")
@@ -267,20 +305,37 @@ class ExecutorActor(SupervisedActor):
         exit_legs = self._exit_legs(trade)
         now = self.clock.now()
         live = trade.mode == "live"
+        limits: dict[int, int] | None = None
+        unsent: list[str] = []
         if live and trade.hold and manual:
-            refused = self._broker_share_problem(trade, exit_legs)
-            if refused:
-                text = f"manual close of {tag} refused: {refused}"
-                self._alert(text)
+            plan = self._held_close_plan(trade, exit_legs)
+            if isinstance(plan, str):
+                self._alert(f"manual close of {tag} refused: {plan}")
+                return
+            limits, unsent = plan
+            if unsent and not any(limits.values()):
+                self._alert(f"manual close of {tag} refused: nothing to send — the broker holds "
+                            f"none of the rest for this trade ({'; '.join(unsent)}). "
+                            + self._record_hint(tag))
+                return
+            if not hasattr(broker, "exit_within"):
+                self._alert(f"manual close of {tag} refused: the live broker cannot limit an "
+                            "exit to what the broker holds")
                 return
         if live:  # written before any order leaves, so a crash cannot lead to a second close
             trade = replace(trade, closing=now.isoformat())
             repo.save_marks(self._pool, trade)
             self._open[tag] = trade
         try:
-            # an exit of a trade whose earlier exit filled partly sends only what is left
-            fills = broker.execute(exit_legs, correlation_base=f"{tag}-X", trade_date=now.date(),
-                                   purpose="exit", tag=tag, context={"reason": reason})
+            # an exit of a trade whose earlier exit filled partly sends only what is left; a
+            # held trade's manual close only this trade's share of what the broker holds
+            if limits is not None:
+                fills = broker.exit_within(exit_legs, correlation_base=f"{tag}-X",
+                                           trade_date=now.date(), tag=tag, limits=limits)
+            else:
+                fills = broker.execute(exit_legs, correlation_base=f"{tag}-X",
+                                       trade_date=now.date(), purpose="exit", tag=tag,
+                                       context={"reason": reason})
         except OrdersUnresolved as exc:
             self._announce(tag, "exit", exc)
             self._schedule(self._backoff)
@@ -298,7 +353,12 @@ class ExecutorActor(SupervisedActor):
             return
         except ExitIncomplete as exc:
             self._escalated.add((tag, "exit"))
-            self._hold(trade, f"exit incomplete: {exc}")
+            if unsent:
+                self._hold(trade, f"manual close sent only this trade's share of what the broker "
+                                  f"holds; neither sent nor at the broker: {'; '.join(unsent)}. "
+                                  f"{self._record_hint(tag)} ({exc})")
+            else:
+                self._hold(trade, f"exit incomplete: {exc}")
             return
         except UnhedgedExposure as exc:
             self._unhedged(tag, exc)
@@ -306,32 +366,51 @@ class ExecutorActor(SupervisedActor):
             return
         self._book_close(trade, fills, now, reason, msg)
 
-    def _broker_share_problem(self, trade: Trade, exit_legs: tuple[Leg, ...]) -> str | None:
-        """Before a trade on hold is closed by hand: does the broker still hold, for this
-        trade, what the close would send? Its share of each security is the broker's net
-        (in the trade's product) less what the other open live trades hold there; what an
-        earlier, unsettled exit of it already filled is not sent again. A close that would
-        open a new position instead of flattening one is refused (``None``: fine)."""
+    @staticmethod
+    def _record_hint(tag: str) -> str:
+        return ("If the rest was closed at the broker, record the close at the broker's "
+                "trade-book prices: close_trade with mode record_from_broker and confirm true "
+                f"(python -m engine close {tag} --record-from-broker --confirm)")
+
+    def _held_close_plan(self, trade: Trade, exit_legs: tuple[Leg, ...]
+                         ) -> tuple[dict[int, int], list[str]] | str:
+        """What the manual close of a trade on hold sends, in terms of what the broker holds.
+
+        Per leg: min(the leg's remaining exit quantity, the trade's share at the broker in the
+        same direction). The share of a security is the broker's net (in the trade's product)
+        less what the other open live trades hold there; what an earlier, unsettled exit of
+        the trade already filled is not sent again. A leg the broker no longer holds for the
+        trade is not sent, so the close never opens a new position.
+
+        Returns:
+            ``(units to send by leg index, notes on what is neither sent nor at the
+            broker)``, or the refusal text (the broker's positions cannot be read).
+        """
         positions = self.ctx.services.get("positions")
         if positions is None:
-            return None
+            return ("the broker's positions cannot be read (no positions service), so the "
+                    "close cannot tell what the broker still holds. Flatten at the broker by "
+                    "hand; then record the close at the broker's trade-book prices: close_trade "
+                    "with mode record_from_broker and confirm true (python -m engine close "
+                    f"{trade.tag} --record-from-broker --confirm)")
         try:
             broker = positions()
         except Exception as exc:
             return f"broker positions unavailable ({type(exc).__name__}); try again"
-        rows = self._intents.group(trade.tag, "exit")
         done: dict[int, int] = {}
-        for r in rows:
+        for r in self._intents.group(trade.tag, "exit"):
             if r.is_order:
                 done[r.leg_index] = done.get(r.leg_index, 0) + r.filled_qty
         with self._pool.connection() as conn:
             row = conn.execute("SELECT product FROM order_intents WHERE trade_tag = %s AND"
                                " purpose = 'entry' ORDER BY id LIMIT 1", (trade.tag,)).fetchone()
         product = row["product"] if row else getattr(self._live, "product_type", "MARGIN")
-        problems = []
+        limits: dict[int, int] = {}
+        unsent: list[str] = []
         for i, (held, leg) in enumerate(zip(trade.legs, exit_legs, strict=True)):
             rest = leg.quantity - done.get(i, 0)
             if rest <= 0:
+                limits[i] = 0
                 continue
             sid = leg.security_id
             net = sum(q for k, q in broker.items()
@@ -340,28 +419,151 @@ class ExecutorActor(SupervisedActor):
                          for t in self._open.values() if t.tag != trade.tag and t.mode == "live"
                          for x in t.legs if x.leg.security_id == sid)
             share = net - others
-            want = rest if held.leg.side is Side.BUY else -rest
-            if share * want <= 0 or abs(share) < abs(want):
-                problems.append(f"security {sid}: the close would {leg.side.value} {rest} but the "
-                                f"broker holds {share:+d} for this trade (net {net:+d}, other "
-                                f"trades {others:+d})")
-        if not problems:
-            return None
-        return ("it would open new positions instead of flattening: " + "; ".join(problems)
-                + ". Flatten at the broker by hand, or decide the trade's orders with "
-                "resolve_order")
+            held_units = share if held.leg.side is Side.BUY else -share  # in the trade's direction
+            limits[i] = max(0, min(rest, held_units))
+            if limits[i] < rest:
+                unsent.append(f"leg {i} {leg.side.value} {rest - limits[i]} of security {sid} "
+                              f"(the broker holds {share:+d} for this trade: net {net:+d}, other "
+                              f"trades {others:+d}; sending it would open a new position)")
+        return limits, unsent
+
+    # ------------------------------------------------------------------ record from broker
+    def _record_from_broker(self, msg: ClosePosition, trade: Trade, reason: str) -> None:
+        """Record ``trade`` closed at the broker's trade-book prices, sending nothing (the
+        operator closed it at the broker and confirmed). Each exit leg is priced at the VWAP
+        of the broker's trades on its security in the exit direction since the trade opened
+        — this trade's own exit orders first — leaving out orders known to belong to another
+        trade (and this trade's entry), for exactly the leg's quantity; charges come from the
+        charges model and are marked so in the journal (``charges_source: model``)."""
+        tag = trade.tag
+
+        def refuse(why: str) -> None:
+            self._alert(f"record_from_broker close of {tag} refused: {why}. Nothing was "
+                        "recorded or sent")
+
+        if trade.mode != "live":
+            refuse(f"it is a {trade.mode} trade; only a live trade is closed at the broker")
+            return
+        if self._live is None or not hasattr(self._live, "trade_book"):
+            refuse("no live broker is configured to read the trade book from")
+            return
+        doubt = self._open_rows(tag, "exit") + self._open_rows(tag, "operator")
+        if doubt:
+            refuse("its orders " + ", ".join(r.correlation_id for r in doubt) + " are not "
+                   "terminal yet (they may still fill): resolve them first (resolve_order)")
+            return
+        try:
+            book = list(self._live.trade_book())
+        except Exception as exc:
+            refuse(f"the broker's trade book could not be read ({type(exc).__name__}: {exc}); "
+                   "try again")
+            return
+        own, foreign = self._known_order_ids(trade)
+        since = trade.opened_at.replace(microsecond=0)  # exchange times are whole seconds
+        left = [t.traded_quantity for t in book]
+        fills, missing = [], []
+        now = self.clock.now()
+        for i, leg in enumerate(self._exit_legs(trade)):
+            found = [k for k, t in enumerate(book)
+                     if t.security_id == leg.security_id and t.transaction_type == leg.side.value
+                     and t.order_id not in foreign and left[k] > 0
+                     and (t.exchange_time is None or t.exchange_time >= since)]
+            found.sort(key=lambda k: (book[k].order_id not in own, book[k].exchange_time or since,
+                                      k))
+            need, parts = leg.quantity, []
+            for k in found:
+                take = min(need, left[k])
+                left[k] -= take
+                need -= take
+                parts.append((book[k].order_id, take, Decimal(book[k].traded_price)))
+                if need == 0:
+                    break
+            if need > 0:
+                have = leg.quantity - need
+                orders = sorted({o for o, _, _ in parts})
+                missing.append(f"leg {i} {leg.side.value} {leg.quantity} of security "
+                               f"{leg.security_id}: the trade book has only {have} "
+                               f"{leg.side.value} since {since.astimezone(IST):%Y-%m-%d %H:%M:%S}"
+                               f" IST not known to belong to another trade"
+                               + (f" (orders {', '.join(orders)})" if orders else ""))
+                continue
+            fills.append(self._book_fill(leg, parts, own, now.date()))
+        if missing:
+            refuse("the broker's trade book does not cover " + "; ".join(missing))
+            return
+        recorded = replace(trade, context={**trade.context, "charges_source": "model",
+                                           "exit_prices_source": "broker_trade_book",
+                                           "close_mode": "record_from_broker"})
+        why = f"{reason} (recorded from the broker's trade book)"
+        try:
+            result = repo.record_close(self._pool, recorded, fills, now, why,
+                                       {"exit_spot": self._spot(tag)})
+        except Exception as exc:
+            refuse(f"the close could not be written ({type(exc).__name__}: {exc}); send it again")
+            return
+        self._open.pop(tag, None)
+        self._forget((tag, "exit"))
+        logger.warning("%s recorded closed from the broker's trade book: %s", tag,
+                       [(f.leg.side.value, f.leg.security_id, f.leg.quantity, str(f.price),
+                         f.order_id) for f in fills])
+        self._closed(recorded, result, why, msg)
+
+    def _known_order_ids(self, trade: Trade) -> tuple[set[str], set[str]]:
+        """``(this trade's exit and operator order ids, order ids known to belong elsewhere:
+        another trade's, or this trade's entry)`` since the trade's first trading day."""
+        own: set[str] = set()
+        foreign: set[str] = set()
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT tag, action, order_id FROM executions WHERE order_id IS NOT NULL AND"
+                " trade_date >= %s", (trade.trade_date,)).fetchall()
+            intents = conn.execute(
+                "SELECT trade_tag, purpose, order_id FROM order_intents WHERE order_id IS NOT"
+                " NULL AND trade_date >= %s", (trade.trade_date,)).fetchall()
+        for r in rows:
+            ids = {x for x in str(r["order_id"]).split(",") if x}
+            if r["tag"] != trade.tag or r["action"] == "OPEN":
+                foreign |= ids
+        for r in intents:
+            if r["trade_tag"] == trade.tag and r["purpose"] in ("exit", "operator"):
+                own.add(str(r["order_id"]))
+            else:
+                foreign.add(str(r["order_id"]))
+        return own, foreign - own
+
+    def _book_fill(self, leg: Leg, parts: list[tuple[str, int, Decimal]], own: set[str],
+                   day: date) -> Fill:
+        """One exit leg's fill from trade-book parts ``(order id, quantity, price)``: the
+        VWAP, and the model's charges per broker order."""
+        qty = sum(q for _, q, _ in parts)
+        price = (sum((px * q for _, q, px in parts), Decimal(0)) / qty).quantize(Decimal("0.01"))
+        per_order: dict[str, list[tuple[int, Decimal]]] = {}
+        for oid, q, px in parts:
+            per_order.setdefault(oid, []).append((q, px))
+        charges = [order_charges(kind=leg.kind.value, side=leg.side.value, quantity=sum(
+                       q for q, _ in ps), price=sum((px * q for q, px in ps), Decimal(0))
+                       / sum(q for q, _ in ps), on=day) for ps in per_order.values()]
+        total = Charges(**{name: sum((getattr(c, name) for c in charges), Decimal(0))
+                           for name in ("brokerage", "exchange", "sebi", "ipft", "stt", "stamp",
+                                        "gst")})
+        cid = None
+        if own & set(per_order):
+            with self._pool.connection() as conn:
+                row = conn.execute(
+                    "SELECT correlation_id FROM order_intents WHERE order_id = ANY(%s) AND"
+                    " security_id = %s AND purpose = 'exit' ORDER BY id LIMIT 1",
+                    (sorted(own & set(per_order)), leg.security_id)).fetchone()
+            cid = row["correlation_id"] if row else None
+        return Fill(leg=leg, price=price, charges=total, order_id=",".join(per_order),
+                    correlation_id=cid)  # type: ignore[arg-type]  # no engine order: no id
 
     def _book_close(self, trade: Trade, fills, now: datetime, reason: str,
                     msg: ClosePosition | None) -> bool:
         tag = trade.tag
         live = trade.mode == "live"
-        spot = None
         try:
-            spot = Decimal(repr(self._market.snapshot().spot)).quantize(Decimal("0.01"))
-        except Exception:
-            logger.debug("no spot for the journal of %s", tag)
-        try:
-            result = repo.record_close(self._pool, trade, fills, now, reason, {"exit_spot": spot})
+            result = repo.record_close(self._pool, trade, fills, now, reason,
+                                       {"exit_spot": self._spot(tag)})
         except Exception as exc:
             if not live:
                 raise
@@ -374,12 +576,174 @@ class ExecutorActor(SupervisedActor):
             return False
         self._open.pop(tag, None)
         self._escalated.discard((tag, "exit"))
+        self._closed(trade, result, reason, msg)
+        return True
+
+    def _spot(self, tag: str) -> Decimal | None:
+        try:
+            return Decimal(repr(self._market.snapshot().spot)).quantize(Decimal("0.01"))
+        except Exception:
+            logger.debug("no spot for the journal of %s", tag)
+            return None
+
+    def _closed(self, trade: Trade, result: Any, reason: str, msg: ClosePosition | None) -> None:
+        """Publish PositionClosed for a close the books recorded."""
         if result.recorded:
-            fields = dict(trade_id=0, strategy=trade.strategy, tag=tag, reason=reason,
+            fields = dict(trade_id=0, strategy=trade.strategy, tag=trade.tag, reason=reason,
                           realized_pnl=result.realized_pnl.quantize(Decimal("0.01")))
             self.publish(self.reply(PositionClosed, msg, **fields) if msg is not None
                          else self.new(PositionClosed, **fields))
-        return True
+
+    # ------------------------------------------------------------------ closes the broker made
+    def _book_broker_close(self, msg: BookBrokerClose) -> None:
+        """Record a live trade the broker closed by itself (the monitor's decision, see
+        ``engine.execution.broker_closes``) at the broker's prices, in one transaction, sending
+        nothing: charges from the charges model, marked so in the journal. A trade no longer
+        open is ignored (the monitor may send a close again)."""
+        tag = msg.tag
+        trade = self._open.get(tag)
+        if trade is None:
+            logger.info("broker close of %s ignored: not open (already booked?)", tag)
+            return
+        if trade.mode != "live":
+            logger.error("broker close of %s ignored: a %s trade has no broker position", tag,
+                         trade.mode)
+            return
+        groups = [g for t, g in self._intents.pending_groups() if t == tag]
+        if groups:
+            logger.warning("broker close of %s not booked: its %s order intents are not settled "
+                           "(the monitor decides again once they are)", tag, groups)
+            return
+        now = self.clock.now()
+        try:
+            fills = broker_closes.close_fills(trade, msg.legs, now.date())
+        except ValueError as exc:
+            self._alert(f"broker close of {tag} not booked: {exc}")
+            return
+        detail = {"kind": msg.kind, "reason": msg.reason, "legs": [
+            {"security_id": x.security_id, "quantity": x.quantity, "price": str(x.price),
+             "how": x.how, "order_ids": list(x.order_ids),
+             "settlement_spot": str(x.settlement_spot) if x.settlement_spot is not None
+             else None} for x in msg.legs]}
+        hows = {x.how for x in msg.legs}
+        booked = replace(trade, context={
+            **trade.context, "close_mode": "broker_close", "charges_source": "model",
+            "exit_prices_source": "+".join(sorted(
+                "settlement" if h == "settlement" else "broker_trade_book" for h in hows)),
+            "broker_close": detail})
+        spots = [x.settlement_spot for x in msg.legs if x.settlement_spot is not None]
+        exit_spot = spots[-1] if spots else None
+        if exit_spot is None:
+            try:
+                exit_spot = Decimal(repr(self._market.snapshot().spot)).quantize(Decimal("0.01"))
+            except Exception:
+                logger.debug("no spot for the journal of %s", tag)
+        try:
+            result = repo.record_close(self._pool, booked, fills, now, msg.reason,
+                                       {"exit_spot": exit_spot, "charges_source": "model",
+                                        "broker_close": detail})
+        except Exception as exc:
+            self._alert(f"{tag} was closed at the broker ({msg.reason}) but the close could not "
+                        f"be recorded ({type(exc).__name__}: {exc}); the monitor sends it again")
+            return
+        self._open.pop(tag, None)
+        self._forget((tag, "exit"))
+        if not result.recorded:
+            return
+        pnl = result.realized_pnl.quantize(Decimal("0.01"))
+        logger.warning("%s booked closed by the broker: %s (net %s)", tag, msg.reason, pnl)
+        self.publish(self.reply(PositionClosed, msg, trade_id=0, strategy=trade.strategy,
+                                tag=tag, reason=msg.reason, realized_pnl=pnl))
+        self.publish(self.new(AlertRaised, source="executor", text=(
+            f"{tag} was closed by the broker, not by the engine — booked closed: {msg.reason}. "
+            f"Net P&L {pnl} (exit charges estimated from the charges model)")))
+
+    def _exits_suspended(self, msg: ClosePosition) -> bool:
+        """An automatic close of a trade the broker seems to have closed by itself (the
+        monitor's ``SuspendExits``, still in force)? A manual close is never suspended."""
+        entry = self._suspended.get(msg.tag or "")
+        if entry is None:
+            return False
+        if self.clock.now() >= entry[0]:
+            self._suspended.pop(msg.tag or "", None)
+            return False
+        return not msg.reason.startswith("manual close") and getattr(msg, "mode", "send") == "send"
+
+    def _hold_for_broker(self, tag: str, reason: str) -> None:
+        """The monitor found part of ``tag`` closed at the broker: no automatic exit (it
+        would open new positions); the operator decides."""
+        trade = self._open.get(tag)
+        if trade is None:
+            logger.info("hold of %s ignored: not open", tag)
+            return
+        if trade.hold and reason in trade.hold:
+            return
+        self._hold(trade, f"{trade.hold}; {reason}" if trade.hold else reason)
+
+    def _flatten_surplus(self, msg: FlattenSurplus) -> None:
+        """Buy back short units the broker holds beyond the books (a confirmed mismatch the
+        monitor found), through the live broker's operator-order path (intent first). Checked
+        again here, against the broker's positions now and the books: never while an order on
+        the security is unsettled, never more than the surplus still there."""
+        sid, product = msg.security_id, msg.product
+
+        def refuse(why: str) -> None:
+            self._alert(f"surplus SHORT {msg.quantity} of security {sid} ({product}) at the "
+                        f"broker NOT bought back: {why}. Buy it back by hand")
+
+        live = self._live
+        if live is None or not hasattr(live, "send_operator_order"):
+            refuse("no live broker is configured")
+            return
+        if product != getattr(live, "product_type", "MARGIN"):
+            refuse(f"the position is {product} and the live broker sends "
+                   f"{getattr(live, 'product_type', 'MARGIN')} orders")
+            return
+        doubt = [r for r in self._intents.unsettled() if r.security_id == sid]
+        if doubt:
+            refuse("an order on that security is not settled yet ("
+                   + ", ".join(r.correlation_id for r in doubt) + "): it may explain the "
+                   "difference")
+            return
+        positions = self.ctx.services.get("positions")
+        if positions is None:
+            refuse("the broker's positions cannot be read")
+            return
+        try:
+            broker = broker_net(positions())
+        except Exception as exc:
+            refuse(f"the broker's positions could not be read ({type(exc).__name__})")
+            return
+        with self._pool.connection() as conn:
+            products = {r["trade_tag"]: r["product"] for r in conn.execute(
+                "SELECT DISTINCT ON (trade_tag) trade_tag, product FROM order_intents WHERE"
+                " purpose = 'entry' ORDER BY trade_tag, id").fetchall()}
+        expected, _ = book_positions(self._open.values(), products)
+        exp, brk = expected.get((sid, product), 0), broker.get((sid, product), 0)
+        qty = min(msg.quantity, surplus_short(exp, brk))
+        if qty <= 0:
+            logger.warning("surplus short of %s (%s) not bought back: the broker (%+d) is no "
+                           "longer short beyond the books (%+d)", sid, product, brk, exp)
+            return
+        why = (f"reconciliation: surplus short {qty} of security {sid} ({product}): books "
+               f"{exp:+d}, broker {brk:+d}")
+        try:
+            done = live.send_operator_order(tag=f"SURPLUS-{sid}", security_id=sid,
+                                            side=Side.BUY, quantity=qty, reason=why)
+        except Exception as exc:
+            refuse(f"the order could not be sent ({type(exc).__name__}: {exc})")
+            self._schedule(self._backoff)
+            return
+        text = (f"surplus SHORT {qty} of security {sid} ({product}) at the broker beyond the "
+                f"books (books {exp:+d}, broker {brk:+d}): bought back at the market, order "
+                f"{done.order_id or '(no id)'} {done.status}, {done.filled} filled at "
+                f"{done.price}")
+        if done.status == "TRADED" and done.filled == qty:
+            logger.warning("%s", text)
+            self.publish(self.new(AlertRaised, source="executor", text=text))
+        else:
+            self._alert(text + ": NOT fully bought back — check the broker")
+        self._schedule(0.0)  # a resolution round settles the operator intent once terminal
 
     # ------------------------------------------------------------------ resolution rounds
     def _schedule(self, delay: float) -> None:
@@ -639,8 +1003,10 @@ class ExecutorActor(SupervisedActor):
         self.publish(self.new(AlertRaised, source="executor",
                               text=f"{trade.tag} on hold: {trade.hold}. Automatic exits are "
                                    "suspended; close it from the dashboard once the broker "
-                                   "position is checked (the close sends only what the trade "
-                                   "still holds)."))
+                                   "position is checked (the close sends only this trade's "
+                                   "share of what the broker holds; what the broker no longer "
+                                   "holds is recorded with close mode record_from_broker, "
+                                   "confirmed)."))
         self.send("risk", self.new(PauseEntries, reason=f"{trade.tag} on hold: {trade.hold}",
                                    source="executor"))
 

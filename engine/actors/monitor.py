@@ -8,7 +8,17 @@ broker's net positions every ``RECON_EVERY_CYCLES`` cycles (``engine.execution.r
 per security and product, over every open live trade (a trade's product from its order
 intents): new findings are appended to reconciliation_audit, confirmed mismatches and orphans
 are published as ``AlertRaised`` naming the position, and pause new entries (a position the
-books do not explain). Nothing is adopted or removed from the books.
+books do not explain). Nothing is adopted.
+
+Closes the broker makes (``engine.execution.broker_closes``): on each check, a live trade
+whose every leg the broker closed by itself — an RMS square-off, a P&L exit, the 15:20
+square-off of an INTRADAY position (trades in ``GET /trades`` that are not the engine's
+orders) or the settlement of an expired contract (gone from ``/positions``; priced from the
+settlement-price source) — is sent to the executor as ``BookBrokerClose`` once the same
+decision holds on two checks; a trade only partly closed at the broker (or sharing a security
+whose netting cannot say whose quantity went) is sent ``HoldTrade`` with the exposure named.
+A confirmed surplus short at the broker (no unsettled order on the security) is sent as
+``FlattenSurplus`` (the executor buys it back); a surplus long is alerted only.
 """
 
 from __future__ import annotations
@@ -21,19 +31,43 @@ from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
+from engine.execution.broker_closes import BrokerCloses, BrokerFill, CloseState, decide
 from engine.execution.paper import NoQuote
-from engine.execution.reconcile import PENDING, ReconState, reconcile
-from engine.messages.commands import ClosePosition, MonitorTick, PauseEntries
+from engine.execution.reconcile import (
+    DEFAULT_PRODUCT,
+    PENDING,
+    ReconState,
+    book_positions,
+    broker_net,
+    reconcile,
+)
+from engine.execution.settlement import settlement_source
+from engine.execution.trades import Trade
+from engine.market.calendar import NseCalendar
+from engine.messages.commands import (
+    BookBrokerClose,
+    ClosePosition,
+    FlattenSurplus,
+    HoldTrade,
+    MonitorTick,
+    PauseEntries,
+    SuspendExits,
+)
 from engine.messages.events import AlertRaised, MarkedToMarket, PositionClosed
 from engine.settings import all_knobs
 from engine.store.tx import transaction
+from engine.strategies import registry
 from engine.strategies.exits import exit_reason, mark_to_market
-from engine.timeutil import now_ist
+from engine.strategies.market_view import MarketView, build_market_view
+from engine.strategies.registry import specs
+from engine.timeutil import IST, MARKET_CLOSE, now_ist
 
 logger = logging.getLogger(__name__)
 
-EXIT_KEYS = [k.key for k in all_knobs() if k.key.endswith(("_PCT", "_MAX_HOLD_MINUTES"))
-             or k.key == "EXPIRY_DAY_EXIT_TIME"]
+#: what the exit rules read: every strategy's own knobs and the shared expiry-day time
+EXIT_KEYS = sorted({k for spec in specs() for k in spec.param_keys}
+                   | {"EXPIRY_DAY_EXIT_TIME", "DC_FAMILY_SLOTS"}
+                   | {k.key for k in all_knobs() if k.key.endswith("_PCT")})
 RESEND_AFTER_CYCLES = 2
 HEARTBEAT_EVERY = timedelta(seconds=2)  # wall clock; an accelerated market ticks far faster
 
@@ -50,6 +84,11 @@ class MonitorActor(SupervisedActor):
         self._positions = self.ctx.services.get("positions")  # BROKER=dhan only
         self._recon = ReconState()
         self._recon_wait = 0
+        self._live = self.ctx.services.get("live_broker")
+        self._calendar = self.ctx.services.get("calendar")
+        self._closes = CloseState()
+        self._settlement = self.ctx.services.get("settlement_price") or settlement_source(
+            self._market, calendar=self._calendar, now=self.clock.now)
 
     def handle(self, message: Any) -> Any:
         match message:
@@ -69,7 +108,10 @@ class MonitorActor(SupervisedActor):
             self._heartbeat(wall, at)
         # open_trades is the source of truth: a PositionOpened lost to a crash cannot hide a trade
         params = self._settings.snapshot(EXIT_KEYS)
-        for tag, trade in trades_repo.load_open(self._pool).items():
+        open_trades = trades_repo.load_open(self._pool)
+        view = self._view(at) if open_trades else None
+        params["_calendar"] = self._current_calendar()
+        for tag, trade in open_trades.items():
             try:
                 mtm = mark_to_market(trade, self._market.quote)
             except NoQuote as exc:
@@ -77,8 +119,12 @@ class MonitorActor(SupervisedActor):
                 self._unmarkable(trade, at, str(exc))
                 continue
             self.publish(self.new(MarkedToMarket, trade_id=0, tag=tag, mtm=mtm))
-            reason = exit_reason(trade, mtm, at, params)
+            reason = self._exit_reason(trade, mtm, view, at, params)
             if reason is None or trade.hold:  # a held trade waits for the operator
+                continue
+            if tag in self._closes.seen:  # the broker seems to have closed it: no new orders
+                logger.warning("exit of %s (%s) not sent: the broker seems to have closed it by "
+                               "itself (being confirmed)", tag, reason)
                 continue
             waited = self._closing.get(tag)
             if waited is None or waited >= RESEND_AFTER_CYCLES:
@@ -91,6 +137,37 @@ class MonitorActor(SupervisedActor):
                 self._closing[tag] = waited + 1
         if self._positions is not None:
             self._maybe_reconcile()
+
+    def _current_calendar(self) -> NseCalendar:
+        cal = self._calendar
+        cal = cal.current() if hasattr(cal, "current") else cal
+        return cal or NseCalendar()
+
+    def _view(self, at: datetime) -> MarketView | None:
+        """The market as the strategies' exit rules see it (chains, exit-side quotes)."""
+        try:
+            return build_market_view(self._market.snapshot(), self._current_calendar())
+        except Exception as exc:  # no view, no rule fires on a stale mark (time rules wait)
+            logger.warning("no market view for the exit rules at %s: %s", at, exc)
+            return None
+
+    @staticmethod
+    def _exit_reason(trade: Trade, mtm, view: MarketView | None, at: datetime,
+                     params: dict[str, Any]) -> str | None:
+        """The trade's own strategy's exit rule (a trade of a strategy no longer registered,
+        e.g. imported history: the generic target/stop/time rule)."""
+        try:
+            spec = registry.get(trade.strategy)
+        except registry.UnknownStrategy:
+            return exit_reason(trade, mtm, at, params)
+        if view is None:
+            return None
+        try:
+            return spec.exit_rule(trade, view, at, params)
+        except (ValueError, KeyError, LookupError) as exc:
+            logger.warning("exit rule of %s (%s) cannot judge %s: %s", trade.strategy,
+                           type(exc).__name__, trade.tag, exc)
+            return None
 
     def _unmarkable(self, trade, at: datetime, why: str) -> None:
         """A trade with an expired leg has no quote any more: tell the operator once."""
@@ -119,12 +196,19 @@ class MonitorActor(SupervisedActor):
             logger.warning("reconciliation skipped: broker positions unavailable (%s: %s)",
                            exc.__class__.__name__, exc)
             return
+        # after the positions: an order that had filled when they were read was written
+        # (intent first) before, so it shows here as unsettled or is booked by now
         with self._pool.connection() as conn:  # the product each trade's orders were sent as
             products = {r["trade_tag"]: r["product"] for r in conn.execute(
                 "SELECT DISTINCT ON (trade_tag) trade_tag, product FROM order_intents WHERE"
                 " purpose = 'entry' ORDER BY trade_tag, id").fetchall()}
-        result = reconcile(trades_repo.load_open(self._pool).values(), broker, self._recon,
-                           products=products)
+            unsettled = [(r["trade_tag"], r["security_id"]) for r in conn.execute(
+                "SELECT trade_tag, security_id FROM order_intents WHERE settled_at IS NULL"
+                " AND NOT sliced").fetchall()]
+        open_trades = trades_repo.load_open(self._pool)
+        busy = {sid for _, sid in unsettled}
+        result = reconcile(open_trades.values(), broker, self._recon, products=products,
+                           busy=busy)
         if result.findings:
             with transaction(self._pool) as conn:
                 for f in result.findings:
@@ -134,15 +218,35 @@ class MonitorActor(SupervisedActor):
                         (f.action, ",".join(f.trade_tags) or None, f.security_id,
                          Jsonb(f.details())))
         self._recon = result.state  # only once audited: a failed write is retried next check
+        closes = self._broker_closes(open_trades, broker, products, unsettled)
+        handled = set(closes.decided + closes.pending) if closes is not None else set()
+        # a surplus is said in the alert of its confirmed mismatch (one alert per event)
+        surplus_of = {(x.security_id, x.product): x for x in
+                      result.buy_backs + result.surplus_longs}
         for f in result.findings:
             logger.log(logging.INFO if f.action == PENDING else logging.WARNING,
                        "reconciliation %s: %s", f.action, f.text())
             if f.action != PENDING:
-                self.publish(self.new(AlertRaised, source="reconciliation", text=f.text()))
+                extra = surplus_of.pop((f.security_id, f.product), None)
+                text = f.text() + (f"; {extra.text()}" if extra is not None else "")
+                self.publish(self.new(AlertRaised, source="reconciliation", text=text))
                 # no new entry while a broker position is unexplained
                 self.send("risk", self.new(PauseEntries, reason=f"reconciliation: {f.text()}",
                                            source="reconciliation"))
+        for surplus in result.surplus_longs:
+            logger.warning("reconciliation: %s", surplus.text())
+            if (surplus.security_id, surplus.product) in surplus_of:
+                self.publish(self.new(AlertRaised, source="reconciliation",
+                                      text=surplus.text()))
+        for surplus in result.buy_backs:  # the executor checks again, buys, and says so
+            logger.warning("reconciliation: %s", surplus.text())
+            self.send("executor", self.new(
+                FlattenSurplus, security_id=surplus.security_id, product=surplus.product,
+                quantity=surplus.quantity, expected=surplus.expected, broker=surplus.broker,
+                reason=surplus.text()))
         for tag in result.flat_candidates:
+            if tag in handled:  # a broker close booked or held: said there
+                continue
             text = (f"trade {tag} is flat at the broker on every leg (2 checks) but still open in "
                     "the books, where any close would send new orders. Not removed "
                     "(reconciliation is alert-only): settle it by hand")
@@ -150,3 +254,75 @@ class MonitorActor(SupervisedActor):
             self.publish(self.new(AlertRaised, source="reconciliation", text=text))
         for sid in result.resolved:
             logger.info("reconciliation: security %s agrees with the broker again", sid)
+
+    # ------------------------------------------------------------------ broker closes
+    def _session_close(self, d) -> datetime:
+        if self._calendar is not None:
+            try:
+                return self._calendar.session_close(d)
+            except Exception:
+                logger.debug("no session on %s in the calendar; 15:30 assumed", d)
+        return datetime.combine(d, MARKET_CLOSE, IST)
+
+    def _broker_closes(self, open_trades: dict[str, Trade], broker: dict, products: dict,
+                       unsettled: list[tuple[str, str]]) -> BrokerCloses | None:
+        """Did the broker close live trades by itself? Book or hold them (module docstring).
+        ``None``: not decided this check (the trade book could not be read)."""
+        live = [t for t in open_trades.values() if t.mode == "live"]
+        now = self.clock.now()
+        expected, _ = book_positions(live, products)
+        net = broker_net(broker)
+        changed = any(net.get((str(x.leg.security_id), products.get(t.tag, DEFAULT_PRODUCT)), 0)
+                      != expected.get((str(x.leg.security_id),
+                                       products.get(t.tag, DEFAULT_PRODUCT)), 0)
+                      or (x.leg.expiry is not None and now >= self._session_close(x.leg.expiry))
+                      for t in live for x in t.legs)
+        if not changed:
+            self._closes = CloseState()
+            return BrokerCloses(state=self._closes, closes=(), holds=(), decided=(), pending=())
+        fills: list[BrokerFill] = []
+        book = getattr(self._live, "trade_book", None)
+        if book is not None:
+            try:
+                fills = [BrokerFill.from_trade(t) for t in book()]
+            except Exception as exc:
+                logger.warning("broker closes not checked: trade book unavailable (%s: %s)",
+                               type(exc).__name__, exc)
+                return None
+        since = min(t.trade_date for t in live)
+        with self._pool.connection() as conn:
+            known = {r["order_id"] for r in conn.execute(
+                "SELECT order_id FROM order_intents WHERE order_id IS NOT NULL AND trade_date"
+                " >= %s UNION SELECT unnest(string_to_array(order_id, ',')) FROM executions"
+                " WHERE order_id IS NOT NULL AND trade_date >= %s", (since, since)).fetchall()}
+        decision = decide(live, broker, fills, self._closes, now=now, known_order_ids=known,
+                          products=products, busy_tags={tag for tag, _ in unsettled},
+                          busy_securities={sid for _, sid in unsettled},
+                          session_close=self._session_close, settlement_price=self._settlement)
+        self._closes = decision.state
+        for tag in decision.pending + decision.decided:  # no automatic exit meanwhile
+            self.send("executor", self.new(
+                SuspendExits, tag=tag, reason="a close by the broker is being confirmed",
+                seconds=max(300, 45 * int(self._settings.get("RECON_EVERY_CYCLES")))))
+        for close in decision.closes:
+            logger.warning("broker close of %s: %s", close.tag, close.reason)
+            try:
+                with transaction(self._pool) as conn:
+                    conn.execute(
+                        "INSERT INTO reconciliation_audit (action, trade_tag, security_id,"
+                        " details) VALUES ('CONFIRMED_FLAT_REMOVAL', %s, NULL, %s)",
+                        (close.tag, Jsonb({"booked_as": "broker close", "kind": close.kind,
+                                           "reason": close.reason,
+                                           "legs": [{"security_id": x.security_id,
+                                                     "quantity": x.quantity,
+                                                     "price": str(x.price), "how": x.how,
+                                                     "order_ids": list(x.order_ids)}
+                                                    for x in close.legs]})))
+            except Exception:
+                logger.exception("broker close of %s not audited; booking it anyway", close.tag)
+            self.send("executor", self.new(BookBrokerClose, tag=close.tag, reason=close.reason,
+                                           kind=close.kind, legs=close.legs))
+        for hold in decision.holds:
+            logger.warning("broker closed part of %s: %s", hold.tag, hold.reason)
+            self.send("executor", self.new(HoldTrade, tag=hold.tag, reason=hold.reason))
+        return decision

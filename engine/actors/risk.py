@@ -14,6 +14,7 @@ pause (operator, supervisor, trades on hold, token) in the singleton.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import replace
@@ -26,6 +27,7 @@ from psycopg.types.json import Jsonb
 from engine.actors.base import SupervisedActor
 from engine.execution import repository as trades_repo
 from engine.execution.intents import blocking_intent
+from engine.market.calendar import NseCalendar
 from engine.messages.commands import EndOfDayTick, OpenPosition, PauseEntries, ResumeEntries
 from engine.messages.events import (
     AlertRaised,
@@ -46,8 +48,10 @@ from engine.risk.envelope import (
     derive,
     entry_denial,
 )
-from engine.settings import all_knobs
+from engine.risk.margin import entry_margin, margin_denial, open_margin
+from engine.settings import SettingError, all_knobs
 from engine.store.tx import transaction
+from engine.strategies import registry
 from engine.strategies.slots import strategy_slots
 from engine.timeutil import IST, MARKET_CLOSE
 
@@ -72,6 +76,11 @@ class RiskActor(SupervisedActor):
         self._pending: dict[str, tuple[datetime, str]] = {}
         # strategy -> (refusals in a row, last reason, no entry before)
         self._refused: dict[str, tuple[int, str, datetime]] = {}
+        # margin of the admitted intents still in _pending: tag -> rupees
+        self._pending_margin: dict[str, Decimal] = {}
+        self._calendar = self.ctx.services.get("calendar")
+        self._market = self.ctx.services.get("market")
+        self._live_margin = self.ctx.services.get("margin_calculator")
         self._refresh(verify=True)
         # open positions are always read from open_trades (the executor's table), never kept here
         trades = trades_repo.load_open(self._pool)
@@ -102,6 +111,7 @@ class RiskActor(SupervisedActor):
                 self._resume(reason)
             case EndOfDayTick():
                 self._pending.clear()
+                self._pending_margin.clear()
             case _:
                 return super().handle(message)
         return None
@@ -182,6 +192,9 @@ class RiskActor(SupervisedActor):
             reason = f"{denial} [{stage}]" if denial else None
         if reason is None and (intent.tag in open_tags or intent.tag in self._pending):
             reason = f"tag {intent.tag} is already open"
+        margin: Decimal | None = None
+        if reason is None:  # last: it may ask the broker
+            reason, intent, margin = self._margin_check(intent, stage, in_stage, now)
         if reason is not None:
             logger.info("entry %s denied: %s", intent.tag, reason)
             self.publish(self.reply(EntryDenied, intent, strategy=intent.strategy, tag=intent.tag,
@@ -192,6 +205,77 @@ class RiskActor(SupervisedActor):
                                     reason="executor unavailable (restarting); entry dropped"))
             return
         self._pending[intent.tag] = (now, stage)
+        if margin is not None:
+            self._pending_margin[intent.tag] = margin
+
+    # ------------------------------------------------------------------ margin
+    def _margin_check(self, intent: OpenPosition, stage: str, in_stage: list, now: datetime
+                      ) -> tuple[str | None, OpenPosition, Decimal | None]:
+        """(denial or None, the intent carrying its margin in ``params["margin"]``, margin).
+
+        Live: Dhan's multi-order calculator (service ``margin_calculator``), falling back to
+        the approximation with a log line when it fails; paper and shadow: the approximation
+        (``engine.risk.margin``). The expiry-day jump is added when the position would still
+        be open on its jump day (the strategy's planned exit, max hold or exit DTE).
+        """
+        calendar = self._current_calendar()
+        today = now.astimezone(IST).date()
+        try:
+            spot = self._spot(intent)
+            est, held = entry_margin(intent.legs, spot, now, calendar, **self._exit_plan(intent))
+        except Exception as exc:  # no spot, a leg without a price, a bad planned exit
+            return (f"margin not estimated ({exc}): entry refused", intent, None)
+        record: dict[str, Any] = {"approximation": est.to_json(), "held_into_jump": held}
+        total, source = est.total, "approximation"
+        if stage == "live" and self._live_margin is not None:
+            try:
+                live = self._live_margin.basket(intent.legs)
+                total, source = live.total + est.expiry_day_extra, "dhan"
+                record["dhan"] = live.to_json()
+            except Exception as exc:
+                logger.warning("Dhan margin calculator failed for %s (%s): using the "
+                               "approximation ₹%s", intent.tag, exc, est.total)
+                record["dhan_error"] = str(exc)[:200]
+        record.update(total=str(total), source=source)
+        limits = self._limits()
+        self._pending_margin = {t: m for t, m in self._pending_margin.items()
+                                if t in self._pending}
+        held_margin = open_margin(in_stage, spot, today, calendar)
+        held_margin += sum((m for tag, m in self._pending_margin.items()
+                            if tag in self._pending and self._pending[tag][1] == stage), ZERO)
+        why = margin_denial(total, open_margin=held_margin,
+                            capital=Decimal(limits["RISK_CAPITAL_BASE"]),
+                            max_pct=Decimal(limits["RISK_MAX_MARGIN_PCT"]),
+                            max_total_pct=Decimal(limits["RISK_MAX_TOTAL_MARGIN_PCT"]),
+                            source=source)
+        if why and est.expiry_day_extra > 0:
+            why += f"; it includes the expiry-day jump ₹{est.expiry_day_extra} ({est.jump_day})"
+        intent = replace(intent, params={**intent.params, "margin": record})
+        return (f"{why} [{stage}]" if why else None), intent, total
+
+    def _current_calendar(self) -> NseCalendar:
+        cal = self._calendar
+        cal = cal.current() if hasattr(cal, "current") else cal
+        return cal if isinstance(cal, NseCalendar) else NseCalendar()
+
+    def _spot(self, intent: OpenPosition) -> Decimal:
+        """NIFTY now: the strategy's own (``params["spot"]``), else the market snapshot."""
+        raw = intent.params.get("spot")
+        if raw is None and self._market is not None:
+            raw = self._market.snapshot().spot
+        if raw is None:
+            raise ValueError("no spot: neither the intent nor a market snapshot has one")
+        return Decimal(str(raw))
+
+    def _exit_plan(self, intent: OpenPosition) -> dict[str, Any]:
+        """What says when the strategy exits: its planned exit, max hold, exit DTE."""
+        plan: dict[str, Any] = {"planned_exit": intent.params.get("planned_exit")}
+        with contextlib.suppress(SettingError):  # a strategy without a max hold
+            plan["max_hold_minutes"] = int(self._settings.get(
+                f"{intent.strategy}_MAX_HOLD_MINUTES"))
+        with contextlib.suppress(ValueError):  # not a registered strategy (AI_MARKET, ...)
+            plan["exit_dte"] = getattr(registry.get(intent.strategy).module, "EXIT_DTE", None)
+        return plan
 
     def _entry_refused(self, strategy: str, why: str) -> None:
         """Back off a strategy whose entries the broker keeps refusing; alert once per reason."""

@@ -21,6 +21,7 @@ from engine.market.calendar import NseCalendar
 from engine.market.simulator import SimulatedMarket
 from engine.messages.legs import Leg, Side
 from engine.ports.market_data import SimMarketData
+from engine.risk.margin import entry_margin, margin_denial, open_margin
 from engine.scan_inputs import next_spread_history, strategy_input
 from engine.settings import all_knobs, knob
 from engine.strategies import registry
@@ -74,6 +75,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
     pair: tuple[date, date] | None = None
     open_trades: dict[str, Trade] = {}
     closed: list[dict[str, Any]] = []
+    denied: list[dict[str, Any]] = []  # entries refused on margin (RISK_MAX_*MARGIN_PCT)
     for n, day in enumerate(days):
         t = cal.session_open(day)
         close = cal.session_close(day)
@@ -101,6 +103,11 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
             for entry in decision.entries:
                 if entry.tag in open_trades:
                     continue
+                margin = _margin_refusal(entry, spec, Decimal(str(snap.spot)), t, cal, p,
+                                         open_trades.values())
+                if isinstance(margin, str):  # refused, as the RiskActor would
+                    denied.append({"tag": entry.tag, "at": t.isoformat(), "reason": margin})
+                    continue
                 try:
                     fills = broker.execute(entry.legs, correlation_base=entry.tag, trade_date=day)
                 except NoQuote:
@@ -109,11 +116,35 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
                     tag=entry.tag, strategy=strategy, mode="backtest", trade_date=day, opened_at=t,
                     direction=entry.direction,
                     legs=tuple(OpenLeg(f.leg, f.price, f.charges.total) for f in fills),
-                    context=dict(entry.context))
+                    context={**entry.context, "margin": margin})
             t += scan_every
         if progress is not None:
             progress((n + 1) / len(days))
-    return BacktestResult(closed, _metrics(closed))
+    metrics = _metrics(closed)
+    metrics["margin_denied"] = len(denied)
+    if denied:
+        metrics["margin_denials"] = denied[:20]
+    return BacktestResult(closed, metrics)
+
+
+def _margin_refusal(entry: Any, spec: Any, spot: Decimal, now: datetime, cal: NseCalendar,
+                    p: Mapping[str, Any], open_trades: Any) -> dict[str, Any] | str:
+    """The RiskActor's margin check with the approximation (``engine.risk.margin``): the
+    reason an entry is refused, or its margin record (kept in the trade's context)."""
+    hold = p.get(f"{entry.strategy}_MAX_HOLD_MINUTES")
+    try:
+        est, held = entry_margin(entry.legs, spot, now, cal,
+                                 planned_exit=entry.context.get("planned_exit"),
+                                 max_hold_minutes=None if hold is None else int(hold),
+                                 exit_dte=getattr(spec.module, "EXIT_DTE", None))
+    except ValueError as exc:
+        return f"margin not estimated ({exc}): entry refused"
+    why = margin_denial(est.total,
+                        open_margin=open_margin(open_trades, spot, now.date(), cal),
+                        capital=Decimal(p["RISK_CAPITAL_BASE"]),
+                        max_pct=Decimal(p["RISK_MAX_MARGIN_PCT"]),
+                        max_total_pct=Decimal(p["RISK_MAX_TOTAL_MARGIN_PCT"]))
+    return why or {**est.to_json(), "source": "approximation", "held_into_jump": held}
 
 
 def _close(trade: Trade, broker: PaperBroker, t: datetime, reason: str) -> dict[str, Any]:

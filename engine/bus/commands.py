@@ -37,6 +37,9 @@ RESULTS_CHANNEL = "engine_command_results"
 
 #: kind -> required payload fields (what the dispatch can rely on).
 COMMAND_KINDS: Mapping[str, tuple[str, ...]] = {
+    # optional: mode "send" (default: the closing orders; for a trade on hold only its share
+    # of what the broker holds) | "record_from_broker" (no order sent: recorded closed at the
+    # broker's trade-book prices with model charges; needs confirm: true)
     "close_trade": ("tag",),
     "pause_entries": ("reason",),
     "resume_entries": (),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from engine.bus.commands import CommandError, CommandRow
 from engine.config import DRY_RUN_STRATEGIES
 from engine.messages.commands import (
+    CLOSE_MODES,
     ClosePosition,
     PauseEntries,
     ResetEscalation,
@@ -66,12 +67,7 @@ class Dispatcher:
         p, who = cmd.payload, cmd.requested_by
         match cmd.kind:
             case "close_trade":
-                tag = str(p["tag"])
-                with self._engine.pool.connection() as conn:
-                    if not conn.execute("SELECT 1 FROM open_trades WHERE tag = %s", (tag,)).fetchone():
-                        raise CommandError(f"tag: no open trade {tag!r}")
-                self._send("executor", ClosePosition, tag=tag, reason=f"manual close by {who}")
-                return {"sent": "ClosePosition", "tag": tag}
+                return self._close_trade(p, who)
             case "pause_entries":
                 self._send("risk", PauseEntries, reason=str(p["reason"]), source=who)
                 return {"sent": "PauseEntries"}
@@ -111,6 +107,32 @@ class Dispatcher:
                 problem = task_problem(p["task"]) or f"{p['task']!r} has no runner here"
                 raise CommandError(f"task: {problem}")
         raise CommandError(f"kind: {cmd.kind!r} is not handled by this engine")
+
+    def _close_trade(self, p: dict[str, Any], who: str) -> dict[str, Any]:
+        """Close an open trade: ``mode`` ``send`` (default; for a trade on hold only its share
+        of what the broker holds is sent) or ``record_from_broker`` (nothing sent: recorded
+        closed at the broker's trade-book prices; needs ``confirm: true``, live trades only)."""
+        tag = str(p["tag"])
+        mode = p.get("mode", "send")
+        if mode is None:
+            mode = "send"
+        if mode not in CLOSE_MODES:
+            raise CommandError(f"mode: expected one of {', '.join(CLOSE_MODES)}, got {mode!r}")
+        confirm = p.get("confirm")
+        if confirm is not None and not isinstance(confirm, bool):
+            raise CommandError("confirm: expected true or false")
+        if mode == "record_from_broker" and confirm is not True:
+            raise CommandError("confirm: must be true to record a trade closed at the broker's "
+                               "trade-book prices (no order is sent)")
+        with self._engine.pool.connection() as conn:
+            row = conn.execute("SELECT mode FROM open_trades WHERE tag = %s", (tag,)).fetchone()
+        if row is None:
+            raise CommandError(f"tag: no open trade {tag!r}")
+        if mode == "record_from_broker" and row["mode"] != "live":
+            raise CommandError(f"mode: record_from_broker is for live trades; {tag} is a "
+                               f"{row['mode']} trade (close it with mode send)")
+        self._send("executor", ClosePosition, tag=tag, reason=f"manual close by {who}", mode=mode)
+        return {"sent": "ClosePosition", "tag": tag, "mode": mode}
 
     def _resolve_order(self, p: dict[str, Any], who: str) -> dict[str, Any]:
         """The operator's decision on an unresolved order (see ``engine.execution.intents``):

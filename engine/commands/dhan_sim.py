@@ -16,6 +16,7 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
                       "for rehearsals; builtin: a static market at --spot"),
     ("--seed", int, "seed of the engine market (default SIM_SEED or 7)"),
     ("--env-file", str, "write the DHAN_* variables of the simulator to this file"),
+    ("--order-ws-port", int, "port of the order-update WebSocket (default: any free port)"),
 )
 
 

@@ -13,17 +13,35 @@ Orders match only while the market is open (09:15-15:30 IST of a trading day, pe
 calendar, on the market's own clock); an after-market order (AMO) rests until the next open
 (``amoTime`` OPEN_30 / OPEN_60: 30 / 60 minutes after it). A PENDING order blocks its margin
 until it fills or is cancelled.
+
+Closes the broker makes by itself (what real Dhan does without an order of the client's):
+
+* **RMS square-off** (:meth:`Exchange.square_off`, admin ``POST /__admin/square_off``): the
+  broker closes a position at the market with a MARKET order of its own (no correlation id
+  of the client's: Dhan generates one), visible in ``/orders`` and ``/trades``.
+* **Intraday square-off**: from 15:20 IST of a trading day every ``INTRADAY`` position is
+  closed the same way (once per day, at the first request from 15:20).
+* **Expiry settlement**: after the close (15:30 IST) of an expiry date, positions in the
+  expired contracts leave ``/positions``; nothing appears in ``/orders`` or ``/trades``
+  (the reference does not say how Dhan reports a settlement; the contract note / ledger
+  would). The settlement is kept in :attr:`Exchange.settlements` (admin ``GET
+  /__admin/settlements``) and credited to funds: futures at the final settlement price
+  (the NIFTY close), options at their intrinsic value against it. The price is the one
+  set with admin ``POST /__admin/settlement_price`` (NSE publishes it), else the spot the
+  market shows on the expiry day after the close, else the last spot seen that day.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 from engine.dhan_sim.market import InstrumentRow, MarketSource
@@ -35,6 +53,7 @@ SHORT_MARGIN_FRACTION = 0.12
 AMO_DELAY = {"PRE_OPEN": timedelta(0), "OPEN": timedelta(0), "OPEN_30": timedelta(minutes=30),
              "OPEN_60": timedelta(minutes=60)}
 _NO_TICK = object()
+INTRADAY_SQUARE_OFF = dtime(15, 20)  # Dhan squares INTRADAY positions off from here (IST)
 
 
 def _now_text() -> str:
@@ -61,6 +80,7 @@ class SimOrder:
     blocked: float = 0.0  # margin held while PENDING
     not_before: datetime | None = None  # AMO: do not match before this market time
     fill_limit: int | None = None  # fault ``partial_fill``: fill at most this many units
+    placed_by: str = "client"  # or the broker itself: ``RMS``, ``INTRADAY_SQUARE_OFF``
 
     def wire(self, row: InstrumentRow | None) -> dict[str, Any]:
         """Order object as Dhan serialises it."""
@@ -97,6 +117,7 @@ class SimPosition:
     buy_value: float = 0.0
     sell_qty: int = 0
     sell_value: float = 0.0
+    instrument: InstrumentRow | None = None  # kept: an expired contract leaves the master
 
     @property
     def net(self) -> int:
@@ -142,8 +163,18 @@ class Exchange:
         self._last_cid_ms = 0
         self._tick: Any = _NO_TICK
         self.repriced = 0  # quotes taken to re-price resting orders (cost accounting)
+        #: called with an order after each change of its state, under the lock (the
+        #: order-update WebSocket, ``engine.dhan_sim.order_ws``); must not block
+        self.on_change: Callable[[SimOrder], None] | None = None
         self._rows_day: date | None = None
         self._rows = {str(r.security_id): r for r in market.instruments()}
+        #: expiry settlements: one dict per settled position (see the module docstring)
+        self.settlements: list[dict[str, Any]] = []
+        #: final settlement prices (the NIFTY close) by expiry date, as NSE publishes them
+        self.final_settlement: dict[date, float] = {}
+        self._settled_pnl: dict[str, float] = {}
+        self._day_spot: dict[date, float] = {}  # last spot seen in each session
+        self._squared_off: date | None = None  # the day of the last intraday square-off
 
     def row(self, security_id: str) -> InstrumentRow | None:
         """Instrument row of a security id (re-reads the market's list for unknown ids)."""
@@ -212,6 +243,7 @@ class Exchange:
             self.orders[order.order_id] = order
             self._by_cid[(client_id, body["correlationId"])] = order
             self._transit.append(order)
+            self._changed(order)
             return order
 
     def find(self, client_id: str, order_id: str) -> SimOrder | None:
@@ -238,6 +270,21 @@ class Exchange:
         with self._lock:
             order.status, order.update_time = "CANCELLED", self._market_text()
             self._unrest(order)
+            self._changed(order)
+
+    def expire(self, order: SimOrder) -> None:
+        """End an open order ``EXPIRED`` (a day order at the close) and release its margin."""
+        with self._lock:
+            order.status, order.update_time = "EXPIRED", self._market_text()
+            self._unrest(order)
+            self._changed(order)
+
+    def _changed(self, order: SimOrder) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(order)
+            except Exception:  # a listener never breaks the exchange
+                logging.getLogger(__name__).exception("order change listener failed")
 
     def modify(self, order: SimOrder, changes: dict[str, Any]) -> None:
         """Apply a modification (type, validity, quantity, prices) and re-block margin; the
@@ -252,6 +299,7 @@ class Exchange:
             if order.status == "PENDING":
                 self._block(order, self.required_margin(order))
                 self._try_fill(order)
+            self._changed(order)
 
     def _block(self, order: SimOrder, amount: float) -> None:
         cid = order.client_id
@@ -285,6 +333,7 @@ class Exchange:
             tick = tick_of() if tick_of is not None else object()
             if tick != self._tick:
                 self._tick = tick
+                self._broker_events()
                 for order in list(self._resting.values()):
                     self.repriced += 1
                     self._try_fill(order)
@@ -305,6 +354,7 @@ class Exchange:
             order.oms_error = f"RMS:{order.order_id}:{reason}"
         else:
             order.status, order.exchange_time = "PENDING", self._market_text()
+        self._changed(order)
 
     def _touch(self, order: SimOrder) -> float | None:
         quote = self.market.quote(order.body["securityId"])
@@ -337,6 +387,7 @@ class Exchange:
             if order.body.get("validity") == "IOC":
                 order.status, order.update_time = "CANCELLED", self._market_text()
                 self._unrest(order)
+                self._changed(order)
             return
         total = int(order.body["quantity"])
         qty = total - order.filled_qty
@@ -355,6 +406,7 @@ class Exchange:
             order.status = "PART_TRADED"
         key = (order.client_id, str(order.body["securityId"]), order.body["productType"])
         pos = self.positions.setdefault(key, SimPosition())
+        pos.instrument = pos.instrument or self.row(order.body["securityId"])
         if order.body["transactionType"] == "BUY":
             pos.buy_qty, pos.buy_value = pos.buy_qty + qty, pos.buy_value + qty * px
         else:
@@ -375,6 +427,97 @@ class Exchange:
             "drvExpiryDate": row.expiry.isoformat() if row and row.expiry else "0001-01-01",
             "drvOptionType": {"CE": "CALL", "PE": "PUT"}.get(row.option_type or "", "NA")
             if row else "NA", "drvStrikePrice": row.strike or 0.0 if row else 0.0})
+        self._changed(order)
+
+    # ------------------------------------------------------------- broker's own closes
+    def square_off(self, *, client_id: str | None = None, security_id: str | None = None,
+                   product: str | None = None, by: str = "RMS") -> list[SimOrder]:
+        """The broker closes open positions at the market by itself (an RMS square-off; the
+        15:20 intraday square-off uses it with ``by="INTRADAY_SQUARE_OFF"``): one MARKET
+        order per position, with no correlation id of the client's, matched at once at the
+        touch (no margin check: it reduces risk). Filters: ``client_id``, ``security_id``,
+        ``product`` (``None``: any). Returns the orders placed."""
+        placed: list[SimOrder] = []
+        with self._lock:
+            for (cid, sid, prod), pos in list(self.positions.items()):
+                if pos.net == 0 or (client_id is not None and cid != client_id) or (
+                        security_id is not None and sid != str(security_id)) or (
+                        product is not None and prod != product):
+                    continue
+                body = {"dhanClientId": cid, "correlationId": self.new_correlation_id(cid),
+                        "transactionType": "SELL" if pos.net > 0 else "BUY",
+                        "exchangeSegment": "NSE_FNO", "productType": prod,
+                        "orderType": "MARKET", "validity": "DAY", "securityId": sid,
+                        "quantity": abs(pos.net)}
+                order = SimOrder(order_id=str(next(self._ids)), client_id=cid, body=body,
+                                 created=self._clock(), status="PENDING",
+                                 create_time=self._market_text(),
+                                 update_time=self._market_text(),
+                                 exchange_time=self._market_text(), placed_by=by)
+                self.orders[order.order_id] = order
+                self._by_cid[(cid, body["correlationId"])] = order
+                self._resting[order.order_id] = order
+                self._changed(order)
+                self._match(order)
+                placed.append(order)
+        return placed
+
+    def _broker_events(self) -> None:
+        """Per market tick: expiry settlement and the 15:20 intraday square-off."""
+        local = self.market_now().astimezone(IST)
+        day = local.date()
+        if self.calendar.is_market_open(local):
+            self._day_spot[day] = float(self.market.spot())
+            while len(self._day_spot) > 40:
+                self._day_spot.pop(min(self._day_spot))
+        if self.positions:
+            self._settle_expired(local)
+        if (self._squared_off != day and local.time() >= INTRADAY_SQUARE_OFF
+                and self.calendar.is_trading_day(day)):
+            self._squared_off = day
+            self.square_off(product="INTRADAY", by="INTRADAY_SQUARE_OFF")
+
+    def _expiry_close(self, expiry: date) -> datetime:
+        try:
+            return self.calendar.session_close(expiry)
+        except Exception:  # not a session in the calendar: the usual close
+            return datetime.combine(expiry, dtime(15, 30), IST)
+
+    def _settle_expired(self, local: datetime) -> None:
+        """Positions in contracts whose expiry session has closed leave the book, settled at
+        the final settlement price (options: intrinsic value; futures: the price itself)."""
+        for key, pos in list(self.positions.items()):
+            row = pos.instrument or self.row(key[1])
+            if row is None or row.expiry is None or local < self._expiry_close(row.expiry):
+                continue
+            spot, source = self._final_spot(row.expiry, local)
+            if row.instrument == "OPTIDX" and row.strike is not None:
+                price = max(0.0, spot - row.strike if row.option_type == "CE" else row.strike - spot)
+            else:
+                price = spot
+            net = pos.net
+            buy_value = pos.buy_value + (-net * price if net < 0 else 0.0)
+            sell_value = pos.sell_value + (net * price if net > 0 else 0.0)
+            pnl = sell_value - buy_value  # every unit matched once settled
+            cid = key[0]
+            self._settled_pnl[cid] = self._settled_pnl.get(cid, 0.0) + pnl
+            self.settlements.append({
+                "dhanClientId": cid, "securityId": key[1], "productType": key[2],
+                "tradingSymbol": row.trading_symbol, "expiry": row.expiry.isoformat(),
+                "netQty": net, "settlementSpot": round(spot, 2),
+                "settlementPrice": round(price, 2), "spotSource": source,
+                "realizedProfit": round(pnl, 2),
+                "settledAt": local.strftime("%Y-%m-%d %H:%M:%S")})
+            del self.positions[key]
+
+    def _final_spot(self, expiry: date, local: datetime) -> tuple[float, str]:
+        if expiry in self.final_settlement:
+            return float(self.final_settlement[expiry]), "published"
+        if local.date() == expiry:  # after the close: the market shows the closing value
+            return float(self.market.spot()), "close"
+        if expiry in self._day_spot:
+            return self._day_spot[expiry], "last seen on the expiry day"
+        return float(self.market.spot()), "estimated (expiry day not seen)"
 
     # ------------------------------------------------------------- money
     def _is_future(self, security_id: str) -> bool:
@@ -426,7 +569,7 @@ class Exchange:
         PENDING orders."""
         with self._lock:
             utilized = self._blocked.get(client_id, 0.0)
-            realized = 0.0
+            realized = self._settled_pnl.get(client_id, 0.0)
             for (cid, sid, _), pos in self.positions.items():
                 if cid == client_id:
                     utilized += self._position_margin(sid, pos)

@@ -13,6 +13,10 @@ Kinds:
     ``partial_fill`` place-order only: the order fills at most ``fill_qty`` units when it
                      matches and rests ``PART_TRADED`` for the rest (which never fills) until
                      it is cancelled (``CANCELLED`` with the filled quantity kept).
+    ``ws_drop``      order-update WebSocket (method ``WS``, path
+                     ``/order-update/<STATUS>/<correlationId>``): the alert is lost.
+    ``ws_delay``     the alert is sent ``seconds`` late.
+    ``ws_disconnect`` the client's feed connections are dropped instead (the alert is lost).
 
 Every rule takes ``skip``: that many matching requests pass untouched before it applies (the
 second order of an exit, the lookups after the first one, ...), and ``probability``: it then
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("latency", "status", "rate_limit", "timeout", "drop", "drop_502", "reject_order",
-         "partial_fill")
+         "partial_fill", "ws_drop", "ws_delay", "ws_disconnect")
 
 
 @dataclass

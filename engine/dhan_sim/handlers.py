@@ -6,8 +6,12 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from engine.market.calendar import NseCalendar
+from engine.messages.legs import InstrumentKind, Leg
+from engine.risk.margin import estimate_margin
 from engine.timeutil import IST
 
 if TYPE_CHECKING:
@@ -331,10 +335,40 @@ def margin_multi(sim: DhanSimulator, req: Request) -> Reply:
     parts = [_margin_one(sim, acct, i) for i in items if isinstance(i, dict)]
     if len(parts) != len(items) or any(p is None for p in parts):
         return input_error()
-    total = round(sum(p["totalMargin"] for p in parts), 2)  # type: ignore[index]
-    return Reply(200, {"totalMargin": total, "spanMargin": round(total * 0.7, 2),
-                       "exposureMargin": round(total * 0.3, 2), "equityMargin": 0.0,
-                       "fnoMargin": total, "mtfMargin": 0.0, "hedgeBenefit": 0.0})
+    legs = [_basket_leg(sim, i) for i in items]
+    if any(leg is None for leg in legs):
+        return input_error()
+    # the basket priced together, as Dhan does (hedge benefit), with the engine's own
+    # documented approximation (engine.risk.margin); includePosition/includeOrders ignored
+    try:
+        est = estimate_margin(legs, Decimal(str(sim.market.spot())), sim.market.today(),  # type: ignore[arg-type]
+                              getattr(sim.market, "calendar", None) or NseCalendar(),
+                              expiry_day=False)
+    except ValueError:
+        return input_error()
+    total = float(est.total)
+    return Reply(200, {"totalMargin": total, "spanMargin": float(est.span),
+                       "exposureMargin": float(est.exposure), "equityMargin": 0.0,
+                       "fnoMargin": total, "mtfMargin": 0.0,
+                       "hedgeBenefit": float(est.hedge_benefit)})
+
+
+def _basket_leg(sim: DhanSimulator, item: dict[str, Any]) -> Any:
+    """One script of a multi-margin request as an engine ``Leg`` (None: unknown contract)."""
+    row = sim.exchange.row(str(item["securityId"]))
+    if row is None or row.instrument not in ("OPTIDX", "FUTIDX") or row.expiry is None:
+        return None
+    price = float(item.get("price") or 0)
+    if price <= 0:
+        quote = sim.market.quote(str(item["securityId"]))
+        price = quote.ltp if quote else 0.0
+    option = row.instrument == "OPTIDX"
+    return Leg(security_id=str(row.security_id), side=item["transactionType"],
+               quantity=int(item["quantity"]),
+               kind=InstrumentKind.OPT if option else InstrumentKind.FUT,
+               option_type=row.option_type if option else None, expiry=row.expiry,
+               strike=Decimal(str(row.strike)) if option else None,
+               price=Decimal(str(round(price, 2))) if price > 0 else None)
 
 
 # -------------------------------------------------------------------------------- auth

@@ -2,7 +2,8 @@
 
 ``python -m engine.dhan_sim --port 8765`` serves REST under ``/v2``, token minting under
 ``/app/generateAccessToken``, the instrument master under ``/api-data/*.csv`` and the admin
-API under ``/__admin/`` (faults, tokens, spot, state).
+API under ``/__admin/`` (faults, tokens, spot, state); the order-update WebSocket
+(:mod:`engine.dhan_sim.order_ws`) listens on a port of its own (``order_ws_url``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from engine.broker.dhan.errors import redact
 from engine.dhan_sim import handlers as h
 from engine.dhan_sim.engine_time import ENGINE_TIME_HEADER, EngineTimeMarket
 from engine.dhan_sim.market import BuiltinMarket, MarketSource
+from engine.dhan_sim.order_ws import OrderUpdateServer
 from engine.dhan_sim.simulator import DhanSimulator
 from engine.market.calendar import NseCalendar
 from engine.timeutil import IST
@@ -133,11 +135,17 @@ class SimServer(ThreadingHTTPServer):
     request_queue_size = 256  # listen backlog: bursts of concurrent clients are not reset
 
     def __init__(self, address: tuple[str, int], sim: DhanSimulator,
-                 engine_time: EngineTimeMarket | None = None) -> None:
+                 engine_time: EngineTimeMarket | None = None, order_ws_port: int = 0) -> None:
         super().__init__(address, _Handler)
         self.sim = sim
         self.engine_time = engine_time
         self._thread: threading.Thread | None = None
+        self.order_ws = OrderUpdateServer(sim, address[0], order_ws_port)
+
+    @property
+    def order_ws_url(self) -> str:
+        """Order-update WebSocket (``DHAN_ORDER_FEED_URL``)."""
+        return self.order_ws.url
 
     @property
     def url(self) -> str:
@@ -160,11 +168,13 @@ class SimServer(ThreadingHTTPServer):
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="dhan-sim",
                                         daemon=True)
         self._thread.start()
+        self.order_ws.start()
         return self
 
     def stop(self) -> None:
         """Stop serving, wake sleeping fault handlers, close the socket."""
         self.sim.stop_event.set()
+        self.order_ws.stop()
         self.shutdown()
         self.server_close()
         if self._thread is not None:
@@ -172,14 +182,17 @@ class SimServer(ThreadingHTTPServer):
 
 
 def build_server(host: str = "127.0.0.1", port: int = 0, market: MarketSource | None = None,
-                 engine_time: EngineTimeMarket | None = None, **options: Any) -> SimServer:
+                 engine_time: EngineTimeMarket | None = None, order_ws_port: int = 0,
+                 **options: Any) -> SimServer:
     """Create (not start) a simulator server; ``options`` go to :class:`DhanSimulator`.
 
     With ``engine_time`` the simulator serves the engine's simulated market at the engine's
-    clock (``X-Engine-Time`` on each request) and ``market`` is ignored.
+    clock (``X-Engine-Time`` on each request) and ``market`` is ignored. The order-update
+    WebSocket listens on ``order_ws_port`` (0: any free port).
     """
     source = engine_time.source if engine_time is not None else (market or BuiltinMarket())
-    return SimServer((host, port), DhanSimulator(source, **options), engine_time)
+    return SimServer((host, port), DhanSimulator(source, **options), engine_time,
+                     order_ws_port=order_ws_port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seed of the engine market (default SIM_SEED or 7)")
     parser.add_argument("--env-file", default=None,
                         help="write DHAN_* variables (simulator credentials) to this file")
+    parser.add_argument("--order-ws-port", type=int, default=0,
+                        help="port of the order-update WebSocket (default: any free port; "
+                        "the log and the env file name it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     engine_time = None
@@ -209,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         day = today if cal.is_trading_day(today) else cal.next_trading_day(today)
         engine_time = EngineTimeMarket(seed, cal.session_open(day))
     server = build_server(args.host, args.port, BuiltinMarket(spot=args.spot),
-                          engine_time=engine_time, client_id=args.client_id, pin=args.pin,
+                          engine_time=engine_time, order_ws_port=args.order_ws_port,
+                          client_id=args.client_id, pin=args.pin,
                           totp_secret=args.totp_secret)
     if args.env_file:
         acct = server.sim.account
@@ -219,15 +236,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"DHAN_CLIENT_ID={acct.client_id}\nDHAN_PIN={acct.pin}\n"
             f"DHAN_TOTP_SECRET={acct.totp_secret}\nDHAN_API_BASE={server.api_base}\n"
             f"DHAN_AUTH_BASE={server.url}\nDHAN_INSTRUMENTS_URL={server.instruments_url}\n"
-            + rehearsal)
+            f"DHAN_ORDER_FEED_URL={server.order_ws_url}\n" + rehearsal)
         Path(args.env_file).chmod(0o600)
-    logger.info("Dhan simulator on %s (client id %s)%s", server.url, args.client_id,
+    logger.info("Dhan simulator on %s, order updates on %s (client id %s)%s", server.url,
+                server.order_ws_url, args.client_id,
                 f"; env written to {args.env_file}" if args.env_file else "")
+    server.order_ws.start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.sim.stop_event.set()
+        server.order_ws.stop()
         server.server_close()
     return 0

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from engine.broker.dhan.ratelimit import DHAN_LIMITS, EndpointClass, RateLimits
@@ -97,8 +98,15 @@ class DhanSimulator:
         self._accepted: dict[tuple[str, EndpointClass], deque[float]] = {}
         self._unique: dict[tuple[Any, ...], float] = {}
         self.request_log: list[dict[str, Any]] = []
+        self.order_ws_url: str | None = None  # set by the order-update WebSocket server
 
     # ----------------------------------------------------------------- helpers
+    def advance(self) -> None:
+        """Move the exchange's orders along (every request does; so does the order-update
+        WebSocket while a client listens)."""
+        self.exchange.advance(lambda cid: self.exchange.funds(
+            cid, self.authority.accounts[cid].sod_limit)["available"])
+
     def issue_token(self, client_id: str | None = None, *, ttl: int = 86400) -> str:
         """Issue a token directly (replaces the account's current token)."""
         return self.authority.issue(client_id or self.account.client_id, ttl=ttl)[0]
@@ -206,8 +214,7 @@ class DhanSimulator:
                 return h.dh_error(429, "DH-904", "Rate_Limit",
                                   "Too many requests on server from single user breaching rate "
                                   "limits. Try throttling API calls.")
-        self.exchange.advance(lambda cid: self.exchange.funds(
-            cid, self.authority.accounts[cid].sod_limit)["available"])
+        self.advance()
         return fn(self, req)
 
     # ------------------------------------------------------------------- admin
@@ -234,6 +241,38 @@ class DhanSimulator:
                           for o in list(self.exchange.orders.values())]
                 return h.Reply(200, {"orders": orders, "faults": self.faults.pending(),
                                      "requests": len(self.request_log)})
+            reply = self._admin_broker(req, body)
+            if reply is not None:
+                return reply
         except (KeyError, TypeError, ValueError) as exc:
             return h.Reply(400, {"error": f"bad admin request: {exc}"})
         return h.Reply(404, {"error": f"unknown admin endpoint {req.method} {req.path}"})
+
+    def _admin_broker(self, req: h.Request, body: dict[str, Any]) -> h.Reply | None:
+        """Closes the broker makes by itself (``engine.dhan_sim.exchange``):
+
+        * ``POST /__admin/square_off`` ``{"security_id"?, "product"?, "client_id"?}``: an RMS
+          square-off of the matching open positions (all when no filter), at the market;
+        * ``POST /__admin/settlement_price`` ``{"expiry": "YYYY-MM-DD", "spot": 23456.7}``:
+          the final settlement price of an expiry (the NIFTY close);
+        * ``GET /__admin/settlements``: the expiry settlements made so far.
+        """
+        ex = self.exchange
+        if req.path == "/__admin/square_off" and req.method == "POST":
+            self.advance()  # due orders first: the square-off closes what is held now
+            orders = ex.square_off(client_id=body.get("client_id"),
+                                   security_id=body.get("security_id"),
+                                   product=body.get("product"), by="RMS")
+            return h.Reply(200, {"orders": [o.wire(ex.row(o.body["securityId"]))
+                                            for o in orders]})
+        if req.path == "/__admin/settlement_price" and req.method == "POST":
+            expiry = date.fromisoformat(str(body["expiry"]))
+            spot = float(body["spot"])
+            if not spot > 0:
+                raise ValueError(f"settlement spot must be positive, got {spot}")
+            ex.final_settlement[expiry] = spot
+            return h.Reply(200, {"expiry": expiry.isoformat(), "spot": spot})
+        if req.path == "/__admin/settlements" and req.method == "GET":
+            self.advance()
+            return h.Reply(200, {"settlements": list(ex.settlements)})
+        return None

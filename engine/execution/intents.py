@@ -226,11 +226,15 @@ class IntentStore:
                 is not None
 
     def correlation_ids(self, prefix: str) -> set[str]:
-        """Every correlation id ever used that starts with ``prefix`` (any day)."""
-        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        """Every correlation id ever used that can derive from ``prefix`` (any day): ids of
+        the plain ``<prefix>-...`` form and of the digest form a long prefix falls back to."""
+        from engine.broker.dhan.correlation import correlation_prefixes
+
+        likes = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                 for p in correlation_prefixes(prefix)]
         with self.pool.connection() as conn:
             rows = conn.execute("SELECT correlation_id FROM order_intents WHERE"
-                                " correlation_id LIKE %s", (like,)).fetchall()
+                                " correlation_id LIKE ANY(%s)", (likes,)).fetchall()
         return {r["correlation_id"] for r in rows}
 
     def unsettled(self) -> list[Intent]:

@@ -22,8 +22,18 @@ Findings (their names are the ``reconciliation_audit.action`` values):
   schema has no "pending orphan" action. Orphans are never adopted.
 * flat candidates — a live trade whose every leg is flat at the broker on two consecutive
   checks, and which alone holds each of its securities in the books (otherwise the netting
-  cannot say whose quantity went away). What ``CONFIRMED_FLAT_REMOVAL`` would act on; the
-  caller decides (the engine only alerts, see ``RECON_AUTO_HEAL`` in the README).
+  cannot say whose quantity went away). What ``CONFIRMED_FLAT_REMOVAL`` acts on: the
+  engine books such a trade closed when the broker's trade book or an expiry settlement
+  explains it, and holds it otherwise (``engine.execution.broker_closes``).
+
+Surplus positions (on a confirmed mismatch only — two checks):
+
+* **surplus short** — the broker is shorter than the books: ``max(0, −broker) − max(0,
+  −books) > 0``. When no order intent touching the security is unsettled (``busy``), a
+  :class:`BuyBack` of that quantity is decided, once per (books, broker) pair: the caller
+  buys it back at the market (an unhedged short must not stay open) and says so.
+* **surplus long** — the broker is longer than the books: ``max(0, broker) − max(0, books)
+  > 0``: a :class:`Surplus` to alert, once per pair, and to leave to the operator.
 
 A finding that goes away (quantities agree again) is cleared from the state and reported in
 ``resolved``; if it comes back it starts again as pending. Each finding is reported once, not
@@ -81,6 +91,8 @@ class ReconState:
 
     sightings: Mapping[str, Sighting] = field(default_factory=_frozen)
     flat: Mapping[str, int] = field(default_factory=_frozen)
+    #: position (``key_text``) -> (books, broker) a surplus was last acted on / alerted at
+    surplus: Mapping[str, tuple[int, int]] = field(default_factory=_frozen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +135,45 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class Surplus:
+    """Units the broker holds beyond the books on a confirmed mismatch: ``side`` ``SHORT``
+    (a :class:`BuyBack` is decided) or ``LONG`` (alerted, left to the operator)."""
+
+    side: str
+    security_id: str
+    product: str
+    quantity: int
+    expected: int
+    broker: int
+    trade_tags: tuple[str, ...]
+
+    def text(self) -> str:
+        """One line for an operator."""
+        where = (f"security {self.security_id} ({self.product}): books {self.expected:+d} "
+                 f"(trades {', '.join(self.trade_tags)}), broker {self.broker:+d}")
+        if self.side == "SHORT":
+            return (f"surplus SHORT {self.quantity} at the broker on {where}: buying it back "
+                    "at the market")
+        return (f"surplus LONG {self.quantity} at the broker on {where}: not traded "
+                "automatically; sell it by hand or explain it")
+
+
+BuyBack = Surplus  # a surplus short to buy back (``side == "SHORT"``)
+
+
+def surplus_short(expected: int, broker: int) -> int:
+    """Short units the broker holds beyond the books: ``max(0, max(0, −broker) −
+    max(0, −expected))``."""
+    return max(0, max(0, -broker) - max(0, -expected))
+
+
+def surplus_long(expected: int, broker: int) -> int:
+    """Long units the broker holds beyond the books: ``max(0, max(0, broker) −
+    max(0, expected))``."""
+    return max(0, max(0, broker) - max(0, expected))
+
+
+@dataclass(frozen=True, slots=True)
 class Reconciliation:
     """The result of one check."""
 
@@ -130,6 +181,8 @@ class Reconciliation:
     findings: tuple[Finding, ...]
     flat_candidates: tuple[str, ...]   # tags newly confirmed flat at the broker
     resolved: tuple[str, ...]          # positions (``key_text``) whose earlier finding cleared
+    buy_backs: tuple[Surplus, ...] = ()       # surplus shorts to buy back now
+    surplus_longs: tuple[Surplus, ...] = ()   # surplus longs to alert now
 
 
 def book_positions(trades: Iterable[Trade], products: Mapping[str, str] | None = None
@@ -155,6 +208,16 @@ def book_positions(trades: Iterable[Trade], products: Mapping[str, str] | None =
             if trade.tag not in tags:
                 tags.append(trade.tag)
     return expected, {key: tuple(tags) for key, tags in holders.items()}
+
+
+def broker_net(broker: Mapping[Any, int]) -> dict[Key, int]:
+    """The broker's net quantities keyed by (security, product) (a plain security id key is
+    the default product); quantities of one key are summed.
+
+    Raises:
+        TypeError: a quantity is not an int.
+    """
+    return _check_broker(broker)
 
 
 def _check_broker(broker: Mapping[Any, int]) -> dict[Key, int]:
@@ -184,7 +247,8 @@ def _flat_trades(trades: Iterable[Trade], broker: Mapping[Key, int],
 
 
 def reconcile(trades: Iterable[Trade], broker: Mapping[Any, int], state: ReconState, *,
-              products: Mapping[str, str] | None = None) -> Reconciliation:
+              products: Mapping[str, str] | None = None,
+              busy: Iterable[str] = ()) -> Reconciliation:
     """One reconciliation check.
 
     Args:
@@ -193,6 +257,8 @@ def reconcile(trades: Iterable[Trade], broker: Mapping[Any, int], state: ReconSt
             for the default product); missing means 0.
         state: the state returned by the previous check (``ReconState()`` at first).
         products: trade tag -> product of its legs (default ``MARGIN``).
+        busy: security ids with an order intent not settled yet: no buy-back is decided on
+            them (the order may explain the difference).
 
     Returns:
         The new state and what is new since the previous check.
@@ -209,6 +275,10 @@ def reconcile(trades: Iterable[Trade], broker: Mapping[Any, int], state: ReconSt
     sightings: dict[str, Sighting] = {}
     findings: list[Finding] = []
     resolved: list[str] = []
+    busy_ids = {str(b) for b in busy}
+    surplus_seen: dict[str, tuple[int, int]] = {}
+    buy_backs: list[Surplus] = []
+    longs: list[Surplus] = []
     for key in sorted(set(holders) | {k for k, q in broker.items() if q != 0}):
         sid, product = key
         name = key_text(key)
@@ -238,13 +308,30 @@ def reconcile(trades: Iterable[Trade], broker: Mapping[Any, int], state: ReconSt
                 product=product))
             reported = action
         sightings[name] = Sighting(kind, count, exp, brk, reported)
+        if kind == "mismatch" and count >= CONFIRM_AFTER:
+            tags = holders.get(key, ())
+            done = state.surplus.get(name)
+            short, long_ = surplus_short(exp, brk), surplus_long(exp, brk)
+            if short > 0 and sid in busy_ids:
+                if done is not None:
+                    surplus_seen[name] = done
+            elif short > 0 or long_ > 0:
+                surplus_seen[name] = (exp, brk)
+                if done != (exp, brk):
+                    if short > 0:
+                        buy_backs.append(Surplus("SHORT", sid, product, short, exp, brk, tags))
+                    if long_ > 0:
+                        longs.append(Surplus("LONG", sid, product, long_, exp, brk, tags))
     resolved.extend(sid for sid in state.sightings if sid not in sightings and sid not in resolved)
     new_flat = tuple(sorted(t for t, n in flat_streak.items() if n == CONFIRM_AFTER))
-    return Reconciliation(state=ReconState(_frozen(sightings), _frozen(flat_streak)),
+    return Reconciliation(state=ReconState(_frozen(sightings), _frozen(flat_streak),
+                                           _frozen(surplus_seen)),
                           findings=tuple(findings), flat_candidates=new_flat,
-                          resolved=tuple(sorted(resolved)))
+                          resolved=tuple(sorted(resolved)), buy_backs=tuple(buy_backs),
+                          surplus_longs=tuple(longs))
 
 
 __all__ = ["CONFIRMED", "CONFIRM_AFTER", "DEFAULT_PRODUCT", "ORPHAN", "PENDING",
-           "RECON_EVERY_CYCLES", "Finding", "Key", "ReconState", "Reconciliation", "Sighting",
-           "book_positions", "key_text", "reconcile"]
+           "RECON_EVERY_CYCLES", "BuyBack", "Finding", "Key", "ReconState", "Reconciliation",
+           "Sighting", "Surplus", "book_positions", "broker_net", "key_text", "reconcile",
+           "surplus_long", "surplus_short"]

@@ -16,12 +16,17 @@ from engine.messages.base import Command
 from engine.messages.legs import Leg
 
 __all__ = [
+    "CLOSE_MODES",
+    "BookBrokerClose",
+    "BrokerClosedLeg",
     "CheckChildren",
     "ClosePosition",
     "Crash",
     "DownloadBhavcopy",
     "EndOfDayTick",
+    "FlattenSurplus",
     "GetStatus",
+    "HoldTrade",
     "MonitorTick",
     "OpenPosition",
     "PauseEntries",
@@ -38,6 +43,7 @@ __all__ = [
     "RunGrid",
     "ScanTick",
     "SetGoLiveStage",
+    "SuspendExits",
     "Tick",
     "TokenCheckTick",
 ]
@@ -79,19 +85,34 @@ class OpenPosition(Command):
         object.__setattr__(self, "legs", tuple(self.legs))
 
 
+#: How a close is carried out: ``send`` the closing orders (default), or
+#: ``record_from_broker`` — send nothing and record the trade closed at the prices of the
+#: broker's trade book (the operator closed it at the broker; confirmed by the operator).
+CLOSE_MODES = ("send", "record_from_broker")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClosePosition(Command):
-    """Close an open trade (all legs) by trade id or tag."""
+    """Close an open trade (all legs) by trade id or tag.
+
+    Attributes:
+        mode: ``send`` (default) or ``record_from_broker`` (see :data:`CLOSE_MODES`; the
+            engine command ``close_trade`` requires ``confirm: true`` for it).
+    """
 
     trade_id: int | None = None
     tag: str | None = None
     reason: str = ""
     reply_to: str | None = None
+    mode: str = "send"
 
     def __post_init__(self) -> None:
         Command.__post_init__(self)
         if self.trade_id is None and self.tag is None:
             raise ValueError("ClosePosition needs a trade_id or a tag")
+        if self.mode not in CLOSE_MODES:
+            raise ValueError(f"ClosePosition mode {self.mode!r}: expected one of "
+                             f"{', '.join(CLOSE_MODES)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -272,3 +293,99 @@ class ResolveOrder(Command):
     price: Decimal | None = None
     quantity: int | None = None
     by: str = "operator"
+
+
+# --- closes the broker makes (engine.execution.broker_closes) ----------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerClosedLeg:
+    """One leg of a trade closed by the broker (a value inside :class:`BookBrokerClose`).
+
+    Attributes:
+        leg_index: the leg's position in the trade.
+        security_id / quantity: the trade's leg (units).
+        price: the exit price: the VWAP of the broker's closing trades, or the settlement
+            value at expiry.
+        how: ``broker_order`` (the broker's own orders, ``order_ids``) or ``settlement``.
+        parts: ``(quantity, price)`` per broker order (charges are per order).
+        settlement_spot: the final settlement price (the NIFTY close) of a settled leg.
+    """
+
+    leg_index: int
+    security_id: str
+    quantity: int
+    price: Decimal
+    how: str
+    order_ids: tuple[str, ...] = ()
+    parts: tuple[tuple[int, Decimal], ...] = ()
+    settlement_spot: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        if self.how not in ("broker_order", "settlement"):
+            raise ValueError(f"BrokerClosedLeg.how {self.how!r}: expected broker_order or "
+                             "settlement")
+        if not isinstance(self.price, Decimal):
+            raise TypeError(f"BrokerClosedLeg.price must be a Decimal, got {self.price!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookBrokerClose(Command):
+    """Monitor -> executor: the broker closed this live trade by itself (RMS / P&L exit /
+    15:20 intraday square-off / expiry settlement): record it closed at the broker's prices,
+    sending nothing. Idempotent: a trade no longer open is ignored."""
+
+    tag: str
+    reason: str
+    kind: str
+    legs: tuple[BrokerClosedLeg, ...]
+
+    def __post_init__(self) -> None:
+        Command.__post_init__(self)
+        if not self.legs:
+            raise ValueError(f"BookBrokerClose of {self.tag} has no legs")
+        object.__setattr__(self, "legs", tuple(self.legs))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldTrade(Command):
+    """Monitor -> executor: suspend automatic exits of a trade (part of it was closed at
+    the broker, or the netting cannot say whose quantity went); ``reason`` names the
+    exposure at the broker."""
+
+    tag: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuspendExits(Command):
+    """Monitor -> executor: the broker seems to have closed (part of) this trade by itself;
+    refuse *automatic* closes of it for ``seconds`` of engine time (an exit sent now would
+    open new positions). Sent again on every check while the sighting lasts; a manual close
+    is not affected."""
+
+    tag: str
+    reason: str
+    seconds: int = 300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlattenSurplus(Command):
+    """Monitor -> executor: the broker holds short units of a security the books do not
+    explain (a confirmed mismatch, no unsettled order on it): buy back ``quantity`` at the
+    market through the live broker's operator-order path. ``expected`` / ``broker`` are the
+    books' and the broker's net quantities the decision was made on."""
+
+    security_id: str
+    product: str
+    quantity: int
+    expected: int
+    broker: int
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        Command.__post_init__(self)
+        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int) \
+                or self.quantity <= 0:
+            raise ValueError(f"FlattenSurplus quantity must be a positive int, got "
+                             f"{self.quantity!r}")

@@ -145,6 +145,17 @@ _SEED = [
     Knob("RISK_MONTHLY_LOSS_CAP", D, D("50000"), "Monthly loss cap (₹).", D("0"), D("100000000")),
     Knob("RISK_MAX_LOSS_STREAK", int, 4, "Pause entries after this many losing closes in a row.", 1, 100),
     Knob("RISK_MAX_OPEN_POSITIONS", int, 3, "Open positions allowed across strategies.", 0, 50),
+    Knob("RISK_CAPITAL_BASE", D, D("500000"),
+         "Capital (₹) the margin caps are shares of: the risk envelope's capital base (one per "
+         "stage's book; the same default as STARTING_CAPITAL, which only starts the equity "
+         "curve).", D("10000"), D("10000000000")),
+    Knob("RISK_MAX_MARGIN_PCT", D, D("0.5"),
+         "Refuse an entry whose margin (Dhan's calculator in live, the approximation in paper "
+         "and backtest, plus the expiry-day jump when held into it) exceeds this share of "
+         "RISK_CAPITAL_BASE.", D("0.01"), D("1")),
+    Knob("RISK_MAX_TOTAL_MARGIN_PCT", D, D("0.9"),
+         "Refuse an entry when its margin plus the margin of the stage's open positions "
+         "exceeds this share of RISK_CAPITAL_BASE.", D("0.01"), D("1")),
     # Monitor.
     Knob("EXPIRY_DAY_EXIT_TIME", str, "15:00", "Close positions expiring today at this IST time.",
          choices=("14:30", "14:45", "15:00", "15:10", "15:15", "15:20")),

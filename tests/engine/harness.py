@@ -30,6 +30,15 @@ def enable_only(pool, strategies) -> None:
                      updated_by="test harness")
 
 
+def enable_only_url(db_url: str, strategies) -> None:
+    """:func:`enable_only` for an engine started as a process on ``db_url``."""
+    pool = open_pool(db_url, max_size=2, name="enable-only")
+    try:
+        enable_only(pool, strategies)
+    finally:
+        pool.close()
+
+
 class Harness:
     """An engine in lock-step on a ManualClock; ``run_until`` advances simulated time."""
 

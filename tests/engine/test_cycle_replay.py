@@ -15,7 +15,7 @@ from tests.engine.harness import Harness
 
 pytestmark = pytest.mark.usefixtures("_stop_all")
 
-ENTRY = datetime(2025, 2, 3, 10, 6, tzinfo=IST)  # seed 7 opens a DC trade on this cycle
+ENTRY = datetime(2025, 2, 3, 10, 6, tzinfo=IST)  # seed 7 opens a CAL_ARB trade on this cycle
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_replayed_scan_cycle_changes_nothing_and_sends_nothing(db_url: str) -> N
         first.stop()
         pykka.ActorRegistry.stop_all(timeout=10)
     assert before["battle_log"][-1]["created_at"] == ENTRY
-    assert before["battle_log"][-1]["selected_strategy"] == "DC"
+    assert before["battle_log"][-1]["selected_strategy"] == "CAL_ARB"
     assert before["funnel"][0]["funnel"]["cycles"] == len(before["battle_log"]) == 52
 
     tap = MessageTap()

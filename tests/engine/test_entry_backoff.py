@@ -16,9 +16,9 @@ from tests.engine.harness import Harness
 def test_repeated_entry_refusal_backs_off_and_alerts_once(db_url: str) -> None:
     tap = MessageTap()
     h = Harness(db_url, tap=tap)
-    with h.pool.connection() as conn:  # every entry of DC will be refused by the executor
+    with h.pool.connection() as conn:  # every entry of CAL_ARB will be refused by the executor
         conn.execute("INSERT INTO go_live_state (strategy, stage, updated_by) VALUES"
-                     " ('DC', 'disabled', 'test') ON CONFLICT (strategy) DO UPDATE SET"
+                     " ('CAL_ARB', 'disabled', 'test') ON CONFLICT (strategy) DO UPDATE SET"
                      " stage = 'disabled'")
     h.start()
     try:
@@ -33,7 +33,7 @@ def test_repeated_entry_refusal_backs_off_and_alerts_once(db_url: str) -> None:
     intents = [e for e in entries if e.type == "OpenPosition" and e.sender == "risk"]
     alerts = [e for e in entries if e.type == "AlertRaised" and e.fields["source"] == "risk"]
     signals = [e for e in entries if e.type == "OpenPosition" and e.sender == "scanner"]
-    assert refused, "the executor should refuse DC's entries in stage 'disabled'"
+    assert refused, "the executor should refuse CAL_ARB's entries in stage 'disabled'"
     assert len(refused) == len(intents), "every admitted entry was refused"
     assert len(alerts) == 1 and "refused by the broker" in alerts[0].fields["text"]
     # back-off: far fewer admitted entries than signals, and growing gaps between them

@@ -103,3 +103,20 @@ def test_resolve_order_command_checks_the_intent_and_the_decision(pool) -> None:
     for payload, words in cases:
         with pytest.raises(CommandError, match=words):
             d.dispatch(_command(**payload))
+
+
+def test_used_ids_of_a_tag_too_long_for_the_plain_form_are_found(pool) -> None:
+    """A tag whose correlation ids fall back to the digest form (CAL_ARB-yyyymmdd-HHMMSS-X-1
+    is 26 characters) still has every used id found, so a new attempt never reuses one."""
+    from engine.broker.dhan.correlation import make_correlation_id
+
+    store = IntentStore(pool)
+    base = "CAL_ARB-20250203-101500-X"
+    first = make_correlation_id(base, "1", 0)
+    assert not first.startswith(base)  # the digest form
+    store.create(trade_date=date(2025, 2, 3), tag="CAL_ARB-20250203-101500", purpose="exit",
+                 leg_index=1, attempt=0, security_id="35001", side="BUY", quantity=75,
+                 product="MARGIN", segment="NSE_FNO", order_type="LIMIT", price=Decimal("1"),
+                 correlation_id=first)
+    assert first in store.correlation_ids(base)
+    assert make_correlation_id(base, "1", 1) not in store.correlation_ids(base)

@@ -28,15 +28,20 @@ from psycopg.rows import dict_row
 
 from engine.timeutil import IST
 from tests.conftest import eventually
+from tests.engine.harness import enable_only_url
 from tests.faults.invariants import violations
 
 pytestmark = pytest.mark.faults
 REPO = Path(__file__).resolve().parents[2]
+#: the futures spread trades often on the simulated market; DC and IC add four-leg options
+#: structures to the books the kills must leave consistent
+STRATEGIES = ("CAL_ARB", "DC", "IC")
 UNTIL = "2025-02-04T12:00"  # a trading day and a half: two sessions, one overnight resume
 
 
 def _engine(db_url: str, logs: Path, until: str = UNTIL) -> subprocess.Popen:
     logs.mkdir(parents=True, exist_ok=True)
+    enable_only_url(db_url, STRATEGIES)
     env = {**os.environ, "DATABASE_URL": db_url, "SIM_START": "2025-02-03",
            "SIM_SPEED": "100000", "LOG_DIR": str(logs), "ENGINE_ENV_FILE": os.devnull}
     with open(logs / "stderr.txt", "ab") as err:

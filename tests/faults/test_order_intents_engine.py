@@ -52,7 +52,7 @@ def _fast_live_broker(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class _Live:
-    """A live engine (DC in stage live) on a simulator quoting the engine's own market."""
+    """A live engine (CAL_ARB in stage live) on a simulator quoting the engine's own market."""
 
     def __init__(self, make_sim, db_url: str) -> None:
         self.source = EngineTimeMarket(seed=7)
@@ -154,7 +154,7 @@ def test_exit_leg_in_doubt_after_429_drop_timeout_is_resolved_not_reversed(
         assert doubt["purpose"] == "exit" and doubt["security_id"] == held["security_id"]
         # a new entry is denied while the order is unresolved (by any strategy)
         h.engine.directory.get("risk").tell(OpenPosition(
-            ts=h.engine.clock.now(), strategy="DC", tag="DC-NEW-1", legs=(Leg(
+            ts=h.engine.clock.now(), strategy="CAL_ARB", tag="DC-NEW-1", legs=(Leg(
                 security_id=held["security_id"], side=Side.BUY, quantity=int(held["quantity"]),
                 kind=InstrumentKind.FUT),)))
         denied = eventually(lambda: [e for e in tap.entries() if e.type.endswith("EntryDenied")
@@ -323,7 +323,8 @@ def test_unresolved_entry_leg_waits_for_the_operator_who_marks_it_not_filled(
 def test_manual_close_of_a_held_trade_never_opens_a_new_position(make_sim, db_url: str) -> None:
     """The documented remedy for a trade on hold is to close it from the dashboard. When the
     broker no longer holds one of its legs (closed by hand at the broker), sending both exit
-    legs would open a new naked position: the close is refused and the position named."""
+    legs would open a new naked position: only the leg the broker still holds for the trade
+    is sent, and the alert names the other one and the record_from_broker close."""
     tap = MessageTap()
     h, sim, live = _engine(make_sim, db_url, tap=tap)
     tag = _open_trade(h)
@@ -354,10 +355,13 @@ def test_manual_close_of_a_held_trade_never_opens_a_new_position(make_sim, db_ur
         again.engine.directory.get("executor").tell(ClosePosition(
             ts=again.engine.clock.now(), tag=tag, reason="manual close by ravi"))
         again.engine.scheduler.settle()
-        assert len(sim.sim.exchange.orders) == before, "nothing sent"
-        refused = _alerts(tap, "manual close of")
-        assert refused and short["security_id"] in refused[0] and "new positions" in refused[0]
-        assert short["security_id"] not in _net(sim), "no new naked position"
+        sent = list(sim.sim.exchange.orders.values())[before:]
+        wing = next(x for x in legs if x["side"] == "BUY")
+        assert [(o.body["securityId"], o.body["transactionType"]) for o in sent] == [
+            (wing["security_id"], "SELL")], "only the leg the broker still holds is sent"
+        held = eventually(lambda: _alerts(tap, "manual close sent only"))
+        assert short["security_id"] in held[0] and "record_from_broker" in held[0]
+        assert _net(sim) == {}, "no new naked position: the broker is flat"
     finally:
         again.stop()
 

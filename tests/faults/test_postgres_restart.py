@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from engine.store.migrate import migrate
 from engine.timeutil import IST
 from tests.conftest import with_dbname
+from tests.engine.harness import enable_only_url
 from tests.faults.invariants import violations
 
 pytestmark = pytest.mark.faults
@@ -48,6 +49,7 @@ def test_postgres_restart_mid_session_keeps_every_invariant(tmp_path) -> None:
         conn.execute("CREATE DATABASE engine")
     url = with_dbname(admin, "engine")
     migrate(url)
+    enable_only_url(url, ("CAL_ARB",))
     env = {**os.environ, "DATABASE_URL": url, "SIM_START": "2025-02-03", "SIM_SPEED": "4000",
            "LOG_DIR": str(tmp_path / "logs"), "ENGINE_ENV_FILE": os.devnull}
 

@@ -24,7 +24,7 @@ import pytest
 
 from engine.settings import Settings
 from tests.conftest import eventually
-from tests.engine.harness import Harness
+from tests.engine.harness import Harness, enable_only
 
 pytestmark = pytest.mark.faults
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +80,7 @@ def _count(db_url: str, sql: str) -> int:
 
 def test_kill_between_close_and_risk_update_loses_no_close(db_url, pool, tmp_path) -> None:
     Settings(pool).set("RISK_MAX_LOSS_STREAK", "1", updated_by="fault-test")
+    enable_only(pool, ("CAL_ARB",))
     env = {**os.environ, "DATABASE_URL": db_url, "SIM_START": "2025-02-03", "SIM_SPEED": "3000",
            "LOG_DIR": str(tmp_path / "logs"), "ENGINE_ENV_FILE": os.devnull}
     engine = subprocess.Popen([sys.executable, "-m", "engine", "run", "--until",

@@ -45,9 +45,9 @@ def sim_quotes(server: SimServer) -> Callable[[str], Quote]:
 
 
 def live_env(server: SimServer, **extra: str) -> dict[str, str]:
-    """Engine environment for BROKER=dhan against ``server`` with DC in stage 'live'
+    """Engine environment for BROKER=dhan against ``server`` with CAL_ARB in stage 'live'
     (paper market data, so the simulator must quote the engine's market)."""
-    return {"BROKER": "dhan", "MARKET_SOURCE": "sim", "DC_DRY_RUN": "false",
+    return {"BROKER": "dhan", "MARKET_SOURCE": "sim", "CAL_ARB_DRY_RUN": "false",
             "DHAN_CLIENT_ID": server.sim.account.client_id,
             "DHAN_ACCESS_TOKEN": server.sim.issue_token(), "DHAN_API_BASE": server.api_base,
             "DHAN_AUTH_BASE": server.url, "DHAN_INSTRUMENTS_URL": server.instruments_url,

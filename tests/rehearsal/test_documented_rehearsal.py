@@ -46,7 +46,14 @@ def test_readme_rehearsal_trades_live_against_the_simulator(db_url, tmp_path) ->
         assert env_file.exists(), "dhan-sim did not write its env file"
         sim_env = _env_file(env_file)
         assert sim_env["DHAN_SEND_ENGINE_TIME"] == "true" and sim_env["SIM_SEED"] == "7"
+        # the README's variant for a rehearsal that trades within the hour: the futures spread
+        # switched on and live next to DC
+        assert subprocess.run([sys.executable, "-m", "engine", "settings", "set",
+                               "CAL_ARB_ENABLED", "true"], cwd=REPO,
+                              env={**base, "DATABASE_URL": db_url}, capture_output=True,
+                              timeout=60).returncode == 0
         env = {**base, **sim_env, "DATABASE_URL": db_url, "BROKER": "dhan", "DC_DRY_RUN": "false",
+               "CAL_ARB_DRY_RUN": "false",
                "SIM_START": "2025-02-03", "SIM_SPEED": "3000"}
         run = subprocess.run([sys.executable, "-m", "engine", "run", "--until",
                               "2025-02-03T10:45"], cwd=REPO, env=env, capture_output=True,

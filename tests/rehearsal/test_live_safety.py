@@ -31,10 +31,10 @@ def _open_live_trade(make_sim, db_url: str) -> tuple[Harness, SimServer, str, di
     h = Harness(db_url, env=env)
     source.clock = h.engine.clock
     h.start()
-    # seed 7 opens DC at 10:06; the monitor would close it by 10:10, so stop right after 10:06
+    # seed 7 opens CAL_ARB at 10:06; the monitor would close it by 10:10, so stop right after 10:06
     h.run_until(10, 6)
     tags = h.engine.directory.get("executor").ask(GetStatus(), timeout=10)["open"]
-    assert tags, "seed 7 opens a live DC trade at 10:06"
+    assert tags, "seed 7 opens a live CAL_ARB trade at 10:06"
     return h, sim, tags[0], env
 
 

@@ -1,5 +1,5 @@
 """Rehearsal: live-position reconciliation. The whole engine with BROKER=dhan against the Dhan
-simulator opens a live DC trade; then orders placed by hand on the simulator (outside the
+simulator opens a live CAL_ARB trade; then orders placed by hand on the simulator (outside the
 engine) make one leg disagree with the books and leave an orphan position on another
 security. Two reconciliations later: PENDING then CONFIRMED mismatch rows, an ORPHAN_ALERT
 row, alerts to the notifier, and the audit table still refuses UPDATE and DELETE."""
@@ -59,7 +59,7 @@ def test_reconciliation_out_of_band_orders_pending_confirmed_and_orphan_alerted(
     try:
         h.run_until(10, 7)
         trades = h.query("SELECT tag, mode, payload FROM open_trades")
-        assert [t["mode"] for t in trades] == ["live"], "seed 7 opens a live DC trade at 10:06"
+        assert [t["mode"] for t in trades] == ["live"], "seed 7 opens a live CAL_ARB trade at 10:06"
         tag, legs = trades[0]["tag"], trades[0]["payload"]["legs"]
         assert _audit(h) == [], "books and broker agree around the engine's own entry"
         assert sim.sim.requests("GET", "/v2/positions"), \

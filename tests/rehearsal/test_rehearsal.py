@@ -1,5 +1,5 @@
 """Rehearsal: the whole engine (real actors, real PostgreSQL) with BROKER=dhan against the Dhan
-simulator, on the simulated market; DC is in stage 'live', so its entry goes out as orders."""
+simulator, on the simulated market; CAL_ARB is in stage 'live', so its entry goes out as orders."""
 
 from __future__ import annotations
 
@@ -40,11 +40,11 @@ def test_rehearsal_live_dc_entry_sends_exactly_the_recorded_orders(
     assert isinstance(h.engine.services["live_broker"], DhanLiveBroker)
     h.start()
     try:
-        stage = h.query("SELECT stage FROM go_live_state WHERE strategy = 'DC'")[0]["stage"]
+        stage = h.query("SELECT stage FROM go_live_state WHERE strategy = 'CAL_ARB'")[0]["stage"]
         assert stage == "live"
         h.run_until(10, 10)
         opened = h.query("SELECT tag FROM executions WHERE action = 'OPEN' AND mode = 'live'")
-        assert opened, "DC should open a live trade by 10:10 (seed 7 opens at 10:06)"
+        assert opened, "CAL_ARB should open a live trade by 10:10 (seed 7 opens at 10:06)"
         open_now = h.engine.directory.get("executor").ask(GetStatus(), timeout=10)["open"]
         assert {r["tag"] for r in opened} <= set(open_now) | {
             r["tag"] for r in h.query("SELECT tag FROM closed_trades")}

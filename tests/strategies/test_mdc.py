@@ -28,7 +28,7 @@ from engine.strategies import double_calendar as dc
 from engine.strategies import mdc
 from engine.strategies import structure_value as sv
 from engine.strategies.base import OpenTradeView, StrategyInput
-from engine.strategies.market_view import MarketView, build_market_view, trading_years
+from engine.strategies.market_view import MarketView, StructureRefused, build_market_view, trading_years
 from engine.timeutil import IST
 from tests.market.bhav import nifty_options
 from tests.shared_data import require_shared_data
@@ -391,3 +391,56 @@ def test_real_bhavcopy_20250203_scores_and_no_width_bias(bhav: MarketView) -> No
         print(f"  {c:>4}: with exits {scores[c]['edge_before_pct']:+.2f} / {scores[c]['edge_after_pct']:+.2f}"
               f"   held to exit {held[c]['edge_before_pct']:+.2f} / {held[c]['edge_after_pct']:+.2f}")
     print("  naive flat-ATM (calendar time) ATM/1SD/15SD:", [round(x, 2) for x in naive])
+
+
+# ---------------------------------------------------------------------------- fast paths
+def _structures(view: MarketView, params: dict) -> list[dc.Structure]:
+    out = []
+    for v in mdc.parse_variants(params):
+        try:
+            out.append(dc.build(view, params, code=v.code, call_sd=v.call_sd, put_sd=v.put_sd,
+                                far_extra_sd=v.far_extra_sd))
+        except StructureRefused:
+            continue
+    return out
+
+
+def _breakevens_agree(view: MarketView, params: dict) -> int:
+    n = 0
+    for s in _structures(view, params):
+        at = dc.planned_exit(view, s, params)
+        ours, theirs = mdc._dc_breakevens(view, s, at, CAL), dc.breakevens(view, s, at, calendar=CAL)
+        for a, b in zip(ours, theirs, strict=True):
+            assert (a is None) == (b is None), (s.code, ours, theirs)
+            if a is not None:
+                assert abs(a - b) <= 0.011, (s.code, ours, theirs)   # DC's own root tolerance: 0.01
+                n += 1
+    return n
+
+
+def test_breakevens_are_dcs_found_in_two_model_calls() -> None:
+    shifted = _view(0.16, 0.13, now=datetime(2025, 2, 4, 13, 0, tzinfo=IST), spot=23550.0)
+    assert sum(_breakevens_agree(v, PARAMS) for v in (RICH, FLAT, shifted)) >= 16
+
+
+def test_breakevens_on_the_real_file_are_dcs(bhav: MarketView) -> None:
+    assert _breakevens_agree(bhav, {"DC_ENTRY_END": "15:30"}) >= 6
+
+
+def test_variants_scored_together_score_as_each_alone(rich) -> None:
+    """decide scores every variant in one batch; each alone (DC's breakevens as its spot band,
+    its own target and stop) gives the same numbers."""
+    view = RICH
+    structures = {s.code: s for s in _structures(view, PARAMS)}
+    scores = _built(rich)
+    exit_at = dc.planned_exit(view, next(iter(structures.values())), PARAMS)
+    near = view.expiry(NEAR)
+    surf = sv.fit_surface(sv.quotes_from_view(near), [sv.quotes_from_view(view.expiry(NEXT))], rate=view.rate)
+    tau = trading_years(CAL, view.now, NEAR) - trading_years(CAL, exit_at, NEAR)
+    for code, v in scores.items():
+        item, be = mdc._to_value(view, PARAMS, structures[code], exit_at, True)
+        assert list(be) == v["dc_breakevens"] and item.exits is not None
+        alone = sv.value_structure(item.legs, surf, tau_exit=tau, charges=item.charges, spread=item.spread,
+                                   debit=item.debit, spot=float(view.spot), exits=item.exits)
+        assert alone.edge_before_pct == pytest.approx(v["edge_before_pct"], abs=0.0011), code
+        assert alone.prob_target == pytest.approx(v["prob_target"], abs=1e-4), code

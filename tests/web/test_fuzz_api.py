@@ -14,9 +14,9 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.backtest.sim_replay import STRATEGIES
 from engine.bus.dispatch import GO_LIVE_STRATEGIES
 from engine.settings import all_knobs, knob
+from engine.strategies.registry import names as strategy_names
 
 KEYS = [k.key for k in all_knobs()]
 TABLES = ("engine_commands", "backtest_runs", "backtest_grid_jobs")
@@ -84,13 +84,13 @@ def _runnable(pool, command_id: int) -> None:
         elif cmd["kind"] == "run_backtest":
             run = conn.execute("SELECT * FROM backtest_runs WHERE run_id = %s",
                                (payload["run_id"],)).fetchone()
-            assert run["strategy"] in STRATEGIES
+            assert run["strategy"] in strategy_names()
             for key, value in run["config_snapshot"].items():
                 knob(key).coerce(str(value))
         elif cmd["kind"] == "run_grid":
             job = conn.execute("SELECT * FROM backtest_grid_jobs WHERE job_id = %s",
                                (payload["job_id"],)).fetchone()
-            assert job["strategy"] in STRATEGIES
+            assert job["strategy"] in strategy_names()
             for key, values in job["param_space"].items():
                 for value in values:
                     knob(key).coerce(str(value))

@@ -15,10 +15,24 @@ from engine.bus.dispatch import strategy_problem, task_problem
 from engine.settings import SettingError, Settings, knob
 from engine.store.tx import transaction
 from web.api import bp, error, one, rows, services
-from web.validate import BadRequest, Bool, Int, Obj, Scalar, Str, check, query, request_json
+from web.validate import (
+    BadRequest,
+    Bool,
+    Int,
+    Obj,
+    Scalar,
+    Str,
+    check,
+    clean_text,
+    query,
+    request_json,
+)
 
 STAGES = ("paper", "shadow", "live", "disabled")
 GENERIC_KINDS = ("close_trade", "rerun_task")
+#: close_trade modes: send the orders that close what the broker still holds for the trade
+#: (default), or record it closed at the broker's trade-book prices without sending any order.
+CLOSE_MODES = ("send", "record_from_broker")
 IDEMPOTENCY = Str(optional=True, max_len=100)
 DASHBOARD = "dashboard"
 
@@ -31,6 +45,28 @@ def submit(kind: str, payload: dict[str, Any], idempotency_key: str | None = Non
 
 def accepted(command_id: int, **extra: Any) -> Any:
     return jsonify({"command_id": command_id, "status": "pending", **extra}), 202
+
+
+def close_trade_payload(tag: str, mode: str | None, confirm: bool | None,
+                        prefix: str = "") -> dict[str, Any]:
+    """The close_trade payload for an open trade, or BadRequest naming ``prefix`` + field:
+    the tag must be an open trade, and record_from_broker needs ``confirm: true``."""
+    clean_text(prefix + "tag", tag)
+    if not 1 <= len(tag) <= 100:
+        raise BadRequest(prefix + "tag", "expected 1 to 100 characters")
+    if one("SELECT 1 AS x FROM open_trades WHERE tag = %s", (tag,)) is None:
+        closed = one("SELECT 1 AS x FROM closed_trades WHERE tag = %s LIMIT 1", (tag,))
+        raise BadRequest(prefix + "tag", f"trade {tag!r} is already closed" if closed else
+                         f"no open trade with tag {tag!r}")
+    if mode == "record_from_broker" and confirm is not True:
+        raise BadRequest(prefix + "confirm", "must be true to record the trade closed at the "
+                                             "broker's trade-book prices (no order is sent)")
+    payload: dict[str, Any] = {"tag": tag}
+    if mode is not None:
+        payload["mode"] = mode
+    if confirm is True:
+        payload["confirm"] = True
+    return payload
 
 
 # ---------------------------------------------------------------- risk
@@ -82,18 +118,20 @@ def go_live_set(strategy: str) -> Any:
 # ---------------------------------------------------------------- generic commands
 @bp.post("/commands")
 def command_create() -> Any:
-    """Queue close_trade {tag} or rerun_task {task}."""
+    """Queue close_trade {tag, mode?, confirm?} or rerun_task {task}."""
     data = check(request_json(), {"kind": Str(choices=GENERIC_KINDS), "payload": Obj(),
                                   "idempotency_key": IDEMPOTENCY})
-    spec = {"close_trade": {"tag": Str(max_len=100)},
+    spec = {"close_trade": {"tag": Str(max_len=100),
+                            "mode": Str(optional=True, choices=CLOSE_MODES),
+                            "confirm": Bool(optional=True)},
             "rerun_task": {"task": Str(max_len=60, pattern=r"[a-z][a-z0-9_]*")}}[data["kind"]]
     try:
         payload = check(data["payload"], spec)
     except BadRequest as exc:
         raise BadRequest(f"payload.{exc.field}", exc.message) from None
-    if data["kind"] == "close_trade" and one("SELECT 1 AS x FROM open_trades WHERE tag = %s",
-                                             (payload["tag"],)) is None:
-        raise BadRequest("payload.tag", f"no open trade with tag {payload['tag']!r}")
+    if data["kind"] == "close_trade":
+        payload = close_trade_payload(payload["tag"], payload["mode"], payload["confirm"],
+                                      prefix="payload.")
     if data["kind"] == "rerun_task" and (problem := task_problem(payload["task"])) is not None:
         raise BadRequest("payload.task", problem)
     return accepted(submit(data["kind"], payload, data["idempotency_key"]))

@@ -53,6 +53,14 @@ def make_correlation_id(tag: str, leg: str | int, attempt: int = 0) -> str:
     return f"{prefix}-{digest}" if prefix else digest
 
 
+def correlation_prefixes(tag: str) -> tuple[str, ...]:
+    """Prefixes every correlation id derived from ``tag`` starts with: the plain
+    ``<tag>-...`` form and the readable prefix of the digest form (a superset: ids of other
+    tags sharing that prefix are included, which only ever makes more ids count as used)."""
+    digest_prefix = _UNSAFE.sub("_", str(tag)).strip("_")[: MAX_LEN - 10 - 1]
+    return tuple(dict.fromkeys(p for p in (str(tag), digest_prefix) if p))
+
+
 def slice_correlation_id(correlation_id: str, index: int) -> str:
     """correlationId of slice ``index`` (0-based) of an order sliced at the freeze quantity.
 

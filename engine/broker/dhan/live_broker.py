@@ -16,7 +16,9 @@ and never re-sends them.
 **Unresolved, never "not filled".** When an order's outcome cannot be established (the place
 call timed out or lost its answer and the lookups within the client's grace found nothing or
 failed; or the order's status cannot be read), the row becomes ``unresolved`` and is looked up
-again — by order id, by correlation id, in the order book (which lists TRANSIT orders that
+again — first in the order-update feed (:mod:`engine.broker.dhan.order_feed`: a final state
+heard there is used as is, REST answers when it knows only an open state or nothing), then by
+order id, by correlation id, in the order book (which lists TRANSIT orders that
 ``/orders/external`` answers 404 for), trades from the trade book — with back-off, for
 ``resolve_window_s`` inside the call, then by the executor's :meth:`resume` rounds until the
 session deadline or an operator's decision. Nothing is reversed or re-sent on an assumption:
@@ -66,7 +68,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.broker.dhan.client import DhanClient
 from engine.broker.dhan.correlation import make_correlation_id, slice_correlation_id
@@ -93,6 +95,9 @@ from engine.execution.paper import (
     UnhedgedExposure,
 )
 from engine.messages.legs import Leg, Side
+
+if TYPE_CHECKING:
+    from engine.broker.dhan.order_feed import OrderFeed
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +241,8 @@ class DhanLiveBroker:
         lookup_backoff_s: ``(first, longest)`` pause between lookups of an order in doubt.
         exit_attempts: orders per exit leg and close request.
         sleep: injectable sleeper (tests).
+        order_feed: the order-update feed (:class:`~engine.broker.dhan.order_feed.OrderFeed`),
+            consulted before the REST lookups; ``None``: REST only.
     """
 
     mode = "live"
@@ -248,7 +255,8 @@ class DhanLiveBroker:
                  resolve_window_s: float = 30.0,
                  lookup_backoff_s: tuple[float, float] = (0.2, 5.0),
                  exit_attempts: int = EXIT_ATTEMPTS,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 order_feed: OrderFeed | None = None) -> None:
         product = str(product_type).upper()
         if product not in PRODUCT_TYPES:
             raise ValueError(f"product_type must be one of {', '.join(PRODUCT_TYPES)}, "
@@ -269,6 +277,7 @@ class DhanLiveBroker:
         self.exit_attempts = int(exit_attempts)
         self._max_order_qty = max_order_qty
         self._sleep = sleep
+        self.order_feed = order_feed
 
     # ------------------------------------------------------------------ port
     def quote(self, security_id: str) -> Quote:
@@ -510,7 +519,16 @@ class DhanLiveBroker:
 
     # ------------------------------------------------------------------ exit
     def _exit(self, legs: tuple[Leg, ...], base: str, trade_date: date, tag: str, *,
-              window: float, roll: bool, attempts: int) -> list[Fill]:
+              window: float, roll: bool, attempts: int,
+              limits: dict[int, int] | None = None) -> list[Fill]:
+        """Roll an exit forward (module docstring). ``limits``: at most that many units of
+        leg ``i`` are sent in this call (a held trade's manual close sends only what the
+        broker still holds for the trade); a leg without a limit may fill its whole rest.
+
+        A leg sent before (in this call or by an earlier order of the group) is sent again
+        only once the broker's positions still show its rest open and the order book shows
+        no live order of this exit on its security (:meth:`_resend_problem`); otherwise
+        nothing more is sent and :class:`ExitIncomplete` is raised."""
         rows = self.intents.group(tag, "exit")
         if rows:
             self._resolve_open(rows, window)
@@ -522,6 +540,10 @@ class DhanLiveBroker:
         books = self._books(rows, "exit")
         for i in range(len(legs)):
             books.setdefault(i, _Book())
+        # what this call may fill per leg (the whole leg unless limited)
+        target = {i: leg.quantity if limits is None or i not in limits else
+                  min(leg.quantity, books[i].filled + max(0, int(limits[i])))
+                  for i, leg in enumerate(legs)}
         caps = {leg.security_id: self._cap(leg.security_id, trade_date) for leg in legs}
         last = ""
         if roll:
@@ -533,14 +555,19 @@ class DhanLiveBroker:
                 sent = False
                 for i in order:
                     leg = legs[i]
-                    remaining = leg.quantity - books[i].filled
+                    remaining = target[i] - books[i].filled
                     if remaining <= 0:
                         continue
-                    if leg.side is Side.SELL and any(books[j].filled < legs[j].quantity
+                    if leg.side is Side.SELL and any(books[j].filled < target[j]
                                                      for j in order if legs[j].side is Side.BUY):
                         break  # a wing is sold only once its short is bought back
                     if tries[i] >= attempts:
                         continue
+                    if tries[i] > 0 or books[i].attempts > 0:  # a re-send of this leg
+                        problem = self._resend_problem(base, leg, remaining)
+                        if problem:
+                            raise self._resend_stopped(tag, i, leg, remaining, problem, legs,
+                                                       books, target)
                     tries[i] += 1
                     try:
                         price = limit_price(leg.side, self.quote(leg.security_id),
@@ -563,11 +590,11 @@ class DhanLiveBroker:
                     books[i].add(done)
                     books[i].cid = books[i].cid or cid
                     last = f"leg {i} {cid}: {done.status} ({done.reason})"
-                    if books[i].filled < leg.quantity:
+                    if books[i].filled < target[i]:
                         logger.warning("exit of %s leg %d: %d/%d filled (%s); the rest is "
                                        "re-priced and sent again", tag, i, books[i].filled,
-                                       leg.quantity, last)
-                if not sent or all(books[i].filled >= legs[i].quantity for i in books):
+                                       target[i], last)
+                if not sent or all(books[i].filled >= target[i] for i in books):
                     break
         if all(books[i].filled == leg.quantity for i, leg in enumerate(legs)):
             fills = [self._fill(leg, books[i].parts, books[i].order_ids, books[i].cid or "",
@@ -583,12 +610,98 @@ class DhanLiveBroker:
             raise cls(f"exit of {tag} not filled, nothing changed: {last}", leg_index=0,
                       order_id=None, status="TIMEOUT" if "TIMEOUT" in last else "REJECTED",
                       reason=last)
-        exposure = self._exit_exposure(legs, books)
+        exposure, unsent = self._held_exposure(legs, books, target), self._unsent(legs, target)
         message = (f"exit of {tag} incomplete ({last or 'waiting for the operator'}): the "
                    f"broker still holds {exposure_text(exposure)} for this trade"
-                   + self._broker_net_text({sid for sid, _, _ in exposure}))
+                   + (f"; not sent (the broker does not hold it for this trade): "
+                      f"{exposure_text(unsent)}" if unsent else "")
+                   + self._broker_net_text({sid for sid, _, _ in exposure + unsent}))
         logger.critical("%s", message)
         raise ExitIncomplete(message, open_legs=exposure)
+
+    def exit_within(self, legs: tuple[Leg, ...], *, correlation_base: str, trade_date: date,
+                    tag: str, limits: dict[int, int]) -> list[Fill]:
+        """An exit that sends at most ``limits[i]`` units of leg ``i`` (the manual close of a
+        trade on hold: only this trade's share of what the broker holds; 0 = not sent).
+
+        Returns / raises: as :meth:`execute` for an exit; legs left unsent make it
+        :class:`ExitIncomplete` (unless nothing filled at all)."""
+        if not legs:
+            raise ValueError("exit_within needs at least one leg")
+        return self._exit(tuple(legs), correlation_base, trade_date, tag,
+                          window=self.resolve_window_s, roll=True, attempts=self.exit_attempts,
+                          limits=dict(limits))
+
+    def trade_book(self) -> list[Any]:
+        """Today's trade book (``GET /trades``): every fill at the broker, with its order id,
+        side, security, quantity, price and exchange time.
+
+        Raises:
+            DhanError: the trade book could not be read.
+        """
+        return self._client.trades()
+
+    def _resend_problem(self, base: str, leg: Leg, remaining: int) -> str | None:
+        """Why exit leg ``leg`` must not be sent again for ``remaining`` units (``None``: it
+        may): the broker's positions must still show at least ``remaining`` open on its
+        security (product :attr:`product_type`) in the direction being closed, and the order
+        book must show no live order (TRANSIT/PENDING/PART_TRADED) of this exit (correlation
+        ids of ``base``) on that security. Either source unreadable is a reason too."""
+        sid = leg.security_id
+        try:
+            positions = self._client.positions(priority=True)
+        except DhanError as exc:
+            return f"broker positions could not be read ({type(exc).__name__}: {exc})"
+        net = sum(p.net_qty for p in positions if p.security_id == sid
+                  and p.exchange_segment == self.exchange_segment
+                  and (p.product_type or self.product_type) == self.product_type)
+        open_qty = -net if leg.side is Side.BUY else net
+        if open_qty < remaining:
+            held = "SHORT" if leg.side is Side.BUY else "LONG"
+            return (f"broker positions show {max(open_qty, 0)} of security {sid} open {held} "
+                    f"({self.product_type}, net {net:+d}), not the {remaining} the order would "
+                    "close")
+        try:
+            book = self._client.order_list(priority=True)
+        except DhanError as exc:
+            return f"the order book could not be read ({type(exc).__name__}: {exc})"
+        known = self.intents.correlation_ids(base)
+        live = [o for o in book if o.security_id == sid and o.is_open and o.correlation_id
+                and (o.correlation_id in known or o.correlation_id.startswith(f"{base}-"))]
+        if live:
+            return "an earlier order of this exit is still live at the broker: " + ", ".join(
+                f"{o.correlation_id} (order {o.order_id} {o.status}, {o.filled_qty}/"
+                f"{o.quantity} filled)" for o in live)
+        return None
+
+    def _resend_stopped(self, tag: str, i: int, leg: Leg, remaining: int, problem: str,
+                        legs: tuple[Leg, ...], books: dict[int, _Book], target: dict[int, int]
+                        ) -> ExitIncomplete:
+        exposure, unsent = self._held_exposure(legs, books, target), self._unsent(legs, target)
+        message = (f"exit of {tag} stopped before sending leg {i} ({leg.side.value} {remaining} "
+                   f"of security {leg.security_id}) again: {problem}. Nothing more was sent; "
+                   f"the broker holds {exposure_text(exposure)} for this trade unless an earlier "
+                   "exit order still fills"
+                   + (f"; not sent (the broker does not hold it for this trade): "
+                      f"{exposure_text(unsent)}" if unsent else "")
+                   + self._broker_net_text({sid for sid, _, _ in exposure + unsent}))
+        logger.critical("%s", message)
+        return ExitIncomplete(message, open_legs=exposure)
+
+    @staticmethod
+    def _held_exposure(legs: tuple[Leg, ...], books: dict[int, _Book], target: dict[int, int]
+                       ) -> tuple[tuple[str, str, int], ...]:
+        """What the trade still holds at the broker: each exit leg's unfilled rest up to
+        ``target`` (the part this call was allowed to send), as a position."""
+        return tuple((leg.security_id, _opposite(leg.side).value,
+                      target[i] - books.get(i, _Book()).filled)
+                     for i, leg in enumerate(legs) if target[i] > books.get(i, _Book()).filled)
+
+    @staticmethod
+    def _unsent(legs: tuple[Leg, ...], target: dict[int, int]) -> tuple[tuple[str, str, int], ...]:
+        """The part of each exit leg this call was not allowed to send, as a position."""
+        return tuple((leg.security_id, _opposite(leg.side).value, leg.quantity - target[i])
+                     for i, leg in enumerate(legs) if leg.quantity > target[i])
 
     @staticmethod
     def _exit_exposure(legs: tuple[Leg, ...], books: dict[int, _Book]
@@ -667,15 +780,24 @@ class DhanLiveBroker:
         return self._follow(row, ack.order_id, window=window)
 
     def _lookup(self, row: Intent, order_id: str | None) -> tuple[Order | None, str]:
-        """The order of ``row`` from every source: by id, by correlation id, the order book.
-        Returns ``(order or None, why not found)``."""
+        """The order of ``row`` from every source: the order-update feed (a final state
+        there is used without REST), by id, by correlation id, the order book; the feed's
+        open state when REST fails or finds nothing. Returns ``(order or None, why not
+        found)``."""
+        heard = self._feed_order(row, order_id)
+        if heard is not None and heard.status in FINAL_STATUSES:
+            return heard, ""
         try:
             order = self._client.get_order(order_id) if order_id else None
             if order is None:
                 order = self._client.find_order(row.correlation_id)
         except DhanError as exc:
+            if heard is not None:
+                return heard, ""
             return None, f"lookup failed ({exc})"
         if order is None:
+            if heard is not None:
+                return heard, ""
             return None, "not found by id, correlation id or in the order book"
         if (order.security_id != row.security_id or order.transaction_type != row.side
                 or order.quantity != row.quantity):
@@ -684,6 +806,24 @@ class DhanLiveBroker:
                             order.security_id, order.quantity, row.describe())
             return None, f"order {order.order_id} does not match the intent"
         return order, ""
+
+    def _feed_order(self, row: Intent, order_id: str | None) -> Order | None:
+        """The order of ``row`` as the order-update feed last heard it (by correlation id,
+        else order id), when it matches the intent (security, side, quantity, order id)."""
+        if self.order_feed is None:
+            return None
+        update = self.order_feed.latest(correlation_id=row.correlation_id, order_id=order_id)
+        if update is None:
+            return None
+        if (update.security_id != row.security_id or update.side != row.side
+                or update.quantity != row.quantity
+                or (order_id and update.order_id != order_id)):
+            logger.error("order feed: order %s (correlation id %s) is %s %s x%d, not the "
+                         "intent's %s: ignored, looking it up by REST", update.order_id,
+                         update.correlation_id, update.side, update.security_id,
+                         update.quantity, row.describe())
+            return None
+        return update.to_order()
 
     def _follow(self, row: Intent, order_id: str | None, *, window: float, lost: bool = False,
                 cancel_now: bool = False) -> _Done:

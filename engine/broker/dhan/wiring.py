@@ -2,7 +2,9 @@
 
 * :func:`dhan_market_data` -> :class:`DhanMarketData` (``MARKET_SOURCE=dhan``).
 * :func:`dhan_services` -> ``live_broker``, ``positions`` (net quantity per security for
-  the monitor's reconciliation), ``token_manager`` and the token plumbing (``BROKER=dhan``).
+  the monitor's reconciliation), ``margin_calculator`` (Dhan's multi-order margin
+  calculator, the RiskActor's live-stage margin), ``token_manager`` and the token plumbing, and
+  ``dhan_order_feed`` (the order-update WebSocket, :func:`order_feed`) (``BROKER=dhan``).
 * :func:`token_services` -> what the TokenActor needs, alone (``python -m engine
   token-refresher``).
 
@@ -32,10 +34,13 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from engine.broker.dhan.client import DhanClient
-from engine.broker.dhan.config import DhanConfig
+from engine.broker.dhan.config import DEFAULT_API_BASE, DhanConfig
 from engine.broker.dhan.errors import DhanError, register_secret
 from engine.broker.dhan.instruments import InstrumentMaster
 from engine.broker.dhan.live_broker import DhanLiveBroker
+from engine.broker.dhan.margin import DhanMarginCalculator
+from engine.broker.dhan.order_feed import DEFAULT_URL as DEFAULT_ORDER_FEED_URL
+from engine.broker.dhan.order_feed import OrderFeed
 from engine.broker.dhan.slicing import MasterOrderLimits
 from engine.broker.dhan.snapshot_source import DhanMarketData
 from engine.broker.dhan.token import (
@@ -293,6 +298,38 @@ def send_engine_time() -> bool:
     return value in ("true", "1", "yes")
 
 
+def order_feed(session: _Session) -> OrderFeed | None:
+    """The order-update feed of ``session``'s account (not started), or ``None``.
+
+    ``DHAN_ORDER_FEED`` (default true; false: REST lookups only) and ``DHAN_ORDER_FEED_URL``
+    (default Dhan's ``wss://api-order-update.dhan.co``, used only when ``DHAN_API_BASE`` is
+    Dhan's own: against a simulator the feed is the simulator's, never the real one). The
+    feed logs in with the REST clients' token and reports a refused login to their hook.
+
+    Raises:
+        ConfigError: a flag or URL the feed cannot use.
+    """
+    flag = os.environ.get("DHAN_ORDER_FEED", "true").strip().lower()
+    if flag not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"DHAN_ORDER_FEED={flag!r}: expected true or false")
+    if flag in ("false", "0", "no"):
+        logger.info("Dhan order-update feed off (DHAN_ORDER_FEED=%s): orders are looked up "
+                    "by REST only", flag)
+        return None
+    url = os.environ.get("DHAN_ORDER_FEED_URL", "").strip()
+    if not url:
+        if session.dcfg.api_base.rstrip("/") != DEFAULT_API_BASE:
+            logger.info("Dhan order-update feed off: DHAN_API_BASE is not Dhan's and "
+                        "DHAN_ORDER_FEED_URL is not set (orders are looked up by REST only)")
+            return None
+        url = DEFAULT_ORDER_FEED_URL
+    try:
+        return OrderFeed(session.dcfg.client_id, session.provider, url=url,
+                         on_auth_error=session.hook)
+    except ValueError as exc:
+        raise ConfigError(f"DHAN_ORDER_FEED_URL: {exc}") from None
+
+
 class BrokerPositions:
     """The ``positions`` service: ``GET /positions`` as ``{(security_id, product): net_qty}``
     for NSE_FNO (flat rows included as 0). The product is part of the key: Dhan keeps one
@@ -383,8 +420,10 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
     ``DHAN_LIMIT_TICKS`` (slippage cap, default 3), ``DHAN_LOOKUP_GRACE_SEC`` (lookups of a
     lost place answer before the order is declared unresolved, default 2),
     ``DHAN_RESOLVE_WINDOW_SEC`` (further lookups inside the order call before the executor's
-    resolution rounds take over, default 30). Every order intent is written to
-    ``order_intents`` before it is sent. Freeze quantities (legs above them are sliced) come
+    resolution rounds take over, default 30), ``DHAN_ORDER_FEED`` / ``DHAN_ORDER_FEED_URL``
+    (the order-update feed, asked first about an order in doubt: :func:`order_feed`; the
+    service ``dhan_order_feed``, started and stopped with the engine). Every order intent is
+    written to ``order_intents`` before it is sent. Freeze quantities (legs above them are sliced) come
     from ``DHAN_INSTRUMENTS_URL``, downloaded on the first live order of each trading day.
     """
     from engine.execution.intents import IntentStore
@@ -397,15 +436,21 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
                               session=session)
     product = getattr(config, "dhan_product_type", "") or _env_choice(
         "DHAN_PRODUCT_TYPE", "MARGIN", ("MARGIN", "INTRADAY"))
+    feed = order_feed(session)
     broker = DhanLiveBroker(
         session.client(lookup_grace=_env_number("DHAN_LOOKUP_GRACE_SEC", "2", 0, 60)), clock,
         intents=IntentStore(pool), quotes=market.quote, product_type=product,
         fill_timeout_s=_env_number("DHAN_FILL_TIMEOUT_SEC", "10", 0.2, 300),
         limit_ticks=int(_env_number("DHAN_LIMIT_TICKS", "3", 0, 100)),
         resolve_window_s=_env_number("DHAN_RESOLVE_WINDOW_SEC", "30", 0, 300),
-        max_order_qty=MasterOrderLimits(_master_loader(session.dcfg.instruments_url)))
+        max_order_qty=MasterOrderLimits(_master_loader(session.dcfg.instruments_url)),
+        order_feed=feed)
     logger.info("Dhan live broker for client %s at %s (%s, token %s)", session.dcfg.client_id,
                 session.dcfg.api_base, broker.product_type,
                 "followed from the external refresher" if config.token_refresher_external
                 else "refreshed in-process")
+    if feed is not None:
+        services["dhan_order_feed"] = feed
+    # the live stage's pre-entry margin (RiskActor): Dhan's multi-order calculator
+    services["margin_calculator"] = DhanMarginCalculator(session.client(), product_type=product)
     return {**services, "live_broker": broker, "positions": BrokerPositions(session.client())}

@@ -1,4 +1,5 @@
-import { $, api, badge, boot, daysAgo, el, money, num, signCls, table, toast, when } from '../app.js';
+import { $, api, badge, boot, daysAgo, el, money, num, on, signCls, table, toast, when } from '../app.js';
+import { holdActions, onHold, ordersPanel } from '../orders.js';
 
 if (await boot({ live: true })) {
   $('#from').value = daysAgo(30);
@@ -14,6 +15,8 @@ if (await boot({ live: true })) {
     { key: 'strategy', label: 'Strategy' }, { key: 'mode', label: 'Mode', fmt: badge },
     { key: 'quantity', label: 'Qty', num: true }, { key: 'entry_price', label: 'Entry', num: true, fmt: money },
     { key: 'payload', label: 'MTM', num: true, fmt: p => money(p && p.mtm) },
+    { key: 'hold', label: 'Hold', fmt: (_v, t) => onHold(t)
+      ? [el('div', { class: 'why' }, t.payload.hold), holdActions(t, () => { loadTrades(); panel.load(); })] : '—' },
   ];
   async function loadTrades() {
     const q = new URLSearchParams({ status: $('#status').value, limit: 1000 });
@@ -47,6 +50,12 @@ if (await boot({ live: true })) {
       { key: 'operator_notes', label: 'Notes', fmt: (v, row) => el('a', { href: '#', onclick: (e) => { e.preventDefault(); editNotes(row); } }, v || '+ add') },
     ], r.entries, { empty: 'no journal entries' });
   }
+  const panel = ordersPanel({ doubt: $('#doubt'), doubtSummary: $('#doubt-summary'), held: $('#held'),
+    heldSummary: $('#held-summary'), onTradeChange: () => loadTrades() });
+  const loadPanel = (opts) => panel.load(opts).catch((e) => toast(e.message, true));
   $('#apply').addEventListener('click', loadTrades);
-  await Promise.all([loadTrades(), loadJournal()]);
+  $('#doubt-refresh').addEventListener('click', () => loadPanel({ force: true }));
+  on('command_result', () => loadPanel());
+  setInterval(() => loadPanel(), 20000);
+  await Promise.all([loadTrades(), loadJournal(), loadPanel()]);
 }
