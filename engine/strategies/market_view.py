@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from engine.execution.paper import NoQuote, Quote
 from engine.market.calendar import NseCalendar
 from engine.market.pricing import black76_greeks, year_fraction
 from engine.market.snapshot import MarketSnapshot, price_decimal
@@ -180,8 +181,6 @@ class MarketView:
         Raises:
             NoQuote: the security is not in the view or has no two-sided quote.
         """
-        from engine.execution.paper import NoQuote, Quote
-
         sid = str(security_id)
         if sid in self.futures:
             return self.futures[sid]
@@ -357,8 +356,6 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
             monthly=chain.expiry in monthly_set,
             strikes=tuple(price_decimal(k) for k in chain.strikes.tolist()),
             calls=calls, puts=puts))
-    from engine.execution.paper import Quote
-
     futures = {str(f.security_id): Quote(price_decimal(f.bid), price_decimal(f.ask),
                                          price_decimal(f.ltp))
                for f in (snapshot.near_future, snapshot.far_future)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from engine.settings.registry import SettingError
 from engine.strategies.registry import DC_FAMILY, family_of, specs
 
 __all__ = ["slots_from", "strategy_slots"]
@@ -38,7 +39,7 @@ def strategy_slots(trades, settings) -> dict[str, Any]:
             key = f"{spec.name}_SLOTS"
             try:
                 limits[spec.name] = settings.get(key)
-            except Exception:  # a strategy without a slot knob: the global cap applies
+            except SettingError:  # a strategy without a slot knob: the global cap applies
                 limits[spec.name] = settings.get("RISK_MAX_OPEN_POSITIONS")
     out = slots_from(trades, limits)
     per_strategy: dict[str, int] = {}
