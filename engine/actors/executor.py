@@ -50,6 +50,7 @@ from engine.actors.base import SupervisedActor
 from engine.execution import broker_closes
 from engine.execution import repository as repo
 from engine.execution.charges import Charges, order_charges
+from engine.execution.expiry import expired, settlement_fill
 from engine.execution.intents import IntentStore, exposure_text, group_of
 from engine.execution.paper import (
     ExecutionRefused,
@@ -59,6 +60,7 @@ from engine.execution.paper import (
     UnhedgedExposure,
 )
 from engine.execution.reconcile import book_positions, broker_net, surplus_short
+from engine.execution.settlement import settlement_source
 from engine.execution.trades import OpenLeg, Trade
 from engine.messages.base import new
 from engine.messages.commands import (
@@ -94,6 +96,8 @@ class ExecutorActor(SupervisedActor):
         self._live = s.get("live_broker")
         self._market = s["market"]
         self._calendar = s.get("calendar")
+        self._settlement = s.get("settlement_price") or settlement_source(
+            self._market, calendar=self._calendar, now=self.clock.now)
         self._intents: IntentStore = getattr(self._live, "intents", None) or IntentStore(self._pool)
         self._timer: threading.Timer | None = None
         self._timer_lock = threading.Lock()
@@ -329,7 +333,14 @@ class ExecutorActor(SupervisedActor):
         try:
             # an exit of a trade whose earlier exit filled partly sends only what is left; a
             # held trade's manual close only this trade's share of what the broker holds
-            if limits is not None:
+            settle = [] if live else [i for i, x in enumerate(trade.legs)
+                                      if expired(x.leg, now, self._session_close)]
+            if settle:  # paper / shadow: expired legs settle, the rest fill at the touch
+                settled = self._settled_fills(broker, trade, exit_legs, settle, now, reason)
+                if settled is None:
+                    return
+                fills = settled
+            elif limits is not None:
                 fills = broker.exit_within(exit_legs, correlation_base=f"{tag}-X",
                                            trade_date=now.date(), tag=tag, limits=limits)
             else:
@@ -365,6 +376,43 @@ class ExecutorActor(SupervisedActor):
             self._hold(trade, f"close left unhedged legs: {exposure_text(exc.open_legs)}")
             return
         self._book_close(trade, fills, now, reason, msg)
+
+    def _session_close(self, day: date) -> datetime:
+        if self._calendar is not None:
+            try:
+                return self._calendar.session_close(day)
+            except Exception:
+                logger.debug("no session on %s in the calendar; 15:30 assumed", day)
+        return datetime.combine(day, MARKET_CLOSE, IST)
+
+    def _settled_fills(self, broker: Any, trade: Trade, exit_legs: tuple[Leg, ...],
+                       settle: list[int], now: datetime, reason: str) -> list[Fill] | None:
+        """The exit of a paper/shadow trade some of whose legs have expired: those settle at
+        their intrinsic value against the expiry's NIFTY close (exercise STT on a long in the
+        money; ``engine.execution.expiry``), the others fill on the paper broker. ``None``:
+        the settlement price is not known yet (the close waits; the monitor asks again)."""
+        spots: dict[date, Decimal] = {}
+        for i in settle:
+            expiry = trade.legs[i].leg.expiry
+            assert expiry is not None  # expired() checked it
+            spot = self._settlement(expiry)
+            if spot is None:
+                logger.warning("close of %s (%s) waits: the settlement price of the %s expiry "
+                               "(the NIFTY close) is not known yet", trade.tag, reason, expiry)
+                return None
+            spots[expiry] = spot
+        rest = [i for i in range(len(exit_legs)) if i not in settle]
+        filled = broker.execute(tuple(exit_legs[i] for i in rest),
+                                correlation_base=f"{trade.tag}-X", trade_date=now.date(),
+                                purpose="exit", tag=trade.tag,
+                                context={"reason": reason}) if rest else []
+        by_index: dict[int, Fill] = dict(zip(rest, filled, strict=True))
+        for i in settle:
+            held = trade.legs[i].leg
+            by_index[i] = settlement_fill(held, spots[held.expiry])  # type: ignore[index]
+        logger.info("%s: %d expired leg(s) settled at the NIFTY close %s", trade.tag,
+                    len(settle), ", ".join(f"{d}: {p}" for d, p in sorted(spots.items())))
+        return [by_index[i] for i in range(len(exit_legs))]
 
     @staticmethod
     def _record_hint(tag: str) -> str:

@@ -112,6 +112,14 @@ class MonitorActor(SupervisedActor):
         view = self._view(at) if open_trades else None
         params["_calendar"] = self._current_calendar()
         for tag, trade in open_trades.items():
+            gone = [x.leg for x in trade.legs if x.leg.expiry is not None
+                    and at >= self._session_close(x.leg.expiry)]
+            if gone and trade.mode != "live" and not trade.hold:
+                # paper / shadow: the executor settles the expired legs (a live trade's
+                # settlement is the broker's, booked from its positions below)
+                self._request_close(tag, "expiry settlement: " + ", ".join(sorted(
+                    {f"{leg.expiry} expiry" for leg in gone})))
+                continue
             try:
                 mtm = mark_to_market(trade, self._market.quote)
             except NoQuote as exc:
@@ -126,17 +134,22 @@ class MonitorActor(SupervisedActor):
                 logger.warning("exit of %s (%s) not sent: the broker seems to have closed it by "
                                "itself (being confirmed)", tag, reason)
                 continue
-            waited = self._closing.get(tag)
-            if waited is None or waited >= RESEND_AFTER_CYCLES:
-                if waited is not None:
-                    logger.warning("close of %s not confirmed after %d cycles: sending again",
-                                   tag, waited)
-                self._closing[tag] = 0
-                self.send("executor", self.new(ClosePosition, tag=tag, reason=reason))
-            else:
-                self._closing[tag] = waited + 1
+            self._request_close(tag, reason)
         if self._positions is not None:
             self._maybe_reconcile()
+
+    def _request_close(self, tag: str, reason: str) -> None:
+        """Ask the executor to close ``tag``; again only after RESEND_AFTER_CYCLES cycles
+        without its PositionClosed."""
+        waited = self._closing.get(tag)
+        if waited is None or waited >= RESEND_AFTER_CYCLES:
+            if waited is not None:
+                logger.warning("close of %s not confirmed after %d cycles: sending again",
+                               tag, waited)
+            self._closing[tag] = 0
+            self.send("executor", self.new(ClosePosition, tag=tag, reason=reason))
+        else:
+            self._closing[tag] = waited + 1
 
     def _current_calendar(self) -> NseCalendar:
         cal = self._calendar

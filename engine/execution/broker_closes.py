@@ -52,20 +52,20 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from engine.execution.charges import Charges, order_charges
+from engine.execution.charges import ZERO_CHARGES, Charges, order_charges
+from engine.execution.expiry import settlement_charges, settlement_value
 from engine.execution.intents import exposure_text
 from engine.execution.paper import Fill
 from engine.execution.reconcile import DEFAULT_PRODUCT, Key, book_positions, broker_net
 from engine.execution.trades import Trade, sign
 from engine.messages.commands import BrokerClosedLeg
-from engine.messages.legs import InstrumentKind, Leg, OptionType, Side
+from engine.messages.legs import InstrumentKind, Leg, Side
 from engine.timeutil import IST
 
 CONFIRM_AFTER = 2       # consecutive checks with the same decision
 RESEND_EVERY = 3        # checks between two sends of the same close while the trade is open
 INTRADAY_SQUARE_OFF = time(15, 20)
 SESSION_CLOSE = time(15, 30)
-ZERO_CHARGES = Charges(*(Decimal("0"),) * 7)
 
 KIND_RMS = "broker_square_off"
 KIND_INTRADAY = "intraday_square_off"
@@ -155,22 +155,6 @@ def _vwap(parts: Iterable[tuple[str, int, Decimal]]) -> Decimal:
     parts = list(parts)
     qty = sum(q for _, q, _ in parts)
     return (sum((px * q for _, q, px in parts), Decimal(0)) / qty).quantize(Decimal("0.01"))
-
-
-def settlement_value(leg: Leg, spot: Decimal) -> Decimal:
-    """What one unit of ``leg``'s contract settles at against the final settlement ``spot``:
-    a future at the spot, a call at max(0, spot − strike), a put at max(0, strike − spot).
-
-    Raises:
-        ValueError: an option leg without its strike or option type.
-    """
-    if leg.kind is InstrumentKind.FUT:
-        return spot
-    if leg.strike is None or leg.option_type is None:
-        raise ValueError(f"option leg {leg.security_id} has no strike/option type: its "
-                         "settlement value is unknown")
-    value = spot - leg.strike if leg.option_type is OptionType.CE else leg.strike - spot
-    return max(Decimal(0), value).quantize(Decimal("0.01"))
 
 
 def _default_close(expiry: date) -> datetime:
@@ -456,7 +440,9 @@ def close_fills(trade: Trade, legs: Sequence[BrokerClosedLeg], on: date) -> list
                       quantity=leg.quantity, kind=leg.kind, option_type=leg.option_type,
                       expiry=leg.expiry, strike=leg.strike)
         charges = ZERO_CHARGES
-        if x.how == "broker_order":
+        if x.how == "settlement":  # exercise STT on a long option settled in the money
+            charges = settlement_charges(leg, x.price, leg.quantity)
+        elif x.how == "broker_order":
             per = [order_charges(kind=leg.kind.value, side=closing.side.value, price=px,
                                  quantity=q, on=on) for q, px in (x.parts or ((leg.quantity,
                                                                                 x.price),))]

@@ -80,6 +80,9 @@ class Charges:
                 ("brokerage", "exchange", "sebi", "ipft", "stt", "stamp", "gst", "total")}
 
 
+ZERO_CHARGES = Charges(*(Decimal("0"),) * 7)
+
+
 def order_charges(*, kind: str, side: str, price: Decimal, quantity: int, on: date) -> Charges:
     """Charges for one fill. ``kind`` is OPT or FUT, ``side`` BUY or SELL, ``on`` the trade date."""
     if kind not in ("OPT", "FUT"):

@@ -45,10 +45,17 @@ class Harness:
     def __init__(self, db_url: str, *, start: datetime = SESSION, seed: int = 7,
                  tap: MessageTap | None = None, env: dict[str, str] | None = None,
                  restart_policy: dict[str, Any] | None = None,
-                 strategies: tuple[str, ...] | None = DEFAULT_STRATEGIES) -> None:
+                 strategies: tuple[str, ...] | None = DEFAULT_STRATEGIES,
+                 settings: dict[str, str] | None = None) -> None:
         self.pool = open_pool(db_url, max_size=10, name="harness")
         if strategies is not None:  # None: leave the stored settings as they are (a restart)
             enable_only(self.pool, strategies)
+        if settings:  # runtime settings (registered knobs), stored before the engine starts
+            from engine.settings import Settings
+
+            store = Settings(self.pool)
+            for key, value in settings.items():
+                store.set(key, value, updated_by="test harness")
         cfg = load({"DATABASE_URL": db_url, "SIM_SEED": str(seed), **(env or {})})
         self.engine: Engine = build(cfg, self.pool, clock=ManualClock(start), tap=tap,
                                     ids=SeededIds(seed), listen_settings=False)

@@ -4,6 +4,10 @@ Crashes are injected with the `Crash` fault message while a tick's work is in fl
 messages queued behind it are lost exactly as they would be when a real bug kills an actor.
 Invariants afterwards: no duplicate position, no lost close, open_trades equals the
 executor's positions, and each closed trade's P&L equals its fills minus charges.
+
+Two strategies trade: the two-leg futures spread and the four-leg iron condor (with entry
+rules loosened and a 15-minute hold, so condors open and close all session long), so a
+crash lands between the legs of a four-leg entry or exit as often as of a two-leg one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from tests.conftest import eventually
 from tests.engine.harness import Harness
 
 ROLES = ("scanner", "risk", "executor", "monitor", "notifier")
+#: iron condors all session: any vol, a short hold, two at once, no loss-streak pause
+CONDORS_ALL_DAY = {"IC_MIN_IV_RV_RATIO": "0.5", "IC_MAX_HOLD_MINUTES": "15", "IC_SLOTS": "2",
+                   "IC_MIN_CREDIT_PCT": "0.05", "IC_MAX_SPREAD_OF_TARGET": "5",
+                   "IC_ENTRY_START": "09:30", "RISK_MAX_LOSS_STREAK": "100"}
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +40,8 @@ def _stop_all():
 def test_fifty_random_crashes_keep_books_consistent(db_url: str) -> None:
     rng = random.Random(20250203)
     h = Harness(db_url, restart_policy={"backoff": (0.01, 0.05), "max_restarts": 1000,
-                                        "period_s": 60.0}).start()
+                                        "period_s": 60.0},
+                strategies=("CAL_ARB", "IC"), settings=CONDORS_ALL_DAY).start()
     directory, scheduler = h.engine.directory, h.engine.scheduler
     original = scheduler._dispatch
     crashes: list[str] = []
@@ -82,6 +91,12 @@ def test_fifty_random_crashes_keep_books_consistent(db_url: str) -> None:
             expected = (fills[tag] - charges[tag]).quantize(Decimal("0.01"))
             assert row["realized_pnl"] == expected, tag
         assert len(closed) > 0
+        legs = defaultdict(set)
+        for r in opens:
+            legs[r["tag"]].add(r["security_id"])
+        four_leg = [t for t in closed if len(legs[t]) == 4]
+        assert len(four_leg) >= 5, f"only {len(four_leg)} four-leg trades closed: {sorted(closed)}"
+        assert any(len(legs[t]) == 2 for t in opened_tags), "no two-leg trade"
     finally:
         scheduler._dispatch = original
         h.stop()

@@ -300,3 +300,20 @@ def test_confirmed_surplus_long_is_alerted_once_and_never_traded() -> None:
     (sl,) = second.surplus_longs
     assert (sl.side, sl.security_id, sl.quantity) == ("LONG", "FAR", 75)
     assert "not traded automatically" in sl.text()
+
+
+def test_settled_long_option_in_the_money_pays_exercise_stt_and_nothing_else_does() -> None:
+    ic = _trade("IC-2", _opt("C1", Side.SELL, OptionType.CE, "23400"),
+                _opt("C2", Side.BUY, OptionType.CE, "23300"),
+                _opt("P1", Side.BUY, OptionType.PE, "23400"), _fut("F1", Side.BUY))
+    spot = Decimal("23456.70")
+    legs = tuple(BrokerClosedLeg(leg_index=i, security_id=x.leg.security_id, quantity=75,
+                                 price=settlement_value(x.leg, spot), how="settlement",
+                                 settlement_spot=spot) for i, x in enumerate(ic.legs))
+    short_ce, long_ce, long_put, fut = close_fills(ic, legs, EXPIRY)
+    assert long_ce.price == Decimal("156.70")
+    # 0.125 % of the settlement value 156.70 x 75 = 14.69 -> ₹15 (2025; 0.15 % from Apr 2026)
+    assert (long_ce.charges.stt, long_ce.charges.total) == (Decimal("15"), Decimal("15"))
+    assert short_ce.charges.total == 0  # the writer pays no STT on assignment here
+    assert long_put.price == 0 and long_put.charges.total == 0  # expired worthless
+    assert fut.charges.total == 0
