@@ -10,9 +10,6 @@ invariant of ``tests/faults/invariants.py``.
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -20,77 +17,23 @@ from typing import Any
 import pykka
 import pytest
 
-from engine.broker.dhan.client import DhanClient
 from engine.broker.dhan.models import OrderRequest
-from engine.broker.dhan.ratelimit import RateLimiter
-from engine.dhan_sim import SimServer, SnapshotMarket
 from engine.market.calendar import NseCalendar
 from engine.market.simulator import SimulatedMarket
 from engine.messages.commands import ClosePosition, OpenPosition
 from engine.messages.legs import InstrumentKind, Leg, Side
 from engine.messages.tap import MessageTap
-from engine.settings import all_knobs
 from engine.timeutil import IST
 from tests.conftest import eventually
 from tests.engine.harness import SESSION, Harness
 from tests.faults.invariants import violations
-from tests.rehearsal.conftest import live_env
-from tests.rehearsal.test_rehearsal import EngineTimeMarket
+from tests.faults.live import LiveSim, fast_live_broker, stop_all  # noqa: F401 (fixtures)
+from tests.faults.live import alerts as _alerts
+from tests.faults.live import engine_orders as _engine_orders
+from tests.faults.live import net as _net
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("stop_all", "fast_live_broker")]
 TAG = "DC-BRK-1"
-KNOBS = {k.key: k for k in all_knobs()}
-
-
-@pytest.fixture(autouse=True)
-def _stop_all() -> Iterator[None]:
-    yield
-    pykka.ActorRegistry.stop_all(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def _fast_live_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DHAN_FILL_TIMEOUT_SEC", "1")
-    monkeypatch.setenv("DHAN_LOOKUP_GRACE_SEC", "0.3")
-    monkeypatch.setenv("DHAN_RESOLVE_WINDOW_SEC", "0")
-
-
-class _Live:
-    """A live engine (CAL_ARB in stage live) on a simulator quoting the engine's own market;
-    reconciliation every monitor cycle; no strategy or time exit gets in the way."""
-
-    def __init__(self, make_sim, db_url: str) -> None:
-        self.source = EngineTimeMarket(seed=7)
-        self.sim: SimServer = make_sim(deep_pockets=True,
-                                       market=SnapshotMarket(self.source.snapshot))
-        self.env = live_env(self.sim, DHAN_TIMEOUT_SEC="1")
-        self.db_url = db_url
-
-    def engine(self, *, tap: MessageTap | None = None, start: datetime = SESSION) -> Harness:
-        h = Harness(self.db_url, env=self.env, tap=tap, start=start)
-        self.source.clock = h.engine.clock
-        h.engine.settings.set("RECON_EVERY_CYCLES", "1", updated_by="test")
-        # the trade is the test's: no strategy decision or exit rule of CAL_ARB may close it
-        for key in ("CAL_ARB_ENABLED", "CAL_ARB_MAX_HOLD_MINUTES", "CAL_ARB_PROFIT_TARGET_PCT",
-                    "CAL_ARB_STOP_LOSS_PCT"):
-            k = KNOBS.get(key)
-            if k is not None:
-                value = "false" if k.type is bool else str(k.maximum)
-                h.engine.settings.set(key, value, updated_by="test")
-        return h
-
-    def admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        req = urllib.request.Request(  # noqa: S310 (the simulator on loopback)
-            f"{self.sim.url}/__admin/{path}", method="POST" if body is not None else "GET",
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
-            return json.loads(resp.read())
-
-    def client(self) -> DhanClient:
-        acct = self.sim.sim.account
-        return DhanClient(acct.client_id, api_base=self.sim.api_base, auth_base=self.sim.url,
-                          access_token=acct.current_token, timeout=2.0, limiter=RateLimiter())
 
 
 def _open(h: Harness) -> list[Leg]:
@@ -106,22 +49,6 @@ def _open(h: Harness) -> list[Leg]:
     h.engine.scheduler.settle()
     eventually(lambda: h.query("SELECT 1 FROM open_trades WHERE tag = %s", TAG), timeout=10)
     return list(legs)
-
-
-def _net(sim: SimServer) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for (_, sid, _), pos in sim.sim.exchange.positions.items():
-        out[sid] = out.get(sid, 0) + pos.net
-    return {sid: n for sid, n in out.items() if n}
-
-
-def _alerts(tap: MessageTap, needle: str) -> list[str]:
-    return [e.fields["text"] for e in tap.entries()
-            if e.type.endswith("AlertRaised") and needle in e.fields["text"]]
-
-
-def _engine_orders(sim: SimServer) -> list[Any]:
-    return [o for o in sim.sim.exchange.orders.values() if o.placed_by == "client"]
 
 
 def _no_violations(h: Harness) -> None:
@@ -149,8 +76,8 @@ def _risk_saw_it(h: Harness, closed: dict[str, Any]) -> None:
 def test_rms_square_off_is_booked_at_the_trade_book_prices_and_reaches_risk(
         make_sim, db_url: str) -> None:
     tap = MessageTap()
-    live = _Live(make_sim, db_url)
-    h = live.engine(tap=tap).start()
+    live = LiveSim(make_sim, db_url)
+    h = live.engine(hands_off=True, tap=tap).start()
     try:
         legs = _open(h)
         sent = len(_engine_orders(live.sim))
@@ -199,8 +126,8 @@ def test_rms_square_off_is_booked_at_the_trade_book_prices_and_reaches_risk(
 
 
 def test_intraday_position_squared_off_at_15_20_is_booked_as_such(make_sim, db_url: str) -> None:
-    live = _Live(make_sim, db_url)
-    h = live.engine().start()
+    live = LiveSim(make_sim, db_url)
+    h = live.engine(hands_off=True).start()
     # the configuration refuses INTRADAY for overnight strategies; a trade of that product
     # still exists if it was opened so (the reconciliation keys on each trade's product)
     h.engine.services["live_broker"].product_type = "INTRADAY"
@@ -211,7 +138,7 @@ def test_intraday_position_squared_off_at_15_20_is_booked_as_such(make_sim, db_u
     finally:
         h.stop()
         pykka.ActorRegistry.stop_all(timeout=10)
-    h = live.engine(start=SESSION.replace(hour=15, minute=19)).start()
+    h = live.engine(hands_off=True, start=SESSION.replace(hour=15, minute=19)).start()
     try:
         sent = len(_engine_orders(live.sim))
         h.run_until(15, 19)
@@ -235,8 +162,8 @@ def test_intraday_position_squared_off_at_15_20_is_booked_as_such(make_sim, db_u
 
 
 def test_expired_legs_are_settled_at_the_nifty_close(make_sim, db_url: str) -> None:
-    live = _Live(make_sim, db_url)
-    h = live.engine().start()
+    live = LiveSim(make_sim, db_url)
+    h = live.engine(hands_off=True).start()
     try:
         legs = _open(h)
         entry = {r["security_id"]: r["price"] for r in h.query(
@@ -250,7 +177,7 @@ def test_expired_legs_are_settled_at_the_nifty_close(make_sim, db_url: str) -> N
     for leg in legs:  # NSE publishes the final settlement price; so does the test
         live.admin("settlement_price", {"expiry": leg.expiry.isoformat(),
                                         "spot": float(close[leg.security_id])})
-    h = live.engine(start=datetime(2025, 3, 28, 9, 15, tzinfo=IST)).start()
+    h = live.engine(hands_off=True, start=datetime(2025, 3, 28, 9, 15, tzinfo=IST)).start()
     try:
         h.run_until(9, 16)
         settled = live.admin("settlements")["settlements"]
@@ -275,8 +202,8 @@ def test_expired_legs_are_settled_at_the_nifty_close(make_sim, db_url: str) -> N
 
 def test_partial_broker_close_holds_the_trade_and_names_the_exposure(make_sim, db_url) -> None:
     tap = MessageTap()
-    live = _Live(make_sim, db_url)
-    h = live.engine(tap=tap).start()
+    live = LiveSim(make_sim, db_url)
+    h = live.engine(hands_off=True, tap=tap).start()
     try:
         far, near = _open(h)
         sent = len(_engine_orders(live.sim))
@@ -297,7 +224,7 @@ def test_partial_broker_close_holds_the_trade_and_names_the_exposure(make_sim, d
         h.stop()
 
 
-def _duplicate(live: _Live, leg: Leg) -> None:
+def _duplicate(live: LiveSim, leg: Leg) -> None:
     """The same order once more at the broker (a duplicate fill the books never saw)."""
     client = live.client()
     client.place_order(OrderRequest(security_id=leg.security_id, exchange_segment="NSE_FNO",
@@ -311,8 +238,8 @@ def _duplicate(live: _Live, leg: Leg) -> None:
 def test_surplus_short_after_a_duplicate_fill_is_bought_back_exactly_once(
         make_sim, db_url: str) -> None:
     tap = MessageTap()
-    live = _Live(make_sim, db_url)
-    h = live.engine(tap=tap).start()
+    live = LiveSim(make_sim, db_url)
+    h = live.engine(hands_off=True, tap=tap).start()
     try:
         far, near = _open(h)
         _duplicate(live, near)
@@ -342,8 +269,8 @@ def test_surplus_short_after_a_duplicate_fill_is_bought_back_exactly_once(
 
 def test_surplus_long_is_alerted_and_left_to_the_operator(make_sim, db_url: str) -> None:
     tap = MessageTap()
-    live = _Live(make_sim, db_url)
-    h = live.engine(tap=tap).start()
+    live = LiveSim(make_sim, db_url)
+    h = live.engine(hands_off=True, tap=tap).start()
     try:
         far, _near = _open(h)
         sent = len(_engine_orders(live.sim))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 
@@ -36,6 +35,7 @@ from engine.timeutil import IST
 from tests.conftest import eventually
 from tests.engine.harness import Harness
 from tests.faults.invariants import violations
+from tests.faults.live import fast_live_broker, stop_all  # noqa: F401 (fixtures)
 from tests.faults.test_order_intents_broker import (
     DAY,
     FAR,
@@ -55,21 +55,7 @@ from tests.faults.test_order_intents_engine import (
     _open_trade,
 )
 
-pytestmark = pytest.mark.faults
-
-
-@pytest.fixture(autouse=True)
-def _stop_all() -> Iterator[None]:
-    yield
-    pykka.ActorRegistry.stop_all(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def _fast_live_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Production logic, test time scale: the wiring reads these from the environment."""
-    monkeypatch.setenv("DHAN_FILL_TIMEOUT_SEC", "1")
-    monkeypatch.setenv("DHAN_LOOKUP_GRACE_SEC", "0.3")
-    monkeypatch.setenv("DHAN_RESOLVE_WINDOW_SEC", "0")
+pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("stop_all", "fast_live_broker")]
 
 
 def _no_violations(pool) -> None:

@@ -10,7 +10,6 @@ position at the broker is explained by the books (or named in an alert while unr
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 
@@ -23,7 +22,7 @@ from engine.broker.dhan.models import OrderRequest
 from engine.broker.dhan.ratelimit import RateLimiter
 from engine.bus.commands import CommandRow
 from engine.bus.dispatch import Dispatcher
-from engine.dhan_sim import SimServer, SnapshotMarket
+from engine.dhan_sim import SimServer
 from engine.execution.intents import blocking_intent
 from engine.messages.commands import ClosePosition, GetStatus, OpenPosition, ResolveIntents
 from engine.messages.legs import InstrumentKind, Leg, Side
@@ -31,49 +30,16 @@ from engine.messages.tap import MessageTap
 from engine.timeutil import IST
 from tests.conftest import eventually
 from tests.engine.harness import Harness
-from tests.rehearsal.conftest import live_env
-from tests.rehearsal.test_rehearsal import EngineTimeMarket
+from tests.faults.live import LiveSim, fast_live_broker, stop_all  # noqa: F401 (fixtures)
+from tests.faults.live import alerts as _alerts
+from tests.faults.live import net as _net
 
-pytestmark = pytest.mark.faults
-
-
-@pytest.fixture(autouse=True)
-def _stop_all() -> Iterator[None]:
-    yield
-    pykka.ActorRegistry.stop_all(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def _fast_live_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Production logic, test time scale: the wiring reads these from the environment."""
-    monkeypatch.setenv("DHAN_FILL_TIMEOUT_SEC", "1")
-    monkeypatch.setenv("DHAN_LOOKUP_GRACE_SEC", "0.3")
-    monkeypatch.setenv("DHAN_RESOLVE_WINDOW_SEC", "0")
-
-
-class _Live:
-    """A live engine (CAL_ARB in stage live) on a simulator quoting the engine's own market."""
-
-    def __init__(self, make_sim, db_url: str) -> None:
-        self.source = EngineTimeMarket(seed=7)
-        self.sim: SimServer = make_sim(deep_pockets=True,
-                                       market=SnapshotMarket(self.source.snapshot))
-        self.env = live_env(self.sim, DHAN_TIMEOUT_SEC="1")
-        self.db_url = db_url
-
-    def engine(self, *, tap: MessageTap | None = None, start: datetime | None = None
-               ) -> Harness:
-        """A new engine on the same database and simulator (a restart keeps the
-        environment: a new token would revoke the one the first engine stored)."""
-        kwargs = {"start": start} if start is not None else {}
-        h = Harness(self.db_url, env=self.env, tap=tap, **kwargs)
-        self.source.clock = h.engine.clock
-        return h
+pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("stop_all", "fast_live_broker")]
 
 
 def _engine(make_sim, db_url: str, *, tap: MessageTap | None = None
-            ) -> tuple[Harness, SimServer, _Live]:
-    live = _Live(make_sim, db_url)
+            ) -> tuple[Harness, SimServer, LiveSim]:
+    live = LiveSim(make_sim, db_url)
     return live.engine(tap=tap), live.sim, live
 
 
@@ -83,13 +49,6 @@ def _open_trade(h: Harness) -> str:
     tags = h.engine.directory.get("executor").ask(GetStatus(), timeout=10)["open"]
     assert tags, "seed 7 opens a live DC trade at 10:06"
     return tags[0]
-
-
-def _net(sim: SimServer) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for (_, sid, _), pos in sim.sim.exchange.positions.items():
-        out[sid] = out.get(sid, 0) + pos.net
-    return {sid: n for sid, n in out.items() if n}
 
 
 def _books(h: Harness) -> dict[str, int]:
@@ -104,11 +63,6 @@ def _books(h: Harness) -> dict[str, int]:
 def _one_order_per_intent(sim: SimServer) -> None:
     counts = Counter(o.body["correlationId"] for o in sim.sim.exchange.orders.values())
     assert all(n == 1 for n in counts.values()), f"two orders for one intent: {counts}"
-
-
-def _alerts(tap: MessageTap, needle: str) -> list[str]:
-    return [e.fields["text"] for e in tap.entries()
-            if e.type.endswith("AlertRaised") and needle in e.fields["text"]]
 
 
 def _blocking(h: Harness):
