@@ -52,7 +52,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
-from scipy.optimize import brentq, minimize_scalar
+from scipy.optimize import minimize_scalar
 
 from engine.execution.charges import order_charges
 from engine.market.calendar import NseCalendar
@@ -534,11 +534,12 @@ def breakevens(view: MarketView, structure: Structure, at: datetime, *,
                ) -> tuple[float | None, float | None]:
     """The lowest and highest spot at ``at`` where the model P&L incl. round-trip costs
     crosses 0 (the outer breakevens: near expiry a wide double calendar has two humps and a
-    dip between its strikes); ``(None, None)`` when it makes money at no spot."""
+    dip between its strikes); ``(None, None)`` when it makes money at no spot.
 
-    def f(x: float) -> float:
-        return float(model_pnl(view, structure, at, [x], calendar=calendar, sticky=sticky)[0])
-
+    Two vectorised :func:`model_pnl` calls: the spot grid (widened until the profitable
+    region is inside it), then 64 steps across each bracket with the crossing interpolated
+    linearly -- within 0.01 points of a root finder, which would need ten scalar calls.
+    """
     for scale in (1.0, 2.0, 4.0):
         grid = _grid(view, structure, scale)
         pnl = model_pnl(view, structure, at, grid, calendar=calendar, sticky=sticky)
@@ -550,10 +551,23 @@ def breakevens(view: MarketView, structure: Structure, at: datetime, *,
         first, last = int(positive[0]), int(positive[-1])
         if first == 0 or last == grid.size - 1:
             continue  # still positive at the edge of the grid: look wider
-        lo = brentq(f, float(grid[first - 1]), float(grid[first]), xtol=0.01)
-        hi = brentq(f, float(grid[last]), float(grid[last + 1]), xtol=0.01)
-        return round(lo, 2), round(hi, 2)
+        sub = np.linspace(0.0, 1.0, _BRACKET_STEPS + 1)
+        left = grid[first - 1] + (grid[first] - grid[first - 1]) * sub
+        right = grid[last] + (grid[last + 1] - grid[last]) * sub
+        fine = model_pnl(view, structure, at, np.concatenate([left, right]), calendar=calendar,
+                         sticky=sticky)
+        return (round(_crossing(left, fine[:sub.size]), 2),
+                round(_crossing(right, fine[sub.size:]), 2))
     return None, None
+
+
+_BRACKET_STEPS = 64
+
+
+def _crossing(x: np.ndarray, y: np.ndarray) -> float:
+    """Where ``y`` (one sign change on ``x``) crosses 0, linear between the samples."""
+    j = int(np.flatnonzero((y[1:] > 0) != (y[:-1] > 0))[0])
+    return float(x[j] + (x[j + 1] - x[j]) * y[j] / (y[j] - y[j + 1]))
 
 
 # ---------------------------------------------------------------------------- filters

@@ -39,8 +39,6 @@ from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
-
 from engine.market.calendar import NseCalendar
 from engine.settings.registry import Knob
 from engine.strategies import double_calendar as dc
@@ -414,7 +412,7 @@ def _to_value(view: MarketView, params: Mapping[str, Any], s: dc.Structure, exit
               score_exits: bool) -> tuple[sv.StructureToValue, tuple[float | None, float | None]]:
     """The variant as the model scores it, and DC's model breakevens at the planned exit
     (its exit rule, and the spot band of the score's exit path)."""
-    lo, hi = _dc_breakevens(view, s, exit_at, _calendar(params))
+    lo, hi = dc.breakevens(view, s, exit_at, calendar=_calendar(params))
     rule = None
     if score_exits:
         debit = float(s.debit)
@@ -427,41 +425,6 @@ def _to_value(view: MarketView, params: Mapping[str, Any], s: dc.Structure, exit
     item = sv.StructureToValue(legs=_legs_for_score(s), charges=float(s.round_trip_charges),
                                spread=float(s.round_trip_spread), debit=float(s.debit), exits=rule)
     return item, (lo, hi)
-
-
-def _dc_breakevens(view: MarketView, s: dc.Structure, at: datetime, cal: NseCalendar
-                   ) -> tuple[float | None, float | None]:
-    """:func:`double_calendar.breakevens` of ``s`` at ``at`` found with two vectorised
-    :func:`double_calendar.model_pnl` calls (its grid, then 64 steps across each bracket,
-    the crossing interpolated linearly) instead of a root finder's ten scalar ones: the same
-    model and grids, within 0.01 points of it (its own tolerance)."""
-    for scale in (1.0, 2.0, 4.0):
-        grid = dc._grid(view, s, scale)
-        pnl = dc.model_pnl(view, s, at, grid, calendar=cal)
-        positive = np.flatnonzero(pnl > 0)
-        if not positive.size:
-            if scale == 1.0:
-                return None, None
-            continue
-        first, last = int(positive[0]), int(positive[-1])
-        if first == 0 or last == grid.size - 1:
-            continue  # still positive at the edge of the grid: look wider
-        sub = np.linspace(0.0, 1.0, _BRACKET_STEPS + 1)
-        left = grid[first - 1] + (grid[first] - grid[first - 1]) * sub
-        right = grid[last] + (grid[last + 1] - grid[last]) * sub
-        fine = dc.model_pnl(view, s, at, np.concatenate([left, right]), calendar=cal)
-        return (round(_crossing(left, fine[:sub.size]), 2),
-                round(_crossing(right, fine[sub.size:]), 2))
-    return None, None
-
-
-_BRACKET_STEPS = 64
-
-
-def _crossing(x: np.ndarray, y: np.ndarray) -> float:
-    """Where ``y`` (one sign change on ``x``) crosses 0, linear between the samples."""
-    j = int(np.flatnonzero((y[1:] > 0) != (y[:-1] > 0))[0])
-    return float(x[j] + (x[j + 1] - x[j]) * y[j] / (y[j] - y[j + 1]))
 
 
 def _fmt_pct(x: float | None) -> str:
