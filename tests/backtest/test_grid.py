@@ -1,0 +1,65 @@
+"""Grid search: the space, the ranking, the walk-forward split (pure), and a grid on worker
+processes that ranks exactly as the same combinations run one by one."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from engine.backtest.grid import (
+    MAX_COMBINATIONS,
+    GridSpec,
+    combinations,
+    rank,
+    split_days,
+)
+
+
+def _row(name: str, trades: int, sharpe, net: str, dd: str = "0") -> dict:
+    return {"params": {"name": name},
+            "metrics": {"trades": trades, "sharpe": sharpe, "net_pnl": net, "max_drawdown": dd}}
+
+
+def test_combinations_cover_the_space_in_a_stable_order() -> None:
+    combos = combinations({"A": [1, 2], "B": ["x", "y", "z"]})
+    assert len(combos) == 6 and combos[0] == {"A": 1, "B": "x"} and combos[-1] == {"A": 2, "B": "z"}
+    with pytest.raises(ValueError, match="empty parameter space"):
+        combinations({})
+    with pytest.raises(ValueError, match="B has no values"):
+        combinations({"A": [1], "B": []})
+    with pytest.raises(ValueError, match="narrow the space"):
+        combinations({f"K{i}": list(range(10)) for i in range(6)})
+    assert MAX_COMBINATIONS == 100_000
+
+
+def test_rank_by_sharpe_ties_by_net_pnl_and_too_few_trades_are_not_ranked() -> None:
+    rows = [_row("a", 10, 1.2, "500"), _row("b", 10, 1.5, "100"), _row("c", 10, 1.5, "900"),
+            _row("few", 2, 9.9, "99999"), {"params": {"name": "bad"}, "error": "no data"},
+            _row("none", 10, None, "50")]
+    out = rank(rows, "sharpe", min_trades=5)
+    assert [(r["params"]["name"], r["rank"]) for r in out] == [
+        ("c", 1), ("b", 2), ("a", 3), ("none", 4), ("few", None), ("bad", None)]
+    assert out[4]["unranked"] == "2 trades < minimum 5" and out[5]["unranked"] == "no data"
+    by_dd = rank([_row("deep", 9, 0, "1", "900"), _row("shallow", 9, 0, "1", "100")],
+                 "max_drawdown", min_trades=1)
+    assert [r["params"]["name"] for r in by_dd] == ["shallow", "deep"]
+    with pytest.raises(ValueError, match="expected one of"):
+        rank(rows, "luck")
+
+
+def test_walk_forward_split_keeps_the_last_fraction_out_of_sample() -> None:
+    days = [date(2025, 2, d) for d in (3, 4, 5, 6, 7, 10, 11, 12, 13, 14)]
+    assert split_days(days, None) == ((days[0], days[-1]), None)
+    assert split_days(days, 0.3) == ((days[0], days[6]), (days[7], days[-1]))
+    with pytest.raises(ValueError, match="too few"):
+        split_days(days[:1], 0.5)
+
+
+def test_spec_refuses_bad_values_before_anything_runs() -> None:
+    with pytest.raises(ValueError, match="rank by"):
+        GridSpec("DC", date(2025, 2, 3), date(2025, 2, 28), {"A": [1]}, rank_by="luck")
+    with pytest.raises(ValueError, match="before start"):
+        GridSpec("DC", date(2025, 2, 28), date(2025, 2, 3), {"A": [1]})
+    with pytest.raises(ValueError, match="out-of-sample fraction"):
+        GridSpec("DC", date(2025, 2, 3), date(2025, 2, 28), {"A": [1]}, oos_fraction=0.95)
