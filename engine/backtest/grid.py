@@ -21,7 +21,6 @@ Against over-fitting:
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 import multiprocessing
@@ -174,22 +173,28 @@ _DATA_LOCK = threading.Lock()
 
 
 def _dataset(ref: DataRef) -> Any:
-    """The market data of ``ref``, loaded once per worker process."""
-    if ref.kind == "sim":
+    """The market data of ``ref``, loaded once per worker process: the ``bhavcopy_ohlc``
+    rows of the range with the replay's look-back (realized vol) and look-ahead (a
+    ``next_close`` fill) margins."""
+    if ref.kind != "bhavcopy":
         return None
     with _DATA_LOCK:
         if ref not in _DATA:
-            _DATA[ref] = _replay(ref).load_dataset(ref)
+            from datetime import timedelta
+
+            from engine.backtest import eod_replay
+            from engine.backtest.eod_data import load_rows
+            from engine.store.pool import open_pool
+
+            if not (ref.database_url and ref.start and ref.end):
+                raise ValueError("bhavcopy data needs a database URL and a date range")
+            pool = open_pool(ref.database_url, min_size=1, max_size=1, name="grid-worker")
+            try:
+                _DATA[ref] = load_rows(pool, ref.start - timedelta(eod_replay.LOOKBACK_DAYS),
+                                       ref.end + timedelta(10))
+            finally:
+                pool.close()
         return _DATA[ref]
-
-
-def _replay(ref: DataRef) -> Any:
-    """The replay module of a data source (each exposes ``run_on(dataset, ...)``)."""
-    module = {"sim": "engine.backtest.sim_replay", "bhavcopy": "engine.backtest.eod_replay"}.get(
-        ref.kind)
-    if module is None:
-        raise ValueError(f"data {ref.kind!r}: expected sim or bhavcopy")
-    return importlib.import_module(module)
 
 
 def run_combo(strategy: str, start: date, end: date, params: Mapping[str, Any],
@@ -201,12 +206,18 @@ def run_combo(strategy: str, start: date, end: date, params: Mapping[str, Any],
             from engine.backtest import sim_replay
 
             result = sim_replay.run(strategy, start, end, params, seed=ref.seed)
+        elif ref.kind == "bhavcopy":
+            from engine.backtest import eod_replay
+
+            result = eod_replay.run(strategy, start, end, params, rows=_dataset(ref),
+                                    fill_model=ref.fill_model)
         else:
-            result = _replay(ref).run_on(_dataset(ref), strategy, start, end, params,
-                                         fill_model=ref.fill_model)
+            raise ValueError(f"data {ref.kind!r}: expected sim or bhavcopy")
     except ValueError as exc:
         return {"params": dict(params), "error": str(exc)}
-    return {"params": dict(params), "metrics": result.metrics}
+    metrics = {k: v for k, v in result.metrics.items()
+               if k not in ("equity_curve", "decisions", "decision_log")}
+    return {"params": dict(params), "metrics": metrics}
 
 
 # ---------------------------------------------------------------------------- the runner

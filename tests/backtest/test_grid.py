@@ -4,16 +4,23 @@ processes that ranks exactly as the same combinations run one by one."""
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import pytest
 
 from engine.backtest.grid import (
     MAX_COMBINATIONS,
+    DataRef,
     GridSpec,
     combinations,
     rank,
+    run_combo,
+    run_grid,
     split_days,
 )
+from tests.backtest.eod_fixtures import bhav_db, bhav_template
+
+__all__ = ["bhav_db", "bhav_template"]  # fixtures used by this module
 
 
 def _row(name: str, trades: int, sharpe, net: str, dd: str = "0") -> dict:
@@ -63,3 +70,38 @@ def test_spec_refuses_bad_values_before_anything_runs() -> None:
         GridSpec("DC", date(2025, 2, 28), date(2025, 2, 3), {"A": [1]})
     with pytest.raises(ValueError, match="out-of-sample fraction"):
         GridSpec("DC", date(2025, 2, 3), date(2025, 2, 28), {"A": [1]}, oos_fraction=0.95)
+
+
+# ---------------------------------------------------------------------------- on the real data
+GRID_SPACE = {"IC_RV_SESSIONS": [10, 12], "IC_PROFIT_TARGET_PCT": [Decimal("0.4"), Decimal("0.5")]}
+
+
+def test_grid_on_two_worker_processes_ranks_as_each_combination_run_alone(bhav_db) -> None:
+    """Workers load the rows once and get every parameter spelled out: the same metrics and
+    ranking as the same combinations run one by one in this process."""
+    start, end = date(2025, 2, 3), date(2025, 2, 28)
+    ref = DataRef(kind="bhavcopy", database_url=bhav_db, start=start, end=end)
+    spec = GridSpec("IC", start, end, GRID_SPACE, data=ref, min_trades=1, workers=2)
+    seen: list[tuple[int, int]] = []
+    result = run_grid(spec, progress=lambda done, total: seen.append((done, total)))
+    assert result.tried == 4 and result.workers == 2 and seen[-1] == (4, 4)
+    alone = [run_combo("IC", start, end, params, ref) for params in combinations(GRID_SPACE)]
+    assert all("error" not in r for r in alone), alone
+    expected = rank(alone, "sharpe", min_trades=1)
+    assert [(r["params"], r["rank"], r["metrics"]["net_pnl"]) for r in result.rows] == [
+        (r["params"], r["rank"], r["metrics"]["net_pnl"]) for r in expected]
+    assert result.ranked == sum(1 for r in expected if r["rank"] is not None) >= 1
+    assert any(int(r["metrics"]["trades"]) > 0 for r in alone), "IC traded in Feb 2025"
+
+
+def test_walk_forward_reruns_the_best_out_of_sample(bhav_db) -> None:
+    start, end = date(2025, 2, 3), date(2025, 2, 28)
+    ref = DataRef(kind="bhavcopy", database_url=bhav_db, start=start, end=end)
+    spec = GridSpec("IC", start, end, {"IC_RV_SESSIONS": [10]}, data=ref, min_trades=0,
+                    oos_fraction=0.3, oos_top=1, workers=1)
+    result = run_grid(spec)
+    assert result.in_sample == (date(2025, 2, 3), date(2025, 2, 19))
+    assert result.out_of_sample == (date(2025, 2, 20), date(2025, 2, 28))
+    best = result.rows[0]
+    assert best["rank"] == 1 and best["out_of_sample"] is not None
+    assert best["out_of_sample"]["coverage"]["first"] == "2025-02-20"
