@@ -41,9 +41,14 @@ class _JobDone:
 _TABLES = {"run": ("backtest_runs", "run_id"), "grid": ("backtest_grid_jobs", "job_id")}
 
 
-def _run_job(strategy: str, start: date, end: date, params: dict[str, Any]) -> dict[str, Any]:
-    result = sim_replay.run(strategy, start, end, params)
-    return {"trades": result.trades, "metrics": result.metrics}
+def _run_job(strategy: str, start: date, end: date, params: dict[str, Any],
+             dsn: str | None = None) -> dict[str, Any]:
+    """One run in the worker: ``params["BT_DATA"]`` picks the data (bhavcopy by default: the
+    end-of-day replay reads ``bhavcopy_ohlc`` through its own pool on ``dsn``; sim: the
+    simulated market), ``params["BT_FILL_MODEL"]`` the fill model (engine.backtest.runs)."""
+    from engine.backtest import runs
+
+    return runs.run_result(strategy, start, end, params, dsn=dsn)
 
 
 def _grid_job(strategy: str, start: date, end: date, grid: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -94,7 +99,8 @@ class BacktestActor(SupervisedActor):
             " VALUES (%s, %s, %s, %s) RETURNING run_id",
             (msg.strategy, msg.start, msg.end, Jsonb(params))))
         if run_id is not None:
-            self._submit("run", run_id, _run_job, msg.strategy, msg.start, msg.end, params)
+            dsn = getattr(self._pool, "conninfo", None)
+            self._submit("run", run_id, _run_job, msg.strategy, msg.start, msg.end, params, dsn)
 
     def _start_grid(self, msg: RunGrid) -> None:
         grid = [dict(g) for g in msg.grid]

@@ -36,6 +36,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
                        help="a runtime-setting override (repeatable)"
                        + ("; comma-separate values to search" if name == "grid-search" else ""))
         a.add_argument("--seed", type=int, default=7, help="simulated market seed")
+        if name == "run":
+            a.add_argument("--data", default="bhavcopy", choices=("bhavcopy", "snapshots", "sim"),
+                           help="market data: bhavcopy (default: the end-of-day replay on the "
+                           "imported NSE files), snapshots (not yet), sim (the simulated market)")
+            a.add_argument("--fill-model", default=None, choices=("close", "next_close"),
+                           help="end-of-day fills: close (default, BT_FILL_MODEL) or next_close")
         a.add_argument("--json", action="store_true", help="print the result as JSON")
         a.set_defaults(handler=_run if name == "run" else _grid)
 
@@ -73,28 +79,71 @@ def _progress(label: str):
 
 
 def _run(args: argparse.Namespace) -> int:
+    """One backtest, stored in backtest_runs (pending → running → complete/error) like a run
+    started from the dashboard; ``--data sim`` without a reachable database still runs and
+    says it was not stored."""
+    from engine.backtest import runs
+
     try:
         params = {k: v[0] for k, v in _parse(args.param, multi=False).items()}
+        config = runs.run_config(params, data=args.data, fill_model=args.fill_model)
     except (SettingError, ValueError) as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
+    pool = _pool(required=args.data != "sim")
+    if pool is False:
+        return 2
     bar, update = _progress(f"{args.strategy} {args.start}..{args.end}")
     try:
-        result = _replay().run(args.strategy, args.start, args.end, params, seed=args.seed,
-                               progress=update)
+        if pool is None:
+            result, error, run_id = _sim_unstored(args, params, update), None, None
+        else:
+            run_id, result, error = runs.execute(pool, args.strategy, args.start, args.end,
+                                                 config, seed=args.seed, progress=update)
     except ValueError as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 2
+        result, error = None, str(exc)
     finally:
         bar.close()
+    if error is not None or result is None:
+        print(f"refused: {error}" + (f" (run {run_id} stored as error)" if run_id else ""),
+              file=sys.stderr)
+        return 2
     if args.json:
-        print(json.dumps({"metrics": result.metrics, "trades": result.trades}, default=str))
+        print(json.dumps({"run_id": run_id, "metrics": result["metrics"],
+                          "trades": result["trades"]}, default=str))
         return 0
-    for t in result.trades:
-        print(f"{t['opened_at'][:16]} -> {t['closed_at'][11:16]}  {t['direction']:<12} "
-              f"{Decimal(t['realized_pnl']):>10,.2f}  {t['exit_reason']}")
-    _print_metrics(result.metrics)
+    for t in result["trades"]:
+        pnl = t.get("realized_pnl")
+        shown = f"{Decimal(pnl):>10,.2f}" if pnl is not None else "      open"
+        print(f"{t['opened_at'][:16]} -> {(t.get('closed_at') or '-' * 16)[11:16]}  "
+              f"{t['direction']:<14} {shown}  {t['exit_reason']}")
+    _print_metrics(result["metrics"])
+    print("stored as backtest run " + str(run_id) if run_id else "not stored (no database)")
     return 0
+
+
+def _pool(*, required: bool):
+    """The process pool when the database answers; None (sim only) or False (refused)."""
+    from engine.store.pool import get_pool
+
+    try:
+        pool = get_pool()
+        with pool.connection(timeout=5) as conn:
+            conn.execute("SELECT 1")
+        return pool
+    except Exception as exc:
+        if required:
+            print(f"refused: the bhavcopy replay reads bhavcopy_ohlc and stores the run in "
+                  f"backtest_runs, but the database is not reachable ({exc})", file=sys.stderr)
+            return False
+        print(f"warning: database not reachable ({exc}): the run is not stored", file=sys.stderr)
+        return None
+
+
+def _sim_unstored(args: argparse.Namespace, params: dict[str, Any], update) -> dict[str, Any]:
+    result = _replay().run(args.strategy, args.start, args.end, params, seed=args.seed,
+                           progress=update)
+    return {"trades": result.trades, "metrics": result.metrics}
 
 
 def _grid(args: argparse.Namespace) -> int:

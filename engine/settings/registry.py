@@ -172,6 +172,15 @@ _SEED = [
     Knob("RECON_EVERY_CYCLES", int, 4,
          "Reconcile live trades against the broker's positions every this many monitor cycles "
          "(BROKER=dhan only).", 1, 1000),
+    # Backtests (engine/backtest): the end-of-day replay's fill model and capital base.
+    Knob("BT_DATA", str, "bhavcopy", "Backtest market data: bhavcopy (end-of-day NSE files in "
+         "bhavcopy_ohlc), snapshots (the engine's recorded iv_snapshots) or sim (the simulated "
+         "market).", choices=("bhavcopy", "snapshots", "sim")),
+    Knob("BT_FILL_MODEL", str, "close", "End-of-day backtest fills: close (day d's close ± the "
+         "modelled half-spread) or next_close (d+1's close, a sensitivity check).",
+         choices=("close", "next_close")),
+    Knob("BT_CAPITAL", D, D("500000"), "Capital base (₹) of backtest returns, drawdown %, Sharpe "
+         "and Sortino.", D("1000"), D("10000000000")),
     # Paper execution.
     Knob("PAPER_SLIPPAGE_TICKS", int, 1, "Ticks (₹0.05) of adverse slippage on paper fills.", 0, 100),
 ]

@@ -84,13 +84,21 @@ def test_up_first_run_creates_dashboard_secret_in_env_file(tmp_path, monkeypatch
     assert env.read_text().strip() == f"DASHBOARD_TOTP_SECRET={secret}"
 
 
-def test_cli_backtest_run_and_grid_search(capsys) -> None:
+def test_cli_backtest_run_and_grid_search(db_url, capsys) -> None:
     import json
 
-    assert main(["backtest", "run", "--start", "2025-02-03", "--end", "2025-02-03",
+    from engine.store import pool as pool_module
+
+    pool_module.close_pool()
+    assert main(["backtest", "run", "--start", "2025-02-03", "--end", "2025-02-03", "--data", "sim",
                  "--strategy", "CAL_ARB", "--param", "CAL_ARB_ZSCORE_ENTRY=2.5", "--json"]) == 0
     run = json.loads(capsys.readouterr().out)
-    assert run["metrics"]["trades"] == len(run["trades"]) > 0
+    assert run["metrics"]["trades"] == len(run["trades"]) > 0 and run["run_id"] is not None
+    # CAL_ARB on end-of-day data (the default --data bhavcopy) is refused with the reason
+    assert main(["backtest", "run", "--start", "2025-02-03", "--end", "2025-02-03",
+                 "--strategy", "CAL_ARB"]) == 2
+    assert "intraday samples" in capsys.readouterr().err
+    pool_module.close_pool()
     assert main(["backtest", "grid-search", "--start", "2025-02-03", "--end", "2025-02-03",
                  "--strategy", "CAL_ARB", "--param", "CAL_ARB_ZSCORE_ENTRY=2.5,3", "--json"]) == 0
     grid = json.loads(capsys.readouterr().out)

@@ -124,7 +124,8 @@ def test_backtest_run_row_and_command_then_read(api, pool):
     assert runs[0]["run_id"] == run_id and runs[0]["trade_count"] == 1
     assert "trades_json" not in runs[0]
     full = api.get(f"/api/backtest/runs/{run_id}").json
-    assert full["trades_json"][0]["pnl"] == "10.5" and full["config_snapshot"] == {"DC_LOTS": 2}
+    assert full["trades_json"][0]["pnl"] == "10.5" and full["config_snapshot"] == {
+        "DC_LOTS": 2, "BT_DATA": "bhavcopy", "BT_FILL_MODEL": "close"}
     assert api.get("/api/backtest/runs/424242").status_code == 404
 
 

@@ -77,7 +77,7 @@ def test_backtest_and_grid_from_dashboard_run_to_complete(db_url: str, app) -> N
     h.engine.start(with_bus=True)
     try:
         run = api.post("/api/backtest/run", json={"strategy": "CAL_ARB", "start": "2025-02-03",
-                                                  "end": "2025-02-03",
+                                                  "end": "2025-02-03", "data": "sim",
                                                   "params": {"CAL_ARB_ZSCORE_ENTRY": "2.5"}})
         assert run.status_code == 202, run.get_json()
         run_id = run.get_json()["run_id"]

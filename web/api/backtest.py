@@ -81,17 +81,37 @@ def _params(name: str, params: dict[str, Any]) -> None:
 
 @bp.post("/backtest/run")
 def backtest_run() -> Any:
-    """Queue one backtest: a backtest_runs row (pending) and a run_backtest command."""
+    """Queue one backtest: a backtest_runs row (pending) and a run_backtest command.
+
+    ``data``: bhavcopy (default: the end-of-day replay on bhavcopy_ohlc), sim or snapshots;
+    ``fill_model``: close (default) or next_close. Both are stored in config_snapshot as the
+    settings BT_DATA / BT_FILL_MODEL, with the parameter overrides."""
     data = check(request_json(), {"strategy": STRATEGY, "start": Date(), "end": Date(),
-                                  "params": Obj(optional=True, default={})})
+                                  "params": Obj(optional=True, default={}),
+                                  "data": Str(optional=True, default=None,
+                                              choices=("bhavcopy", "snapshots", "sim")),
+                                  "fill_model": Str(optional=True, default=None,
+                                                    choices=("close", "next_close"))})
     _strategy(data)
     _dates(data)
     _params("params", data["params"])
+    config = {**data["params"]}
+    config["BT_DATA"] = data["data"] or str(config.get("BT_DATA", "bhavcopy"))
+    config["BT_FILL_MODEL"] = data["fill_model"] or str(config.get("BT_FILL_MODEL", "close"))
+    if config["BT_DATA"] == "bhavcopy":
+        from engine.strategies.registry import get
+
+        if not get(data["strategy"]).eod_backtest:
+            raise BadRequest("data", f"{data['strategy']} cannot be backtested on end-of-day "
+                                     "bhavcopy data (its z-score needs intraday samples): use "
+                                     "data=sim")
+    if config["BT_DATA"] == "snapshots":
+        raise BadRequest("data", "data=snapshots is not built yet: use bhavcopy or sim")
     with transaction(services().pool) as conn:
         run = conn.execute(
             "INSERT INTO backtest_runs (strategy, start_date, end_date, config_snapshot)"
             " VALUES (%s, %s, %s, %s) RETURNING run_id",
-            (data["strategy"], data["start"], data["end"], Jsonb(data["params"]))).fetchone()
+            (data["strategy"], data["start"], data["end"], Jsonb(config))).fetchone()
         command_id = enqueue_command(conn, "run_backtest", {"run_id": run["run_id"]},
                                      requested_by="dashboard")
     return jsonify({"run_id": run["run_id"], "command_id": command_id}), 202
