@@ -1,21 +1,22 @@
 """``python -m engine backtest run|grid-search``: backtests from the command line.
 
-Runs on the seeded simulated market with the live engine's strategy and exit code (the
-bhavcopy replay comes with the backtesting work). Parameters are runtime-setting keys, checked
-against the settings registry; results are printed (or JSON with ``--json``). Runs started from
-the dashboard or the API are recorded in backtest_runs / backtest_grid_jobs by the engine.
+Runs replay the live engine's strategy and exit code on the imported NSE bhavcopies
+(``--data bhavcopy``, the default: ``engine.backtest.eod_replay``) or on the seeded simulated
+market (``--data sim``). Parameters are runtime-setting keys, checked against the settings
+registry; results are printed (or JSON with ``--json``) and recorded in backtest_runs /
+backtest_grid_jobs, like runs started from the dashboard or the API.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from engine.commands.backtest_grid import add_grid_arguments, grid_search
 from engine.settings import SettingError, knob
 from engine.strategies.registry import names
 
@@ -26,7 +27,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
                        "simulated market.")
     s = p.add_subparsers(dest="action", metavar="<action>", required=True)
     for name, helptext in (("run", "one backtest with the given parameters"),
-                           ("grid-search", "every combination of --param KEY=v1,v2,...")):
+                           ("grid-search", "every combination of --param KEY=v1,v2,... (or the "
+                            "strategy's declared space, --use-defaults) on worker processes, "
+                            "ranked")):
         a = s.add_parser(name, help=helptext, description=helptext)
         a.add_argument("--strategy", default="DC", choices=names(), metavar="NAME",
                        help=f"strategy to test: {', '.join(names())} (default DC)")
@@ -42,8 +45,14 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
                            "imported NSE files), snapshots (not yet), sim (the simulated market)")
             a.add_argument("--fill-model", default=None, choices=("close", "next_close"),
                            help="end-of-day fills: close (default, BT_FILL_MODEL) or next_close")
+        else:
+            a.add_argument("--data", default="bhavcopy", choices=("bhavcopy", "sim"),
+                           help="market data: bhavcopy (default) or sim")
+            a.add_argument("--fill-model", default=None, choices=("close", "next_close"),
+                           help="end-of-day fills: close (default) or next_close")
+            add_grid_arguments(a)
         a.add_argument("--json", action="store_true", help="print the result as JSON")
-        a.set_defaults(handler=_run if name == "run" else _grid)
+        a.set_defaults(handler=_run if name == "run" else grid_search)
 
 
 def _replay():
@@ -144,35 +153,6 @@ def _sim_unstored(args: argparse.Namespace, params: dict[str, Any], update) -> d
     result = _replay().run(args.strategy, args.start, args.end, params, seed=args.seed,
                            progress=update)
     return {"trades": result.trades, "metrics": result.metrics}
-
-
-def _grid(args: argparse.Namespace) -> int:
-    try:
-        space = _parse(args.param, multi=True)
-    except (SettingError, ValueError) as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 2
-    combos = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
-    from tqdm import tqdm
-
-    rows = []
-    for params in tqdm(combos, desc="grid", unit="run", disable=not sys.stderr.isatty()):
-        try:
-            result = _replay().run(args.strategy, args.start, args.end, params, seed=args.seed)
-        except ValueError as exc:
-            print(f"refused: {exc}", file=sys.stderr)
-            return 2
-        rows.append({"params": params, "metrics": result.metrics})
-    rows.sort(key=lambda r: Decimal(r["metrics"]["net_pnl"]), reverse=True)
-    if args.json:
-        print(json.dumps(rows, default=str))
-        return 0
-    for rank, row in enumerate(rows, 1):
-        m = row["metrics"]
-        shown = " ".join(f"{k}={v}" for k, v in row["params"].items())
-        print(f"{rank:>3}. net {Decimal(m['net_pnl']):>12,.2f}  trades {m['trades']:>4}  "
-              f"max DD {Decimal(m['max_drawdown']):>10,.2f}  {shown}")
-    return 0
 
 
 def _print_metrics(m: dict[str, Any]) -> None:

@@ -105,3 +105,33 @@ def test_walk_forward_reruns_the_best_out_of_sample(bhav_db) -> None:
     best = result.rows[0]
     assert best["rank"] == 1 and best["out_of_sample"] is not None
     assert best["out_of_sample"]["coverage"]["first"] == "2025-02-20"
+
+
+def test_cli_grid_search_ranks_prints_and_records_the_job(bhav_db, capsys) -> None:
+    import json
+
+    from engine.cli import main
+    from engine.store import pool as pool_module
+
+    pool_module.close_pool()  # the CLI's pool on this test's database (DATABASE_URL)
+    try:
+        argv = ["backtest", "grid-search", "--strategy", "IC", "--start", "2025-02-03",
+                "--end", "2025-02-28", "--param", "IC_RV_SESSIONS=10,12", "--min-trades", "1",
+                "--workers", "1"]
+        assert main([*argv, "--json"]) == 0
+        grid = json.loads(capsys.readouterr().out)
+        assert grid["tried"] == 2 and grid["workers"] == 1
+        assert sorted(r["params"]["IC_RV_SESSIONS"] for r in grid["rows"]) == [10, 12]
+        with pool_module.get_pool().connection() as conn:
+            job = conn.execute("SELECT * FROM backtest_grid_jobs WHERE job_id = %s",
+                               (grid["job_id"],)).fetchone()
+        assert job["status"] == "complete" and job["progress_pct"] == 100
+        assert [r["params"] for r in job["results_json"]] == [r["params"] for r in grid["rows"]]
+        assert job["param_space"]["space"] == {"IC_RV_SESSIONS": [10, 12]}
+        assert job["param_space"]["summary"]["tried"] == 2
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "2 combinations tried" in out and "1. sharpe" in out
+        assert "best of 2 combinations tried" in out
+    finally:
+        pool_module.close_pool()
