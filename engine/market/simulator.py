@@ -7,23 +7,54 @@ What is simulated:
       over 252 x 375 trading minutes); Poisson jumps; an overnight gap between sessions.
     * Futures (current and next month): ``spot e^{(r-q)T} + u``, with ``u`` a per-contract
       Ornstein-Uhlenbeck noise in points, so the far-near calendar spread mean-reverts.
-    * Options for the near weekly, next weekly and monthly (>= 3 expiries), 150 strikes
-      step 50 around the session's opening ATM: Black-76 mid on a forward whose basis noise
-      is interpolated between the futures, IV from a smile in ``z = ln(K/F)/(atm sqrt T)``
-      (skew + curvature, tanh-saturated wings) over an ATM term structure that follows the
-      current GARCH vol; bid/ask around the mid widening away from ATM and near expiry,
-      rounded to the 0.05 tick; LTP inside the spread; OI and cumulative volume profiles.
+    * Option chains (150 strikes, step 50, around the session's opening ATM) for every
+      expiry a strategy can pick: on an expiry day today's contract; then ``n_expiries``
+      (default 3) consecutive expiries from near (near = the first expiry after today on an
+      expiry day), i.e. near, next weekly and the one after; and always the first monthly
+      strictly after near (on and around a monthly expiry, next month's).
+    * Prices: Black-76 mid on a forward whose basis noise is interpolated between the futures.
+      Volatility is set in **trading time**: an ATM term structure ``sigma(tau)`` over
+      ``tau`` = (rest of today's session + whole sessions to expiry) / 252, equal to the
+      current GARCH vol x ``iv_premium`` fading into its long-run level over
+      ``term_decay_years``, plus a term-slope factor that fades over ``term_slope_years``;
+      a smile in ``z = ln(K/F) / (sigma sqrt tau)`` (skew + curvature, tanh-saturated wings).
+      The quoted IV is the same total variance per calendar year (``sqrt(sigma^2 tau / t)``,
+      ``t`` = :func:`year_fraction`), so a far expiry spanning a weekend looks cheap in
+      calendar time, as on the real chain. The term-slope factor and the skew level are two
+      Ornstein-Uhlenbeck processes on the minute grid (stationary std ``term_slope_std``,
+      ``skew_std``; half-life about two sessions) carried across days like the basis: the
+      front is sometimes rich against the next weekly in trading time by 1-3 vol points,
+      sometimes cheap.
+    * Liquidity thins away from the front and away from the money, calibrated on the real
+      UDiFF bhavcopies (``python -m tests.market.sim_calibration``; constants below): the
+      expected day volume and the OI of a contract are the front ATM level
+      (``base_volume`` contracts, ``base_oi`` units per side) x a factor of its expiry kind
+      (front, next weekly, the monthly after the front ~1/100 of the front; weeklies
+      further out ~1e-5; later monthlies ~3e-4) x a measured profile in ``|z|`` (front /
+      back expiry, OTM / ITM side) x a strike-roundness bonus x a per-day noise. Volume and
+      OI use the session-open moneyness, so cumulative volume (3 % of the day at the open,
+      growing linearly) only grows and OI holds through a session.
+    * Quotes: bhavcopies carry no bid/ask, so the spread is **modelled** from that liquidity,
+      not measured: ``max(1, round(2.5e-4 x mid x liq^-0.375 / 0.05))`` ticks, ``liq`` = the
+      expected day volume over the front ATM's at the current moneyness (capped at half the
+      mid). Front ATM: 1 tick; next weekly / monthly ATM: ~Rs 0.3-0.7; far weeklies and deep
+      ITM legs: rupees. Bid/ask on the 0.05 tick around the mid, call bids falling and put
+      bids rising with the strike (no executable vertical); LTP inside the spread.
+      Top-of-book quantities (``bid_qty`` / ``ask_qty``, units) are ``top_lots`` (an
+      assumption: 40 lots at the front ATM) x ``sqrt(liq)`` x noise, at least one lot.
 
 Determinism: the market is one path from a fixed epoch (``EPOCH``, 2024-01-01: ``spot0``,
 the unconditional variance, zero basis), the same for every start and resume point. Each
 simulated day -- every weekday and every special session, including exchange holidays, on
 which the market moves unobserved, so editing the holiday list changes no other day -- draws
 its shocks from ``numpy.random.Generator(PCG64)`` seeded by ``[seed, date.toordinal()]`` and
-starts from the close, GARCH variance and basis its previous day handed over (after the
-overnight gap). Walking the chain from the epoch needs only the minute-level path (cached
+starts from the close, GARCH variance, basis and smile factors its previous day handed over
+(after the overnight gap); the smile factors are drawn after every other shock of the day, so
+they leave the spot path as it was. Walking the chain from the epoch needs only the minute-level path (cached
 per seed); the per-second detail of an observed session comes from its own stream, bridged
 so that every minute ends exactly where the minute-level path says. Quote noise at an
-instant uses ``[seed, ordinal, second]``. So ``snapshot_at(t)`` is a pure function of
+instant uses ``[seed, ordinal, second]``; a day's liquidity noise per expiry uses
+``[seed, ordinal, expiry ordinal, _LIQ_STREAM]``. So ``snapshot_at(t)`` is a pure function of
 ``(seed, config, t)``: identical whatever was asked before and wherever the engine started,
 and two markets with the same seed are identical to the last digit.
 """
@@ -53,6 +84,42 @@ TICK = 0.05
 EPOCH = date(2024, 1, 1)  # day 0 of every simulated market (a Monday, an NSE session)
 _DETAIL_STREAM = 1_000_003  # RNG key of a session's per-second detail (> any second index)
 _KEEP_SESSIONS = 4  # full per-second sessions kept per market (about 0.4 MB each)
+_LIQ_STREAM = 1_000_033  # RNG key of a day's per-expiry liquidity noise
+
+# ---- liquidity, calibrated on the real NSE UDiFF F&O bhavcopies in /work/shared/data (the 19
+# sessions 2025-02-03 .. 2025-02-28 and 2025-09-11) by ``python -m tests.market.sim_calibration``:
+# medians over non-expiry days of each expiry's ATM volume / OI (mean of CE and PE at the strike
+# nearest the parity forward) over the front expiry's. Front ATM: 1.76 M contracts and 3.9 M
+# units of OI per side (SimConfig.base_volume / base_oi). E.g. 2025-02-03, 23350 CE: 1 514 050
+# contracts in the 6-Feb weekly, 11 588 in 13-Feb, 135 in 20-Feb, 4 287 in the 27-Feb monthly.
+_FRONT, _NEXT_WEEKLY, _MONTHLY, _OTHER_WEEKLY, _LATER_MONTHLY = range(5)
+# front (rank 0; today's contract on an expiry day), next weekly (rank 1), the first monthly
+# after the front, weeklies further out, later monthlies
+_RANK_VOLUME = np.array([1.0, 1.08e-2, 1.06e-2, 1.05e-5, 2.95e-4])
+_RANK_OI = np.array([1.0, 5.28e-2, 1.03e-1, 6.9e-4, 1.19e-2])
+# moneyness profiles relative to the same expiry's ATM, by |z| = |ln(K/F)| / (ATM vol sqrt T)
+# (bucket medians 0.25-0.5, 0.5-0.75, 0.75-1, 1-1.5, 1.5-2, 2-3, 3-4, 4-6 placed at their
+# centres; 1 at the money; medians that round to 0 on the ITM side floored at 1e-4 / 1e-3)
+_Z_KNOTS = np.array([0.0, 0.375, 0.625, 0.875, 1.25, 1.75, 2.5, 3.5, 5.0])
+_FRONT_VOL_OTM = np.array([1.0, 1.0, 0.891, 0.629, 0.615, 0.429, 0.354, 0.155, 0.061])
+_FRONT_VOL_ITM = np.array([1.0, 0.46, 0.287, 0.071, 0.017, 0.003, 3e-4, 1e-4, 1e-4])
+_BACK_VOL_OTM = np.array([1.0, 0.727, 0.68, 0.548, 0.415, 0.239, 0.107, 0.064, 0.044])
+_BACK_VOL_ITM = np.array([1.0, 0.134, 0.017, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4])
+_FRONT_OI_OTM = np.array([1.0, 1.07, 1.11, 1.018, 1.068, 0.99, 0.787, 0.432, 0.305])
+_FRONT_OI_ITM = np.array([1.0, 0.374, 0.303, 0.13, 0.069, 0.029, 0.015, 0.002, 0.002])
+_BACK_OI_OTM = np.array([1.0, 0.983, 0.852, 0.549, 0.473, 0.307, 0.209, 0.168, 0.218])
+_BACK_OI_ITM = np.array([1.0, 0.329, 0.098, 0.014, 1e-3, 1e-3, 1e-3, 1e-3, 2e-3])
+# rows: front OTM, front ITM, back OTM, back ITM
+_LOG_VOL_PROFILES = np.log([_FRONT_VOL_OTM, _FRONT_VOL_ITM, _BACK_VOL_OTM, _BACK_VOL_ITM])
+_LOG_OI_PROFILES = np.log([_FRONT_OI_OTM, _FRONT_OI_ITM, _BACK_OI_OTM, _BACK_OI_ITM])
+# quoted spread (bhavcopies carry no bid/ask, so this is a model, not a measurement):
+# ticks = max(1, round(KAPPA * mid * liq^-POWER / 0.05)), liq = expected day volume over the
+# front ATM's. Front ATM (~Rs 130): 1 tick; next weekly / monthly ATM (liq ~0.011, Rs 250-350):
+# 0.3-0.5; a far weekly (liq ~1e-5, ~135 contracts a day): several rupees.
+_SPREAD_KAPPA = 2.5e-4
+_SPREAD_POWER = 0.375
+_MIN_LIQ = 1e-5
+_MAX_SPREAD_OF_MID = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,11 +140,17 @@ class SimConfig:
     iv_premium: float = 1.08
     skew: float = 0.12
     curvature: float = 0.03
-    term_decay_years: float = 0.04
+    term_decay_years: float = 0.04  # trading years (10 sessions)
+    term_slope_std: float = 0.04  # stationary std of the front term-slope factor (vol)
+    term_slope_years: float = 0.03  # trading years over which that factor fades
+    skew_std: float = 0.03  # stationary std of the skew noise around ``skew``
+    smile_kappa_per_min: float = 0.001  # OU mean reversion of both (half-life ~2 sessions)
     strike_step: float = 50.0
     n_strikes: int = 150
-    n_expiries: int = 3
-    base_oi: int = 4_000_000
+    n_expiries: int = 3  # consecutive expiries from near (the monthly after near is added)
+    base_oi: int = 3_900_000  # front ATM open interest per side, units (see _RANK_OI)
+    base_volume: int = 1_750_000  # front ATM day volume per side, contracts
+    top_lots: float = 40.0  # front ATM top-of-book quantity, lots (an assumption)
 
     def __post_init__(self) -> None:
         if not 0.01 <= self.annual_vol <= 2.0:
@@ -86,6 +159,12 @@ class SimConfig:
             raise ValueError("garch_alpha + garch_beta must be < 1 (stationary variance)")
         if self.n_strikes < 2 or self.n_expiries < 1 or self.spot0 <= 0:
             raise ValueError("n_strikes >= 2, n_expiries >= 1 and spot0 > 0 are required")
+        for name in ("term_slope_std", "skew_std", "base_oi", "base_volume"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} {getattr(self, name)} must be >= 0")
+        for name in ("term_decay_years", "term_slope_years", "smile_kappa_per_min", "top_lots"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} {getattr(self, name)} must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +174,7 @@ class _Carry:
     close: float
     var: float  # GARCH variance (annualized)
     basis: tuple[float, float]  # OU noise of the near/far futures, points
+    smile: tuple[float, float] = (0.0, 0.0)  # OU term-slope and skew noise
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -106,6 +186,7 @@ class _Day:
     spot_min: np.ndarray  # MINUTES + 1 spot values on the minute grid (open .. close)
     var: np.ndarray  # MINUTES + 1 GARCH variances
     basis: np.ndarray  # (2, MINUTES + 1)
+    smile: np.ndarray  # (2, MINUTES + 1) term-slope and skew noise
     z: np.ndarray  # GARCH shock of each minute
     s: np.ndarray  # standardized sum of each minute's idiosyncratic per-second noise
     jump_at: np.ndarray  # second index of each jump
@@ -113,7 +194,8 @@ class _Day:
 
     def carry(self) -> _Carry:
         return _Carry(float(self.spot_min[-1]), float(self.var[-1]),
-                      (float(self.basis[0, -1]), float(self.basis[1, -1])))
+                      (float(self.basis[0, -1]), float(self.basis[1, -1])),
+                      (float(self.smile[0, -1]), float(self.smile[1, -1])))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -122,6 +204,7 @@ class _Session:
     spot: np.ndarray  # SESSION_SECONDS + 1 values (open .. close)
     sigma_min: np.ndarray  # per-minute annualized GARCH vol
     basis: np.ndarray  # (2, MINUTES + 1) OU noise of near/far futures, points
+    smile: np.ndarray  # (2, MINUTES + 1) term-slope and skew noise
     var_end: float
     atm0: float
 
@@ -137,6 +220,7 @@ def _simulate_day(seed: int, cfg: SimConfig, day: date, carry: _Carry | None) ->
     jump_at = rng.integers(0, SESSION_SECONDS, n_jumps)
     jump_size = rng.normal(0.0, cfg.jump_std, n_jumps)
     innov = rng.standard_normal((2, MINUTES))
+    smile_innov = rng.standard_normal((2, MINUTES))  # drawn last: the spot path is unchanged
 
     per_min = 1.0 / (252 * MINUTES)
     jump_var = cfg.jumps_per_day * cfg.jump_std**2 * 252  # annualized
@@ -155,14 +239,23 @@ def _simulate_day(seed: int, cfg: SimConfig, day: date, carry: _Carry | None) ->
     open_px = cfg.spot0 if carry is None else carry.close * math.exp(gap)
     spot_min = open_px * np.exp(np.concatenate([[0.0], np.cumsum(minute)]))
 
-    start_basis = np.zeros(2) if carry is None else np.array(carry.basis)
-    phi = math.exp(-cfg.basis_kappa_per_min)
-    innov *= cfg.basis_std_points * math.sqrt(1 - phi**2)
-    basis = np.empty((2, MINUTES + 1))
+    basis = _ou(innov, (0.0, 0.0) if carry is None else carry.basis, cfg.basis_kappa_per_min,
+                (cfg.basis_std_points, cfg.basis_std_points))
+    smile = _ou(smile_innov, (0.0, 0.0) if carry is None else carry.smile,
+                cfg.smile_kappa_per_min, (cfg.term_slope_std, cfg.skew_std))
+    return _Day(day, open_px, spot_min, var_arr, basis, smile, z, s, jump_at, jump_size)
+
+
+def _ou(innov: np.ndarray, start: tuple[float, float], kappa: float,
+        std: tuple[float, float]) -> np.ndarray:
+    """Two Ornstein-Uhlenbeck paths on the minute grid (stationary std ``std``) from ``start``."""
+    phi = math.exp(-kappa)
+    out = np.empty((2, MINUTES + 1))
     for j in range(2):
-        filtered, _ = lfilter([1.0], [1.0, -phi], innov[j], zi=[phi * start_basis[j]])
-        basis[j] = np.concatenate([[start_basis[j]], filtered])
-    return _Day(day, open_px, spot_min, var_arr, basis, z, s, jump_at, jump_size)
+        x = innov[j] * (std[j] * math.sqrt(1 - phi**2))
+        filtered, _ = lfilter([1.0], [1.0, -phi], x, zi=[phi * start[j]])
+        out[j] = np.concatenate([[start[j]], filtered])
+    return out
 
 
 def _expand(seed: int, cfg: SimConfig, d: _Day) -> _Session:
@@ -183,7 +276,7 @@ def _expand(seed: int, cfg: SimConfig, d: _Day) -> _Session:
     spot[:-1] = d.open_px * np.exp((log_min[:-1, None] + inside).reshape(-1))
     spot[::60] = d.spot_min  # every minute exactly on the minute-level path (and the close)
     step = cfg.strike_step
-    return _Session(d.day, spot, np.sqrt(d.var), d.basis, float(d.var[-1]),
+    return _Session(d.day, spot, np.sqrt(d.var), d.basis, d.smile, float(d.var[-1]),
                     round(d.open_px / step) * step)
 
 
@@ -264,6 +357,9 @@ class SimulatedMarket:
         specials = frozenset(getattr(self.calendar, "special_sessions", ()))
         self._path = _chain(self.seed, self.config, specials)
         self._sessions: OrderedDict[date, _Session] = OrderedDict()
+        self._dte: dict[tuple[date, date], int] = {}
+        self._day_expiries: dict[date, tuple] = {}
+        self._liq: dict[date, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ paths
@@ -333,10 +429,7 @@ class SimulatedMarket:
         qt = t if self.calendar.is_market_open(t) else (
             self.calendar.session_open(day) + timedelta(seconds=sec))
         rng = Generator(PCG64([self.seed, day.toordinal(), sec]))
-        listed = self.calendar.listed_nifty_expiries(day)
-        monthlies = sorted({self.calendar.monthly_expiry(e.year, e.month) for e in listed
-                            if e >= day})
-        fut_exp = [m for m in monthlies if m >= day][:2]
+        listed, fut_exp, kinds = self._expiries(day)
         futs = []
         for j, e in enumerate(fut_exp):
             tt = year_fraction(qt, e)
@@ -345,13 +438,8 @@ class SimulatedMarket:
             ltp = _tick(fair + rng.uniform(-half, half))
             futs.append(FutureQuote(security_id=1_000_000_000 + e.toordinal(), expiry=e,
                                     ltp=ltp, bid=_tick(fair - half), ask=_tick(fair + half)))
-        fut_t = [year_fraction(qt, e) for e in fut_exp]
-        fut_u = [float(sess.basis[j, minute]) for j in range(len(fut_exp))]
-        chain_exps = self._chain_expiries(day, listed, monthlies)
-        sigma_now = float(sess.sigma_min[minute]) * cfg.iv_premium
         frac = sec / SESSION_SECONDS
-        chains = [self._chain(e, qt, spot, sess, sigma_now, fut_t, fut_u, frac, rng)
-                  for e in chain_exps]
+        chains = self._chains(kinds, day, qt, spot, sess, minute, fut_exp, frac, rng)
         return MarketSnapshot(time=qt, spot=round(spot, 2),
                               near_future=futs[0] if futs else None,
                               far_future=futs[1] if len(futs) > 1 else None,
@@ -359,57 +447,204 @@ class SimulatedMarket:
                               lot_size=self.calendar.lot_size(day),
                               strike_step=cfg.strike_step)
 
-    def _chain_expiries(self, day: date, listed: list[date], monthlies: list[date]) -> list[date]:
-        short = [e for e in listed if e >= day]
-        picked = set(short[:2]) | {monthlies[0]}
-        for e in short:
-            if len(picked) >= self.config.n_expiries:
-                break
-            picked.add(e)
-        return sorted(picked)[: max(self.config.n_expiries, 3)]
+    def _expiries(self, day: date) -> tuple[list[date], list[date], list[tuple[date, int]]]:
+        """(listed expiries, the two futures' expiries, chains with their liquidity kind) of
+        ``day`` (cached: a function of the day and the calendar only)."""
+        hit = self._day_expiries.get(day)
+        if hit is None:
+            listed = self.calendar.listed_nifty_expiries(day)
+            monthlies = sorted({self.calendar.monthly_expiry(e.year, e.month) for e in listed
+                                if e >= day})
+            hit = (listed, [m for m in monthlies if m >= day][:2],
+                   self._chain_expiries(day, listed))
+            with self._lock:
+                if len(self._day_expiries) > 256:
+                    self._day_expiries.clear()
+                self._day_expiries[day] = hit
+        return hit
 
-    def _chain(self, expiry: date, qt: datetime, spot: float, sess: _Session, sigma_now: float,
-               fut_t: list[float], fut_u: list[float], frac: float, rng: Generator) -> OptionChain:
+    def _chain_expiries(self, day: date, listed: list[date]) -> list[tuple[date, int]]:
+        """(expiry, liquidity kind) of every chain quoted on ``day``: today's contract on
+        an expiry day, then ``n_expiries`` consecutive expiries from near (near = the first
+        expiry after today), and always the first monthly strictly after near."""
+        cal = self.calendar
+        short = [e for e in listed if e >= day]
+        i0 = 1 if short and short[0] == day else 0
+        picked = set(short[: i0 + self.config.n_expiries])
+        near = short[i0] if len(short) > i0 else None
+        monthlies = sorted({cal.monthly_expiry(e.year, e.month) for e in short})
+        after = [m for m in monthlies if near is not None and m > near and m in short]
+        if after:
+            picked.add(after[0])
+        out = []
+        for rank, e in enumerate(sorted(picked)):
+            if rank == 0:
+                kind = _FRONT
+            elif e in monthlies and e == next((m for m in monthlies if m > short[0]), None):
+                kind = _MONTHLY
+            elif e in monthlies:
+                kind = _LATER_MONTHLY
+            else:
+                kind = _NEXT_WEEKLY if e == short[1] else _OTHER_WEEKLY
+            out.append((e, kind))
+        return out
+
+    def _sessions_after(self, day: date, expiry: date) -> int:
+        """Trading sessions after ``day`` up to and including ``expiry`` (cached)."""
+        key = (day, expiry)
+        n = self._dte.get(key)
+        if n is None:
+            n, d = 0, day
+            while d < expiry:
+                d = self.calendar.next_trading_day(d)
+                n += d <= expiry
+            with self._lock:
+                if len(self._dte) > 4096:
+                    self._dte.clear()
+                self._dte[key] = n
+        return n
+
+    def _surface(self, exps: list[date], day: date, qt: datetime, spot: float, sess: _Session,
+                 minute: int, frac: float, fut_exp: list[date]) -> tuple[np.ndarray, ...]:
+        """(calendar t, trading tau, forward, trading-time ATM vol, skew) of ``exps`` at ``qt``."""
+        cfg = self.config
+        ne = len(exps)
+        t = np.array([max(year_fraction(qt, e), 1e-7) for e in exps])
+        tau = np.array([max((1.0 - frac + self._sessions_after(day, e)) / 252.0, 1e-7)
+                        for e in exps])
+        if fut_exp:
+            fut_t = [year_fraction(qt, e) for e in fut_exp]
+            fut_u = [float(sess.basis[j, minute]) for j in range(len(fut_exp))]
+            basis = np.interp(t, [0.0, *fut_t], [0.0, *fut_u])
+        else:
+            basis = np.zeros(ne)
+        fwd = spot * np.exp((cfg.r - cfg.q) * t) + basis
+        # ATM vol in trading time: GARCH level fading into the long run, plus the OU term slope
+        long_run = cfg.annual_vol * cfg.iv_premium
+        sigma_now = float(sess.sigma_min[minute]) * cfg.iv_premium
+        slope, skew_noise = float(sess.smile[0, minute]), float(sess.smile[1, minute])
+        atm = (long_run + (sigma_now - long_run) * np.exp(-tau / cfg.term_decay_years)
+               + slope * np.exp(-tau / cfg.term_slope_years))
+        atm = np.maximum(atm, 0.3 * long_run)
+        skew = min(max(cfg.skew + skew_noise, 0.02), 0.25)
+        return t, tau, fwd, atm, np.full(ne, skew)
+
+    def _moneyness(self, strikes: np.ndarray, fwd: np.ndarray, atm: np.ndarray,
+                   tau: np.ndarray) -> np.ndarray:
+        """z = ln(K/F) / (ATM vol sqrt tau), shape (expiries, strikes)."""
+        return np.log(strikes[None, :] / fwd[:, None]) / (atm * np.sqrt(tau))[:, None]
+
+    def _day_liquidity(self, day: date, sess: _Session, kinds: list[tuple[date, int]],
+                       fut_exp: list[date]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(expected day volume in contracts, OI in units, quote-size noise), each (expiries,
+        2 strikes), fixed for the session: set by the moneyness at the open and a per-day
+        noise (so cumulative volume only grows and OI does not flicker). Cached per day."""
+        hit = self._liq.get(day)
+        if hit is not None:
+            return hit
+        cfg = self.config
+        n, n2 = cfg.n_strikes, 2 * cfg.n_strikes
+        exps = [e for e, _ in kinds]
+        kind = np.array([k for _, k in kinds])
+        strikes = sess.atm0 + cfg.strike_step * (np.arange(n) - n // 2)
+        _, tau, fwd, atm, _ = self._surface(exps, day, self.calendar.session_open(day),
+                                            float(sess.spot[0]), sess, 0, 0.0, fut_exp)
+        z = self._moneyness(strikes, fwd, atm, tau)
+        prof_v, prof_oi = _profiles(np.abs(np.concatenate([z, z], axis=1)),
+                                    _profile_rows(z, kind, n))
+        kk = np.concatenate([strikes, strikes])
+        roundness = np.where(kk % 500 == 0, 1.6, np.where(kk % 100 == 0, 1.25, 1.0))[None, :]
+        noise = np.empty((3, len(exps), n2))
+        for j, e in enumerate(exps):
+            g = Generator(PCG64([self.seed, day.toordinal(), e.toordinal(), _LIQ_STREAM]))
+            noise[:, j] = np.exp(g.normal(0.0, 0.25, (3, n2)))
+        day_vol = cfg.base_volume * _RANK_VOLUME[kind][:, None] * prof_v * roundness * noise[0]
+        lots = np.array([self.calendar.lot_size(day, e) for e in exps])[:, None]
+        oi_units = cfg.base_oi * _RANK_OI[kind][:, None] * prof_oi * roundness * noise[1]
+        oi = (np.round(oi_units / lots) * lots).astype(np.int64)
+        hit = (day_vol, oi, noise[2])
+        with self._lock:
+            while len(self._liq) >= _KEEP_SESSIONS:
+                self._liq.pop(next(iter(self._liq)))
+            self._liq[day] = hit
+        return hit
+
+    def _chains(self, kinds: list[tuple[date, int]], day: date, qt: datetime, spot: float,
+                sess: _Session, minute: int, fut_exp: list[date], frac: float,
+                rng: Generator) -> list[OptionChain]:
+        """Every chain of the snapshot, computed as one (expiries x 2 strikes) batch."""
         cfg = self.config
         n, step = cfg.n_strikes, cfg.strike_step
         strikes = sess.atm0 + step * (np.arange(n) - n // 2)
-        t = max(year_fraction(qt, expiry), 1e-7)
-        basis = float(np.interp(t, [0.0, *fut_t], [0.0, *fut_u])) if fut_t else 0.0
-        fwd = spot * math.exp((cfg.r - cfg.q) * t) + basis
-        long_run = cfg.annual_vol * cfg.iv_premium
-        atm = long_run + (sigma_now - long_run) * math.exp(-t / cfg.term_decay_years)
-        z = np.log(strikes / fwd) / (atm * math.sqrt(t))
+        exps = [e for e, _ in kinds]
+        kind = np.array([k for _, k in kinds])
+        t, tau, fwd, atm, skew = self._surface(exps, day, qt, spot, sess, minute, frac, fut_exp)
+        z = self._moneyness(strikes, fwd, atm, tau)
         zs = 3.0 * np.tanh(z / 3.0)
-        vol = atm * (1.0 - cfg.skew * zs + cfg.curvature * zs * zs)
+        vol_tr = atm[:, None] * (1.0 - skew[:, None] * zs + cfg.curvature * zs * zs)
+        iv = vol_tr * np.sqrt(tau / t)[:, None]  # the same total variance per calendar year
+        iv2 = np.concatenate([iv, iv], axis=1)  # (expiries, 2n): CE then PE
         kk = np.concatenate([strikes, strikes])
         is_call = np.r_[np.ones(n, bool), np.zeros(n, bool)]
-        mid = black76_price(fwd, kk, t, np.concatenate([vol, vol]), is_call, cfg.r)
-        zz = np.abs(np.concatenate([z, z]))
-        days = t * 365.0
-        half = TICK * (1.0 + 0.6 * zz) + mid * 0.002 * (1.0 + 1.0 / max(days, 0.25))
-        bid = np.maximum(np.round(np.floor((mid - half) / TICK) * TICK, 2), 0.0)
-        ask = np.maximum(np.round(np.ceil((mid + half) / TICK) * TICK, 2), TICK)
+        mid = black76_price(fwd[:, None], kk[None, :], t[:, None], iv2, is_call[None, :], cfg.r)
+        day_vol, oi, size_noise = self._day_liquidity(day, sess, kinds, fut_exp)
+        volume = (day_vol * (0.03 + 0.97 * frac)).astype(np.int64)
+        # liquidity now (moneyness at this instant): expected day volume over the front ATM's
+        prof_v, _ = _profiles(np.abs(np.concatenate([z, z], axis=1)), _profile_rows(z, kind, n))
+        liq = _RANK_VOLUME[kind][:, None] * prof_v
+        # quoted spread in ticks from liquidity: thin legs (low expected volume) are wide
+        ticks = _SPREAD_KAPPA * mid * np.maximum(liq, _MIN_LIQ) ** -_SPREAD_POWER / TICK
+        ticks = np.maximum(1.0, np.round(np.minimum(ticks, _MAX_SPREAD_OF_MID * mid / TICK)))
+        spread = ticks * TICK
+        bid = np.maximum(np.floor((mid - 0.5 * spread) / TICK + 0.5) * TICK, 0.0)
+        ask = np.maximum(bid + spread, TICK)
+        # no executable vertical: call bids fall and put bids rise with the strike
+        bid[:, :n] = np.minimum.accumulate(bid[:, :n], axis=1)
+        bid[:, n:] = np.minimum.accumulate(bid[:, n:][:, ::-1], axis=1)[:, ::-1]
+        bid, ask = np.round(bid, 2), np.round(ask, 2)
         jitter = np.minimum(ask - bid, 2 * TICK + 0.01 * mid)
-        ltp = np.clip(_tick_arr(mid + rng.uniform(-0.5, 0.5, 2 * n) * jitter), bid, ask)
+        ltp = np.clip(_tick_arr(mid + rng.uniform(-0.5, 0.5, mid.shape) * jitter), bid, ask)
         ltp = np.maximum(ltp, TICK)
-        prev = _tick_arr(mid * np.exp(rng.normal(0.0, 0.08, 2 * n)))
-        shape = np.exp(-0.5 * (np.log(kk / fwd) / 0.03) ** 2) + 0.05
-        roundness = np.where(kk % 500 == 0, 2.0, np.where(kk % 100 == 0, 1.3, 1.0))
-        oi_units = cfg.base_oi * shape * roundness * rng.uniform(0.8, 1.2, 2 * n)
-        lot = self.calendar.lot_size(sess.day, expiry)
-        oi = (np.round(oi_units / lot) * lot).astype(np.int64)
-        volume = (oi_units / lot * (0.2 + 3.0 * frac) * rng.uniform(0.5, 1.5, 2 * n)).astype(
-            np.int64)
-        base_id = (expiry.toordinal() % 1000) * 100_000
-        sid = base_id + (kk / step).astype(np.int64) * 2 + np.where(is_call, 0, 1)
-        iv = np.concatenate([vol, vol])
+        prev = _tick_arr(mid * np.exp(rng.normal(0.0, 0.08, mid.shape)))
+        lots = np.array([self.calendar.lot_size(day, e) for e in exps])[:, None]
+        size = cfg.top_lots * np.sqrt(liq) * size_noise
+        qty = np.maximum(1, np.round(size[None] * rng.uniform(0.5, 1.5, (2, *mid.shape))))
+        qty = (qty * lots[None]).astype(np.int64)
+        out = []
+        for j, e in enumerate(exps):
+            base_id = (e.toordinal() % 1000) * 100_000
+            sid = base_id + (kk / step).astype(np.int64) * 2 + np.where(is_call, 0, 1)
 
-        def side(sl: slice) -> ChainSide:
-            return ChainSide(security_id=sid[sl], ltp=ltp[sl], bid=bid[sl], ask=ask[sl],
-                             iv=iv[sl], oi=oi[sl], volume=volume[sl], prev_close=prev[sl])
+            def side(sl: slice, j: int = j, sid: np.ndarray = sid) -> ChainSide:
+                return ChainSide(security_id=sid[sl], ltp=ltp[j, sl], bid=bid[j, sl],
+                                 ask=ask[j, sl], iv=iv2[j, sl], oi=oi[j, sl],
+                                 volume=volume[j, sl], prev_close=prev[j, sl],
+                                 bid_qty=qty[0, j, sl], ask_qty=qty[1, j, sl])
 
-        return OptionChain(expiry=expiry, strikes=strikes, ce=side(slice(0, n)),
-                           pe=side(slice(n, 2 * n)))
+            out.append(OptionChain(expiry=e, strikes=strikes, ce=side(slice(0, n)),
+                                   pe=side(slice(n, 2 * n))))
+        return out
+
+
+def _profile_rows(z: np.ndarray, kind: np.ndarray, n: int) -> np.ndarray:
+    """Row of the profile tables for each (expiry, CE/PE strike): front/back x OTM/ITM."""
+    zz = np.concatenate([z, z], axis=1)
+    is_call = np.r_[np.ones(n, bool), np.zeros(n, bool)][None, :]
+    otm = np.where(is_call, zz > 0, zz < 0)
+    return 2 * (kind != _FRONT)[:, None] + ~otm
+
+
+def _profiles(az: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Volume and OI moneyness profiles at ``|z|`` from row ``table`` of the profile tables
+    (log-linear between the knots, flat beyond the last)."""
+    x = np.minimum(az, _Z_KNOTS[-1])
+    i = np.clip(np.searchsorted(_Z_KNOTS, x, side="right") - 1, 0, _Z_KNOTS.size - 2)
+    f = (x - _Z_KNOTS[i]) / (_Z_KNOTS[i + 1] - _Z_KNOTS[i])
+    out = []
+    for logs in (_LOG_VOL_PROFILES, _LOG_OI_PROFILES):
+        lo, hi = logs[table, i], logs[table, i + 1]
+        out.append(np.exp(lo + f * (hi - lo)))
+    return out[0], out[1]
 
 
 def _tick(x: float) -> float:

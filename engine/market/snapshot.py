@@ -82,14 +82,21 @@ class ChainSide:
     oi: I64
     volume: I64
     prev_close: F64
+    bid_qty: I64 | None = None  # top-of-book quantities (units), where the source quotes them
+    ask_qty: I64 | None = None
 
     def __post_init__(self) -> None:
         n = None
         for name in ("security_id", "oi", "volume"):
             object.__setattr__(self, name, _frozen_array(getattr(self, name), np.int64))
+        for name in ("bid_qty", "ask_qty"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _frozen_array(getattr(self, name), np.int64))
         for name in ("ltp", "bid", "ask", "iv", "prev_close"):
             object.__setattr__(self, name, _frozen_array(getattr(self, name), np.float64))
         for name in ChainSide.__slots__:
+            if getattr(self, name) is None:
+                continue
             size = getattr(self, name).shape
             if n is None:
                 n = size

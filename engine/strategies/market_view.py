@@ -348,7 +348,9 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
                     bid=_money(side.bid[i]), ask=_money(side.ask[i]), ltp=_money(side.ltp[i]),
                     iv=float(ivs[i]) if ok[i] else None,
                     delta=float(delta[i]) if np.isfinite(delta[i]) else None,
-                    volume=int(side.volume[i]), oi=int(side.oi[i]), lot_size=lot)
+                    volume=int(side.volume[i]), oi=int(side.oi[i]), lot_size=lot,
+                    bid_qty=int(side.bid_qty[i]) if side.bid_qty is not None else None,
+                    ask_qty=int(side.ask_qty[i]) if side.ask_qty is not None else None)
         views.append(ExpiryView(
             expiry=chain.expiry, dte=dte(calendar, today, chain.expiry), t=e.t,
             t_trading=trading_years(calendar, now, chain.expiry), forward=e.forward,

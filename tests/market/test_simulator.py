@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from engine.market.calendar import NseCalendar
+from engine.market.pricing import year_fraction
 from engine.market.simulator import SimConfig, SimulatedMarket
 from engine.timeutil import IST
 
@@ -20,7 +22,8 @@ def _equal(a, b) -> bool:
         return False
     for ca, cb in zip(a.chains, b.chains, strict=True):
         for sa, sb in ((ca.ce, cb.ce), (ca.pe, cb.pe)):
-            for f in ("security_id", "ltp", "bid", "ask", "iv", "oi", "volume", "prev_close"):
+            for f in ("security_id", "ltp", "bid", "ask", "iv", "oi", "volume", "prev_close",
+                      "bid_qty", "ask_qty"):
                 if not np.array_equal(getattr(sa, f), getattr(sb, f)):
                     return False
     return True
@@ -148,7 +151,9 @@ def quotes(snap) -> dict:
             "futures": [[f.expiry.isoformat(), f.bid, f.ask, f.ltp]
                         for f in (snap.near_future, snap.far_future)],
             "options": [[c.expiry.isoformat(), float(c.strikes[i]), float(side.bid[i]),
-                         float(side.ask[i]), float(side.ltp[i]), float(side.iv[i])]
+                         float(side.ask[i]), float(side.ltp[i]), float(side.iv[i]),
+                         int(side.volume[i]), int(side.oi[i]), int(side.bid_qty[i]),
+                         int(side.ask_qty[i])]
                         for c in snap.chains for side in (c.ce, c.pe) for i in picks]}
 
 
@@ -210,3 +215,185 @@ def test_simulator_starts_at_its_epoch():
     assert first.snapshot_at(datetime(2024, 1, 1, 9, 15, tzinfo=IST)).spot == SimConfig().spot0
     with pytest.raises(ValueError, match=str(EPOCH)):
         SimulatedMarket(7, datetime(2023, 12, 29, 9, 15, tzinfo=IST), CAL)
+
+
+# ---------------------------------------------------------------- liquidity, term structure, smile
+def _atm_row(chain, fwd: float) -> int:
+    return int(np.argmin(np.abs(chain.strikes - fwd)))
+
+
+def _kinds(snap) -> dict[str, object]:
+    """The chains of ``snap`` by role: front (first listed), next weekly (second), the first
+    monthly after the front, and a weekly further out (the third when it is not a monthly)."""
+    day = snap.time.date()
+    monthlies = {CAL.monthly_expiry(e.year, e.month) for e in snap.expiries}
+    exps = snap.expiries
+    monthly = next(e for e in exps if e in monthlies and e > exps[0])
+    out = {"front": snap.chain(exps[0]), "monthly": snap.chain(monthly)}
+    if exps[1] not in monthlies:
+        out["next_weekly"] = snap.chain(exps[1])
+    if exps[2] not in monthlies:
+        out["other_weekly"] = snap.chain(exps[2])
+    assert day <= exps[0]
+    return out
+
+
+def test_simulator_far_expiries_are_thinner_than_the_front_at_the_same_strike():
+    """Volume, OI, top-of-book size and spread at one strike, per expiry: the front is by far
+    the most liquid, the next weekly and the monthly about a hundredth of it (as on the real
+    chain: 2025-02-03 23350 CE 1 514 050 / 11 588 / 4 287 contracts), a far weekly thinner still."""
+    m = SimulatedMarket(7, START, CAL)
+    for t in (datetime(2025, 2, 3, 11, 0, tzinfo=IST), datetime(2025, 2, 4, 15, 0, tzinfo=IST)):
+        s = m.snapshot_at(t)
+        k = _kinds(s)
+        i = _atm_row(k["front"], s.near_future.mid)
+        strike = k["front"].strikes[i]
+        liq = {}
+        for name, c in k.items():
+            j = c.index_of(strike)
+            liq[name] = {f: float(getattr(c.ce, f)[j] + getattr(c.pe, f)[j])
+                         for f in ("volume", "oi", "bid_qty", "ask_qty")}
+            liq[name]["spread"] = float(c.ce.ask[j] - c.ce.bid[j])
+            liq[name]["spread_pct"] = liq[name]["spread"] / float(c.ce.ask[j] + c.ce.bid[j]) * 2
+        front = liq["front"]
+        assert front["spread"] <= 0.10 + 1e-9  # 1-2 ticks at the front ATM
+        for name in ("next_weekly", "monthly", "other_weekly"):
+            far = liq[name]
+            assert far["volume"] < front["volume"] / 20, (t, name, far, front)
+            assert far["oi"] < front["oi"] / 3, (t, name)
+            assert far["bid_qty"] < front["bid_qty"] and far["ask_qty"] < front["ask_qty"]
+            assert far["spread"] > front["spread"] and far["spread_pct"] > front["spread_pct"]
+        far = liq["other_weekly"]
+        assert far["volume"] < liq["next_weekly"]["volume"] / 20
+        assert far["spread"] > liq["next_weekly"]["spread"]
+
+
+def test_simulator_spreads_widen_away_from_the_money():
+    """In every chain the spread as a share of mid grows with distance from ATM on the OTM side,
+    and in rupees on the ITM side (thin deep-ITM legs); never below one tick."""
+    s = SimulatedMarket(7, START, CAL).snapshot_at(datetime(2025, 2, 4, 12, 0, tzinfo=IST))
+    for c in s.chains:
+        fwd = s.near_future.mid
+        i = _atm_row(c, fwd)
+        ce_spread = c.ce.ask - c.ce.bid
+        pe_spread = c.pe.ask - c.pe.bid
+        assert np.all(ce_spread >= 0.05 - 1e-9) and np.all(pe_spread >= 0.05 - 1e-9)
+        t = year_fraction(s.time, c.expiry)
+        sd = max(1, round(fwd * float(c.ce.iv[i]) * np.sqrt(t) / 50))  # strikes per ATM SD
+        checked = 0
+        for side, spread, out in ((c.ce, ce_spread, 1), (c.pe, pe_spread, -1)):
+            otm, itm = i + out * 2 * sd, i - out * 3 * sd
+            if 0 <= otm < c.strikes.size and side.bid[otm] > 0:
+                assert spread[otm] / side.mid[otm] > spread[i] / side.mid[i], c.expiry
+                checked += 1
+            if 0 <= itm < c.strikes.size:
+                assert spread[itm] > spread[i], (c.expiry, spread[itm], spread[i])  # thin ITM
+                checked += 1
+        assert checked >= 3, c.expiry
+
+
+def test_simulator_volume_accumulates_and_oi_holds_within_a_session():
+    m = SimulatedMarket(7, START, CAL)
+    snaps = [m.snapshot_at(datetime(2025, 2, 4, h, mi, tzinfo=IST))
+             for h, mi in ((9, 20), (11, 0), (15, 29))]
+    for a, b in itertools.pairwise(snaps):
+        for ca, cb in zip(a.chains, b.chains, strict=True):
+            assert np.array_equal(ca.strikes, cb.strikes)
+            assert np.all(cb.ce.volume >= ca.ce.volume) and np.all(cb.pe.volume >= ca.pe.volume)
+            assert np.array_equal(ca.ce.oi, cb.ce.oi) and np.array_equal(ca.pe.oi, cb.pe.oi)
+    assert snaps[-1].chains[0].ce.volume.sum() > 10 * snaps[0].chains[0].ce.volume.sum()
+    # DC's default floors (100 contracts) hold on the far legs early in the session
+    k = _kinds(snaps[0])
+    for name in ("next_weekly", "monthly"):
+        c = k[name]
+        j = _atm_row(c, snaps[0].near_future.mid)
+        assert c.ce.volume[j] >= 100 and c.pe.volume[j] >= 100, name
+
+
+@pytest.mark.parametrize("day", [date(2025, 2, 5), date(2025, 2, 6), date(2025, 2, 20),
+                                 date(2025, 2, 21), date(2025, 2, 27), date(2025, 3, 26),
+                                 date(2025, 3, 27), date(2025, 9, 30)])
+def test_simulator_lists_near_next_weekly_and_the_monthly_after_near(day):
+    """Near (on an expiry day the next expiry), the expiry after it, and the first monthly
+    strictly after near are always quoted -- also on weekly and monthly expiry days."""
+    m = SimulatedMarket(7, START, CAL)
+    for t in (datetime.combine(day, datetime.min.time(), IST).replace(hour=9, minute=16),
+              datetime.combine(day, datetime.min.time(), IST).replace(hour=15, minute=29)):
+        s = m.snapshot_at(t)
+        listed = sorted(e for e in CAL.listed_nifty_expiries(day) if e >= day)
+        near = listed[1] if listed[0] == day else listed[0]
+        nxt = listed[listed.index(near) + 1]
+        monthly = min(e for e in listed if e > near and CAL.monthly_expiry(e.year, e.month) == e)
+        for e in (near, nxt, monthly):
+            assert e in s.expiries, (t, e, s.expiries)
+            c = s.chain(e)
+            j = _atm_row(c, s.spot)
+            assert c.ce.bid[j] > 0 and c.pe.bid[j] > 0 and c.ce.ask[j] > c.ce.bid[j]
+        if listed[0] == day:
+            assert day in s.expiries  # today's contract is still quoted
+
+
+def test_simulator_front_richness_in_trading_time_takes_both_signs():
+    """Near minus next-weekly ATM IV in trading time (the same total variance per session),
+    at 11:00 over five weeks of sessions: sometimes the front is rich by a vol point or
+    more, sometimes cheap -- the term slope moves from day to day, not only within it."""
+    from engine.strategies.market_view import build_market_view, trading_time_iv
+
+    m = SimulatedMarket(7, START, CAL)
+    d, rich, slope = date(2025, 2, 3), [], []
+    for _ in range(25):
+        s = m.snapshot_at(datetime.combine(d, datetime.min.time(), IST).replace(hour=11))
+        v = build_market_view(s, CAL)
+        near, nxt = v.near, v.next_weekly()
+        rich.append(trading_time_iv(near.atm_iv, near.t, near.t_trading)
+                    - trading_time_iv(nxt.atm_iv, nxt.t, nxt.t_trading))
+        slope.append(float(m._session(d).smile[0, 105]))
+        d = CAL.next_trading_day(d)
+    rich_pts = 100 * np.array(rich)
+    assert rich_pts.max() > 1.0 and rich_pts.min() < -0.5, rich_pts.round(2)
+    assert np.abs(rich_pts).max() < 6.0  # a few vol points, not a broken surface
+    assert np.ptp(slope) > 0.02  # the term-slope factor itself moves across days
+
+
+def test_simulator_skew_moves_across_days():
+    """The put skew (25-delta-ish put minus call IV at +-1 SD of the monthly) is not constant."""
+    m = SimulatedMarket(7, START, CAL)
+    skews = []
+    for day in (date(2025, 2, 3), date(2025, 2, 11), date(2025, 2, 19), date(2025, 3, 4)):
+        s = m.snapshot_at(datetime.combine(day, datetime.min.time(), IST).replace(hour=12))
+        c = _kinds(s)["monthly"]
+        i = _atm_row(c, s.near_future.mid)
+        skews.append(float(c.pe.iv[i - 6] - c.ce.iv[i + 6]))
+    assert min(skews) > 0  # puts richer than calls
+    assert max(skews) - min(skews) > 0.002, skews
+
+
+def test_simulator_liquidity_is_of_the_order_measured_on_real_bhavcopies():
+    """The simulator's ATM volume of each expiry kind relative to the front, at the close of
+    five simulated sessions, lies within the range seen on the real files of the same week
+    (see tests/market/sim_calibration.py), widened 3x for the noise of so few days."""
+    from tests.market.sim_calibration import DATA, day_table
+
+    files = [DATA / f"BhavCopy_NSE_FO_0_0_0_202502{d:02d}_F_0000.csv.zip" for d in (3, 4, 5, 7, 10)]
+    if not all(p.exists() for p in files):
+        pytest.skip(f"real bhavcopies for 3-10 Feb 2025 not found in {DATA}")
+    real: dict[str, list[float]] = {}
+    for p in files:
+        for kind, ratio in day_table(p)["rank_vol"].items():
+            real.setdefault(kind, []).append(ratio)
+    m = SimulatedMarket(7, START, CAL)
+    sim: dict[str, list[float]] = {}
+    for day in (date(2025, 2, 3), date(2025, 2, 4), date(2025, 2, 5), date(2025, 2, 7),
+                date(2025, 2, 10)):
+        s = m.snapshot_at(datetime.combine(day, datetime.min.time(), IST).replace(hour=15, minute=30))
+        k = _kinds(s)
+        ref = None
+        for name, c in k.items():
+            j = _atm_row(c, s.near_future.mid)
+            vol = 0.5 * float(c.ce.volume[j] + c.pe.volume[j])
+            ref = vol if name == "front" else ref
+            sim.setdefault(name, []).append(vol / ref)
+    for name in ("next_weekly", "monthly", "other_weekly"):
+        lo, hi = min(real[name]) / 3, max(real[name]) * 3
+        med = float(np.median(sim[name]))
+        assert lo <= med <= hi, (name, med, real[name])
