@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench migrate status clean-var
+.PHONY: help run test lint bench migrate status fetch-events clean-var
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ migrate: $(STAMP) ## apply pending schema migrations
 
 status: $(STAMP) ## database, schema version and tables
 	$(PY) -m engine status
+
+fetch-events: $(STAMP) ## load data/market_events_seed.json, then NSE/MoSPI/OEA calendars (offline: seed only, exit 0)
+	$(PY) -m engine events fetch
 
 clean-var: ## delete the embedded database and local state under ./var (asks first)
 	@read -p "delete ./var (embedded database)? [y/N] " a && [ "$$a" = y ] && rm -rf var

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "engine.commands.risk_cmd",
     "engine.commands.orders_cmd",
     "engine.commands.backtest",
+    "engine.commands.events_cmd",
 )
 OPTIONAL_COMMAND_MODULES = (
     "engine.commands.run",

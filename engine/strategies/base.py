@@ -53,6 +53,11 @@ class StrategyInput:
     market: Any = None
     #: slot use per family/strategy: {"dc_family": {"used": n, "limit": m}, "IC": {...}}
     slots: Mapping[str, Any] = field(default_factory=dict)
+    #: market events around now (engine.events.model.MarketEvent), e.g.
+    #: ``engine.events.store.events_between(pool, today - 7 days, today + 30 days)``; the
+    #: event guard also reads ``market.events`` and ``extra["events"]``
+    #: (engine.events.guard.input_events)
+    events: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

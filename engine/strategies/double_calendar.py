@@ -33,7 +33,8 @@ defaults come from the structure's best case, see ``KNOBS``); stop at loss ≥
 the trade's context at entry; ``DC_MAX_HOLD_DAYS`` sessions; the planned exit.
 
 Entry filters (:func:`entry_problems`, every failing one is reported): the IST window, near
-DTE, near ATM IV band, realized range, event block, risk pause, dc_family (and DC) slots, the
+DTE, near ATM IV band, realized range, the event guard (:mod:`engine.events.guard`, knobs
+``DC_EVENT_BLOCK_*``), risk pause, dc_family (and DC) slots, the
 same four contracts already open, richness ≥ ``DC_MIN_IV_EDGE``, per-leg volume/OI floors and
 top-of-book quantity, the whole structure's round-trip spread against the profit target, and
 spot inside the model breakevens by ``DC_BREAKEVEN_BUFFER_SD`` near expected moves (else the
@@ -54,6 +55,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from engine.events.guard import event_blocks, guard_knobs, input_events
 from engine.execution.charges import order_charges
 from engine.market.calendar import NseCalendar
 from engine.market.pricing import black76_price, year_fraction
@@ -153,6 +155,7 @@ KNOBS: tuple[Knob, ...] = (
          "day at EXPIRY_DAY_EXIT_TIME).", 0, 5),
     Knob("DC_EXIT_TIME", str, "15:00",
          "IST time of the planned exit on the session before near expiry.", choices=_EXIT_TIMES),
+    *guard_knobs(NAME),
 )
 #: every parameter decide/exit_rule read (EXPIRY_DAY_EXIT_TIME is the global monitor knob)
 PARAM_KEYS: tuple[str, ...] = (*(k.key for k in KNOBS), "EXPIRY_DAY_EXIT_TIME")
@@ -571,17 +574,6 @@ def _crossing(x: np.ndarray, y: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------- filters
-def _blocking_events(events: Iterable[Any]) -> list[str]:
-    out = []
-    for ev in events or ():
-        blocks = ev.get("blocks_entries") if isinstance(ev, Mapping) else getattr(ev, "blocks_entries", False)
-        if blocks:
-            name = (ev.get("name") or ev.get("title")) if isinstance(ev, Mapping) else (
-                getattr(ev, "name", None) or getattr(ev, "title", None))
-            out.append(str(name or ev))
-    return out
-
-
 def _holds_same(open_trades: Iterable[Any], structure: Structure) -> str | None:
     want = {(x.option.security_id, x.side) for x in structure.legs}
     for t in open_trades or ():
@@ -596,8 +588,11 @@ def _holds_same(open_trades: Iterable[Any], structure: Structure) -> str | None:
 
 
 def entry_problems(inp: StrategyInput, view: MarketView, structure: Structure,
-                   params: Mapping[str, Any]) -> list[str]:
-    """Every DC entry filter ``structure`` fails now (empty: it may open)."""
+                   params: Mapping[str, Any], *, guard: str | None = NAME) -> list[str]:
+    """Every DC entry filter ``structure`` fails now (empty: it may open).
+
+    ``guard``: whose event-guard knobs apply (``engine.events.guard``); None skips the guard
+    (MDC passes its own name: its knobs, the same text as its early gate)."""
     out: list[str] = []
     now = (inp.now or view.now).astimezone(IST)
     start, end = _hhmm(params, "DC_ENTRY_START"), _hhmm(params, "DC_ENTRY_END")
@@ -625,10 +620,9 @@ def entry_problems(inp: StrategyInput, view: MarketView, structure: Structure,
     if view.realized_range is not None and view.realized_range > max_range * float(view.spot):
         out.append(f"realized range {view.realized_range:.0f} pts > {100 * max_range:g} % of spot "
                    f"({max_range * float(view.spot):.0f} pts)")
-    events = tuple(view.events) + tuple((inp.extra or {}).get("events", ()) or ())
-    blocked = _blocking_events(events)
-    if blocked:
-        out.append("event block: " + ", ".join(dict.fromkeys(blocked)))
+    if guard is not None:
+        out.extend(event_blocks(guard, input_events(inp), now, structure.near, _calendar(params),
+                                params))
     if inp.entries_paused_reason:
         out.append(f"risk paused: {inp.entries_paused_reason}")
     slots = inp.slots or {}

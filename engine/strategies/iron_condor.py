@@ -21,9 +21,11 @@ vol figures are in ``Decision.metrics`` whenever they can be computed):
   fractions, at least :data:`IV_RANK_MIN_SAMPLES` of them).
 * Near DTE in [``IC_MIN_NEAR_DTE``, ``IC_MAX_NEAR_DTE``]; **never on an expiry day, never
   with near DTE ≤ 1** (the session before expiry); inside ``IC_ENTRY_START`` ≤ t <
-  ``IC_ENTRY_END`` IST; no event block; a free IC slot (``IC_SLOTS``; the used count is the
-  larger of ``inp.slots["IC"]["used"]`` and the open IC trades, the limit the smaller of
-  ``IC_SLOTS`` and ``inp.slots["IC"]["limit"]``); no risk pause.
+  ``IC_ENTRY_END`` IST; no event block (:mod:`engine.events.guard`, ``IC_EVENT_BLOCK_*``:
+  HIGH events and, for this short-gamma structure, MEDIUM event days); a free IC slot
+  (``IC_SLOTS``; the used count is the larger of ``inp.slots["IC"]["used"]`` and the open IC
+  trades, the limit the smaller of ``IC_SLOTS`` and ``inp.slots["IC"]["limit"]``); no risk
+  pause.
 * **Structure** (near expiry, one lot size, the same units on every leg): SELL the CE and the
   PE whose |delta| is nearest ``IC_SHORT_DELTA`` (Black-76 on the expiry's parity forward at
   the strike's own IV — :attr:`OptionView.delta`), among quoted strikes on the OTM side of
@@ -61,6 +63,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
+from engine.events.guard import event_blocks, guard_knobs, input_events
 from engine.execution.trades import Trade
 from engine.messages.legs import InstrumentKind, Leg, OptionType, Side
 from engine.settings.registry import Knob, SettingError
@@ -132,7 +135,10 @@ KNOBS: tuple[Knob, ...] = (
          "credit (clamped to the maximum possible loss so it can fire).", D("0.10"), D("20")),
     Knob("IC_MAX_HOLD_MINUTES", int, 10080, "Close an iron condor held this long (a "
          "backstop: the DTE-1 exit normally comes first).", 15, 60 * 24 * 30),
+    *guard_knobs(NAME),
 )
+#: the event-guard knobs may be left out of ``params`` (their defaults apply)
+_OPTIONAL_KEYS = frozenset(k.key for k in guard_knobs(NAME))
 PARAM_KEYS: tuple[str, ...] = tuple(k.key for k in KNOBS)
 _KNOBS = {k.key: k for k in KNOBS}
 
@@ -154,11 +160,14 @@ def resolve_params(params: Mapping[str, Any]) -> dict[str, Any]:
         ValueError: a key is missing, a value is outside its knob, or the DTE window or the
             entry window is empty.
     """
-    missing = [k for k in PARAM_KEYS if k not in params]
+    missing = [k for k in PARAM_KEYS if k not in params and k not in _OPTIONAL_KEYS]
     if missing:
         raise ValueError(f"IC parameters missing: {', '.join(missing)}")
     out: dict[str, Any] = {}
     for key, knob in _KNOBS.items():
+        if key not in params:
+            out[key] = knob.default
+            continue
         raw = params[key]
         try:
             out[key] = knob.coerce(raw if isinstance(raw, str) else knob.render(raw))
@@ -421,9 +430,7 @@ def decide(inp: StrategyInput, params: Mapping[str, Any], *,
         elif not p["IC_MIN_NEAR_DTE"] <= near.dte <= p["IC_MAX_NEAR_DTE"]:
             reasons.append(f"near DTE {near.dte} outside [IC_MIN_NEAR_DTE "
                            f"{p['IC_MIN_NEAR_DTE']}, IC_MAX_NEAR_DTE {p['IC_MAX_NEAR_DTE']}]")
-    block = _event_block(inp, market)
-    if block:
-        reasons.append(block)
+    reasons.extend(_event_block(inp, market, p, params.get("_calendar")))
     used, limit = _slots(inp, p)
     metrics["slots"] = {"used": used, "limit": limit}
     if used >= limit:
@@ -538,14 +545,22 @@ def _credit_and_liquidity(c: Condor, p: Mapping[str, Any], metrics: dict[str, An
     return reasons
 
 
-def _event_block(inp: StrategyInput, market: MarketView) -> str | None:
-    events = tuple(market.events or ()) + tuple(inp.extra.get("events", ()) or ())
-    for ev in events:
-        get = ev.get if isinstance(ev, Mapping) else (lambda k, d=None, e=ev: getattr(e, k, d))
-        if get("blocks_entries", False):
-            name = get("name", None) or get("title", None) or get("kind", None) or str(ev)
-            return f"event block: {name}"
-    return None
+def _event_block(inp: StrategyInput, market: MarketView, p: Mapping[str, Any],
+                 calendar: Any) -> list[str]:
+    near = market.near
+    return event_blocks(NAME, input_events(inp), inp.now, near.expiry if near else None,
+                        calendar if calendar is not None else _default_calendar(), p)
+
+
+_CAL: list[Any] = []
+
+
+def _default_calendar() -> Any:
+    if not _CAL:
+        from engine.market.calendar import NseCalendar
+
+        _CAL.append(NseCalendar())
+    return _CAL[0]
 
 
 def _slots(inp: StrategyInput, p: Mapping[str, Any]) -> tuple[int, int]:

@@ -39,6 +39,7 @@ from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
+from engine.events.guard import event_blocks, guard_knobs, input_events
 from engine.market.calendar import NseCalendar
 from engine.settings.registry import Knob
 from engine.strategies import double_calendar as dc
@@ -83,6 +84,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("MDC_SCORE_EXITS", bool, True,
          "Score each variant with DC's profit target, stop and breakeven exits on the way to the "
          "planned exit (false: held to the planned exit)."),
+    *guard_knobs(NAME),
 )
 _OWN_KEYS: tuple[str, ...] = tuple(k.key for k in KNOBS)
 #: every parameter MDC reads: its own and DC's (the variants are DC structures)
@@ -173,15 +175,6 @@ def _hhmm(params: Mapping[str, Any], key: str) -> time:
         raise ValueError(f"{key}={raw!r} is not an HH:MM time") from None
 
 
-def _blocking_events(events: Iterable[Any]) -> list[str]:
-    out = []
-    for ev in events or ():
-        get = ev.get if isinstance(ev, Mapping) else (lambda k, e=ev: getattr(e, k, None))
-        if get("blocks_entries"):
-            out.append(str(get("name") or get("title") or ev))
-    return out
-
-
 def _early_gates(inp: StrategyInput, view: MarketView, params: Mapping[str, Any]
                  ) -> list[tuple[str, str]]:
     """Structure-independent reasons no variant may open now: (code, text)."""
@@ -200,10 +193,10 @@ def _early_gates(inp: StrategyInput, view: MarketView, params: Mapping[str, Any]
         if slot is not None and int(slot.get("used", 0)) >= int(slot.get("limit", 0)):
             out.append(("slots_full", f"{key} slots full ({int(slot.get('used', 0))}/"
                                       f"{int(slot.get('limit', 0))})"))
-    events = tuple(view.events) + tuple((inp.extra or {}).get("events", ()) or ())
-    blocked = _blocking_events(events)
-    if blocked:
-        out.append(("event_block", "event block: " + ", ".join(dict.fromkeys(blocked))))
+    near = view.near
+    for why in event_blocks(NAME, input_events(inp), now, near.expiry if near else None,
+                            _calendar(params), params):
+        out.append(("event_block", why))
     if inp.entries_paused_reason:
         out.append(("risk_paused", f"risk paused: {inp.entries_paused_reason}"))
     return out
@@ -362,7 +355,8 @@ def _score_all(inp: StrategyInput, view: MarketView, params: Mapping[str, Any],
         held = _dc_holds(inp.open_trades, s)
         if held:
             problems.append(("held", f"DC already holds this structure ({held})"))
-        problems.extend((_category(p), p) for p in dc.entry_problems(dc_inp, view, s, params))
+        problems.extend((_category(p), p)
+                        for p in dc.entry_problems(dc_inp, view, s, params, guard=NAME))
         rich = dc.richness(view, s)
         row.update(problems=problems, edge_after_pct=None, score={
             "code": v.code, "near": s.near.isoformat(), "far": s.far.isoformat(),

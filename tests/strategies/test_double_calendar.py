@@ -11,13 +11,13 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import ROUND_DOWN, Decimal
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from engine.events.model import MarketEvent
 from engine.execution.charges import order_charges
 from engine.execution.trades import OpenLeg, Trade
 from engine.market.calendar import NseCalendar
@@ -267,17 +267,38 @@ def test_each_filter_refuses_with_its_reason(name, params, inp_kw, expected) -> 
     assert d.entries == () and d.reasons == tuple(problems)
 
 
-def test_event_block_from_the_view_or_the_input() -> None:
-    rbi = {"name": "RBI policy", "blocks_entries": True}
-    quiet = SimpleNamespace(name="F&O ban list", blocks_entries=False)
-    view = _view(events=(rbi, quiet))
+def _event(d: date, hhmm: str | None, impact: str = "HIGH", title: str = "RBI MPC decision",
+           kind: str = "RBI_MPC") -> MarketEvent:
+    return MarketEvent(date=d, time=None if hhmm is None else time.fromisoformat(hhmm), kind=kind,
+                       title=title, impact=impact, country="IN", source="test", source_url="")
+
+
+def test_event_guard_from_the_view_or_the_input() -> None:
+    # Mon 3 Feb 2025, near expiry Thu 6 Feb: the real RBI decision (Fri 7 Feb) is after it
+    real_rbi = _event(date(2025, 2, 7), "10:00")
+    wpi = _event(date(2025, 2, 4), "12:00", "LOW", "India WPI (Jan 2025)", "IN_WPI")
+    view = _view(events=(real_rbi, wpi))
     s = _default(view)
-    assert dc.entry_problems(_inp(view), view, s, PARAMS) == ["event block: RBI policy"]
+    assert dc.entry_problems(_inp(view), view, s, PARAMS) == []
+    # an RBI day tomorrow: blocked from 1 trading day before (DC_EVENT_BLOCK_DAYS_BEFORE)
+    tomorrow = _event(date(2025, 2, 4), "10:00")
+    assert dc.entry_problems(_inp(_view(events=(tomorrow,))), view, s, PARAMS) == [
+        "blocked: RBI MPC decision 2025-02-04 10:00 IST (HIGH) within 1 day "
+        "(DC_EVENT_BLOCK_DAYS_BEFORE=1)"]
+    # two sessions ahead but before the near expiry: the short near legs would span it
+    wed = {"date": "2025-02-05", "time": "10:00", "kind": "RBI_MPC", "title": "RBI MPC decision",
+           "impact": "HIGH"}
     plain = _view()
-    cpi = SimpleNamespace(name="CPI", blocks_entries=True)
-    assert dc.entry_problems(_inp(plain, extra={"events": (cpi, quiet)}), plain, s, PARAMS) == [
-        "event block: CPI"]
-    assert dc.entry_problems(_inp(plain, extra={"events": (quiet,)}), plain, s, PARAMS) == []
+    assert dc.entry_problems(_inp(plain, extra={"events": (wed,)}), plain, s, PARAMS) == [
+        "blocked: RBI MPC decision 2025-02-05 10:00 IST (HIGH) before the near expiry 2025-02-06 "
+        "(DC_EVENT_BLOCK_NEAR_EXPIRY=true)"]
+    off = {**PARAMS, "DC_EVENT_BLOCK_NEAR_EXPIRY": False}
+    assert dc.entry_problems(_inp(plain, extra={"events": (wed,)}), plain, s, off) == []
+    # MEDIUM events do not block a double calendar by default
+    cpi = _event(date(2025, 2, 3), "16:00", "MEDIUM", "India CPI (Jan 2025)", "IN_CPI")
+    assert dc.entry_problems(_inp(plain, extra={"events": (cpi,)}), plain, s, PARAMS) == []
+    d = dc.decide(_inp(_view(events=(tomorrow,))), PARAMS)
+    assert d.entries == () and d.reasons[0].startswith("blocked: RBI MPC decision 2025-02-04")
 
 
 def test_realized_range_too_wide_and_unknown() -> None:

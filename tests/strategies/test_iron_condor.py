@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 
 import numpy as np
@@ -212,9 +212,12 @@ def test_never_on_an_expiry_day_or_the_session_before() -> None:
         ic.resolve_params(_params(IC_MIN_NEAR_DTE=1))
 
 
-class _Event:
-    blocks_entries = True
-    name = "RBI policy"
+class _Event:  # any object with the event attributes (a row, a namespace) is read
+    date = date(2025, 2, 4)
+    time = time(10, 0)
+    kind = "RBI_MPC"
+    title = "RBI MPC decision"
+    impact = "HIGH"
 
 
 def _reasons(inp: StrategyInput, **over) -> tuple[str, ...]:
@@ -231,9 +234,22 @@ def test_each_entry_filter_records_its_reason() -> None:
     assert _reasons(early) == ("outside the IC entry window 09:45-14:30 IST (now 09:20)",)
     assert _reasons(base, IC_MAX_NEAR_DTE=2) == (
         "near DTE 3 outside [IC_MIN_NEAR_DTE 2, IC_MAX_NEAR_DTE 2]",)
-    assert _reasons(_input(_view(events=(_Event(),)))) == ("event block: RBI policy",)
+    assert _reasons(_input(_view(events=(_Event(),)))) == (
+        "blocked: RBI MPC decision 2025-02-04 10:00 IST (HIGH) within 1 day "
+        "(IC_EVENT_BLOCK_DAYS_BEFORE=1)",)
+    # a MEDIUM event on the day blocks the short-gamma IC (IC_EVENT_BLOCK_MEDIUM)
     assert _reasons(_input(view, extra={"daily_closes": _closes(0.08), "events": [
-        {"blocks_entries": True, "name": "budget"}]})) == ("event block: budget",)
+        {"date": "2025-02-03", "time": "14:00", "kind": "US_CPI", "title": "US CPI (Jan 2025)",
+         "impact": "MEDIUM"}]})) == (
+        "blocked: US CPI (Jan 2025) 2025-02-03 14:00 IST (MEDIUM) today "
+        "(IC_EVENT_BLOCK_MEDIUM=true: short gamma)",)
+    # IC does not refuse a near expiry that spans a HIGH event (DC/MDC do) by default
+    wed = {"date": "2025-02-05", "time": "10:00", "kind": "RBI_MPC", "title": "RBI MPC decision",
+           "impact": "HIGH"}
+    assert _reasons(_input(view, extra={"daily_closes": _closes(0.08), "events": [wed]}),
+                    IC_EVENT_BLOCK_NEAR_EXPIRY=True) == (
+        "blocked: RBI MPC decision 2025-02-05 10:00 IST (HIGH) before the near expiry "
+        "2025-02-06 (IC_EVENT_BLOCK_NEAR_EXPIRY=true)",)
     assert _reasons(_input(view, slots={"IC": {"used": 1, "limit": 1}})) == (
         "IC slots full (1/1)",)
     assert _reasons(_input(view, entries_paused_reason="daily loss cap")) == (

@@ -183,7 +183,7 @@ def test_edge_shrinks_as_costs_grow_until_nothing_is_selected() -> None:
 @pytest.mark.parametrize(("case", "expected", "text"), [
     ("window", "outside_window", "outside the entry window 09:30–15:00 IST (now 09:20)"),
     ("slots", "slots_full", "dc_family slots full (1/1)"),
-    ("event", "event_block", "event block: RBI policy"),
+    ("event", "event_block", "blocked: RBI MPC decision 2025-02-04 10:00 IST (HIGH) within 1 day"),
     ("paused", "risk_paused", "risk paused: 3 losses in a row"),
     ("liquidity", "liquidity", "liquidity: "),
     ("dte", "filters", "DC filters: ATM: near DTE 1 outside [3, 5]"),
@@ -195,7 +195,8 @@ def test_early_returns_name_the_reason_and_keep_every_score(case: str, expected:
     elif case == "slots":
         kw = {"slots": {"dc_family": {"used": 1, "limit": 1}}}
     elif case == "event":
-        kw = {"extra": {"events": ({"name": "RBI policy", "blocks_entries": True},)}}
+        kw = {"extra": {"events": ({"date": "2025-02-04", "time": "10:00", "kind": "RBI_MPC",
+                                    "title": "RBI MPC decision", "impact": "HIGH"},)}}
     elif case == "paused":
         kw = {"paused": "3 losses in a row"}
     elif case == "dte":   # Wednesday, the session before the near expiry

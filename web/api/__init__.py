@@ -92,4 +92,4 @@ def one(sql: str, params: Any = None) -> dict[str, Any] | None:
         return conn.execute(sql, params).fetchone()
 
 
-from web.api import auth, backtest, control, orders, system, trading  # noqa: E402,F401
+from web.api import auth, backtest, control, events, orders, system, trading  # noqa: E402,F401

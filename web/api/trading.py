@@ -180,18 +180,3 @@ def ai_exit_advisories() -> Any:
         "SELECT * FROM ai_exit_advisories WHERE (%(f)s::date IS NULL OR trade_date >= %(f)s)"
         " AND (%(t)s::date IS NULL OR trade_date <= %(t)s) ORDER BY created_at DESC"
         " LIMIT %(n)s", {"f": values["from"], "t": values["to"], "n": values["limit"]})})
-
-
-@bp.get("/events")
-def market_events() -> Any:
-    """Market-event calendar (default: a week back to two months ahead) and NSE holidays."""
-    values = _range()
-    today = now_ist().date()
-    start = values["from"] or today - timedelta(days=7)
-    end = values["to"] or today + timedelta(days=60)
-    events = rows("SELECT * FROM market_events WHERE event_date BETWEEN %s AND %s"
-                  " ORDER BY event_date, event_time NULLS FIRST LIMIT %s",
-                  (start, end, values["limit"]))
-    holidays = rows("SELECT * FROM nse_holidays WHERE holiday_date BETWEEN %s AND %s"
-                    " ORDER BY holiday_date", (start, end))
-    return jsonify({"from": start, "to": end, "events": events, "holidays": holidays})

@@ -13,12 +13,14 @@ if (await boot({ live: false })) {
     const byDay = {};
     for (const e of r.events) (byDay[e.event_date] = byDay[e.event_date] || []).push(e);
     const hol = Object.fromEntries(r.holidays.map(h => [h.holiday_date, h.description || 'holiday']));
+    const exp = Object.fromEntries((r.expiries || []).map(x => [x.date, x.monthly ? 'monthly expiry' : 'weekly expiry']));
     const cells = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'].map(d => el('div', { class: 'h' }, d));
     for (let d = new Date(start); d <= end; d.setDate(d.getDate() + 1)) {
       const key = isoDate(d);
       const cls = ['d', d.getMonth() !== first.getMonth() ? 'off' : '', key === today ? 'today' : '', hol[key] || d.getDay() % 6 === 0 ? 'hol' : ''].join(' ');
       cells.push(el('div', { class: cls }, el('div', { class: 'muted' }, d.getDate()),
         hol[key] ? el('div', { class: 'neg' }, hol[key]) : null,
+        exp[key] ? el('div', { class: 'muted' }, exp[key]) : null,
         (byDay[key] || []).map(e => el('div', {}, badge(e.risk_level), ' ', e.event_time ? e.event_time.slice(0, 5) + ' ' : '', e.name))));
     }
     $('#cal').replaceChildren(...cells);

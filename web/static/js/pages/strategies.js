@@ -23,11 +23,17 @@ if (await boot()) {
     if (last) {
       const elig = last.eligibility || {}, rej = last.rejections || {};
       const names = [...new Set([...Object.keys(elig), ...Object.keys(rej)])].sort();
+      // what blocks each strategy now (event guard, pauses, slots): /api/events/why-blocked
+      const now = Object.fromEntries(await Promise.all(names.map(async n => {
+        try { return [n, (await api(`/api/events/why-blocked?strategy=${encodeURIComponent(n)}`)).reasons.join('; ')]; }
+        catch { return [n, '']; }
+      })));
       table($('#why'), [
         { key: 'name', label: 'Strategy' },
         { key: 'ok', label: 'Eligible', fmt: v => badge(v ? 'eligible' : 'blocked', v ? 'done' : 'error') },
-        { key: 'why', label: 'Reasons', cls: () => 'why' },
-      ], names.map(n => ({ name: n, ok: elig[n] === true || (elig[n] && elig[n].eligible), why: reasons(rej[n]) || '' })),
+        { key: 'why', label: 'Reasons (last cycle)', cls: () => 'why' },
+        { key: 'now', label: 'Blocked now', cls: () => 'why' },
+      ], names.map(n => ({ name: n, ok: elig[n] === true || (elig[n] && elig[n].eligible), why: reasons(rej[n]) || '', now: now[n] || '' })),
       { sortable: false, empty: 'selected: ' + (last.selected_strategy || 'none') });
     } else $('#why').textContent = 'no scan cycles recorded yet';
     table($('#battle'), [
