@@ -92,20 +92,33 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
      {"limit": I}, {}, ()),
     ("get", "/api/reconciliation/log", "Reconciliation audit rows.", False, RANGE, {}, ()),
     ("get", "/api/ai/exit-advisories", "AI exit advisories.", False, RANGE, {}, ()),
-    ("get", "/api/events", "Market events and NSE holidays.", False, RANGE, {}, ()),
+    ("get", "/api/events", "Market events, NSE holidays and expiry days.", False, RANGE, {},
+     ()),
+    ("get", "/api/events/why-blocked", "Why a strategy is not entering now: the latest battle "
+     "log, the event guard, the risk envelope and slots; 400 for an unknown strategy.", False,
+     {"strategy": S}, {}, ()),
     ("post", "/api/backtest/run", "Start a backtest run; returns run_id. params are runtime "
-     "setting overrides, each checked by the settings registry; strategy one the backtester "
-     "runs (DC); at least one trading day.", False, {},
-     {"strategy": S, "start": D, "end": D, "params": O}, ("strategy", "start", "end")),
+     "setting overrides, each checked by the settings registry; data bhavcopy (default: the "
+     "end-of-day replay of the imported NSE files), sim or snapshots (not yet); fill_model "
+     "close (default) or next_close; at least one trading day.", False, {},
+     {"strategy": S, "start": D, "end": D, "params": O,
+      "data": {"type": "string", "enum": ["bhavcopy", "sim", "snapshots"]},
+      "fill_model": {"type": "string", "enum": ["close", "next_close"]}},
+     ("strategy", "start", "end")),
     ("get", "/api/backtest/runs", "Past runs with summary metrics.", False,
      {"limit": I, "strategy": S}, {}, ()),
     ("get", "/api/backtest/runs/{run_id}", "Full trades + metrics of one run.", False, {}, {},
      ()),
     ("post", "/api/backtest/grid-search", "Start a grid search; returns job_id. param_space "
-     "maps setting keys to 1-100 distinct values (checked by the settings registry); at most "
-     "500 combinations.", False, {},
-     {"strategy": S, "start": D, "end": D, "param_space": O},
-     ("strategy", "start", "end", "param_space")),
+     "maps setting keys to 1-100 distinct values (checked by the settings registry), or "
+     "use_defaults takes the strategy's declared space; at most 1000 combinations; ranked by "
+     "rank_by (default sharpe, ties by net P&L) among combinations with at least min_trades "
+     "trades; oos_fraction re-runs the best out of sample (walk-forward).", False, {},
+     {"strategy": S, "start": D, "end": D, "param_space": O, "use_defaults": B,
+      "data": {"type": "string", "enum": ["bhavcopy", "sim"]},
+      "fill_model": {"type": "string", "enum": ["close", "next_close"]},
+      "rank_by": S, "min_trades": I, "oos_fraction": S, "workers": I},
+     ("strategy", "start", "end")),
     ("get", "/api/backtest/grid-search", "Recent grid-search jobs.", False, {"limit": I}, {},
      ()),
     ("get", "/api/backtest/grid-search/{job_id}", "Ranked results of one grid search.", False,

@@ -19,7 +19,6 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
-from engine.backtest import sim_replay
 from engine.messages.commands import RunBacktest, RunGrid
 from engine.messages.events import BacktestFinished
 from engine.store.tx import transaction
@@ -51,13 +50,13 @@ def _run_job(strategy: str, start: date, end: date, params: dict[str, Any],
     return runs.run_result(strategy, start, end, params, dsn=dsn)
 
 
-def _grid_job(strategy: str, start: date, end: date, grid: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for params in grid:
-        result = sim_replay.run(strategy, start, end, params)
-        rows.append({"params": params, "metrics": result.metrics})
-    rows.sort(key=lambda r: float(r["metrics"]["net_pnl"]), reverse=True)
-    return [{"rank": i + 1, **row} for i, row in enumerate(rows)]
+def _grid_job(strategy: str, start: date, end: date, grid: list[dict[str, Any]],
+              options: dict[str, Any], dsn: str | None, job_id: int) -> dict[str, Any]:
+    """A grid search in the worker (``engine.backtest.grid``: its own worker processes, the
+    ranking, the walk-forward split, progress in backtest_grid_jobs)."""
+    from engine.backtest.grid import grid_job
+
+    return grid_job(strategy, start, end, grid, options, dsn, job_id)
 
 
 class BacktestActor(SupervisedActor):
@@ -109,7 +108,8 @@ class BacktestActor(SupervisedActor):
             " VALUES (%s, %s, %s, %s) RETURNING job_id",
             (msg.strategy, msg.start, msg.end, Jsonb({"grid": grid}))))
         if job_id is not None:
-            self._submit("grid", job_id, _grid_job, msg.strategy, msg.start, msg.end, grid)
+            self._submit("grid", job_id, _grid_job, msg.strategy, msg.start, msg.end, grid,
+                         dict(msg.options), getattr(self._pool, "conninfo", None), job_id)
 
     def _claim(self, kind: str, row_id: int | None, insert: tuple[str, tuple]) -> int | None:
         """Create the row if the request has none, then move it pending -> running (once)."""
@@ -148,9 +148,13 @@ class BacktestActor(SupervisedActor):
                        "metrics_json": Jsonb(result.get("metrics", {}))}
             summary = result.get("metrics", {"error": done.error})
         else:
-            columns = {"results_json": Jsonb(done.result or [])}
-            summary = {"results": len(done.result or [])}
-        sets = "".join(f" {c} = %({c})s," for c in columns)
+            payload = done.result or {}
+            summary = {k: v for k, v in payload.items() if k != "rows"}
+            columns = {"results_json": Jsonb(payload.get("rows", [])),
+                       "param_space": Jsonb({"summary": summary})}
+            summary = {"results": len(payload.get("rows", [])), **summary}
+        sets = "".join(f" {c} = {c} || %({c})s," if c == "param_space" else f" {c} = %({c})s,"
+                       for c in columns)
         with transaction(self._pool) as conn:
             row = conn.execute(
                 f"UPDATE {table} SET status = %(status)s,{sets} error_text = %(error)s,"

@@ -34,7 +34,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["RANK_KEYS", "DataRef", "GridResult", "GridSpec", "combinations", "rank",
+__all__ = ["RANK_KEYS", "DataRef", "GridResult", "GridSpec", "combinations", "grid_job", "rank",
            "run_combo", "run_grid", "split_days"]
 
 #: metrics a grid can be ranked by (higher is better, except max drawdown: lower)
@@ -226,7 +226,8 @@ Completed = Callable[[list], Iterable]
 
 
 def run_grid(spec: GridSpec, *, progress: Callable[[int, int], None] | None = None,
-             executor: str = "process", scheduler: str | None = None) -> GridResult:
+             executor: str = "process", scheduler: str | None = None,
+             combos: Sequence[Mapping[str, Any]] | None = None) -> GridResult:
     """Run every combination of ``spec.space``, rank them, and (with a walk-forward split)
     run the best again out of sample.
 
@@ -234,13 +235,18 @@ def run_grid(spec: GridSpec, *, progress: Callable[[int, int], None] | None = No
         progress: ``progress(done, total)`` after each finished combination.
         executor: ``process`` (a spawn ProcessPoolExecutor with ``spec.workers`` workers,
             default one per core) or ``dask`` (a ``distributed.Client`` on ``scheduler``).
+        combos: the combinations to run, instead of every one of ``spec.space``.
 
     Raises:
         ValueError: a bad space or range (before anything runs).
     """
     from engine.market.calendar import NseCalendar
 
-    combos = combinations(spec.space)
+    if combos is None:
+        combos = combinations(spec.space)
+    elif not combos:
+        raise ValueError("no parameter combination to run")
+    combos = [dict(c) for c in combos]
     cal = NseCalendar()
     days = [d for d in (date.fromordinal(o) for o in range(spec.start.toordinal(),
                                                            spec.end.toordinal() + 1))
@@ -270,6 +276,49 @@ def run_grid(spec: GridSpec, *, progress: Callable[[int, int], None] | None = No
     n_ranked = sum(1 for r in ranked if r["rank"] is not None)
     return GridResult(rows=ranked, tried=len(combos), ranked=n_ranked, in_sample=ins,
                       out_of_sample=oos, seconds=time.perf_counter() - began, workers=workers)
+
+
+def grid_job(strategy: str, start: date, end: date, combos: Sequence[Mapping[str, Any]],
+             options: Mapping[str, Any], dsn: str | None, job_id: int | None = None
+             ) -> dict[str, Any]:
+    """A grid search of the engine's BacktestActor (run in its worker process): ``options``
+    from the request (data, fill_model, seed, rank_by, min_trades, oos_fraction, oos_top,
+    workers); progress written to ``backtest_grid_jobs.progress_pct`` of ``job_id``."""
+    data = str(options.get("data") or "bhavcopy")
+    ref = (DataRef(kind="sim", seed=int(options.get("seed", 7))) if data == "sim" else
+           DataRef(kind=data, database_url=dsn, start=start, end=end,
+                   fill_model=str(options.get("fill_model") or "close")))
+    spec = GridSpec(strategy, start, end, {}, data=ref,
+                    rank_by=str(options.get("rank_by") or "sharpe"),
+                    min_trades=int(options.get("min_trades", 5)),
+                    oos_fraction=options.get("oos_fraction"),
+                    oos_top=int(options.get("oos_top", 5)),
+                    workers=options.get("workers"))
+    progress = _db_progress(dsn, job_id) if dsn and job_id is not None else None
+    return run_grid(spec, combos=combos, progress=progress).to_json()
+
+
+def _db_progress(dsn: str, job_id: int) -> Callable[[int, int], None]:
+    """``progress(done, total)`` writing the percentage at most every 2 s (and at the end)."""
+    import logging
+
+    import psycopg
+
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 2 and done < total:
+            return
+        last[0] = now
+        try:
+            with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
+                conn.execute("UPDATE backtest_grid_jobs SET progress_pct = %s WHERE job_id = %s",
+                             (round(100 * done / total, 2), job_id))
+        except psycopg.Error as exc:  # progress is a courtesy; the result is what counts
+            logging.getLogger(__name__).debug("grid progress not written: %s", exc)
+
+    return progress
 
 
 def _key(params: Mapping[str, Any]) -> tuple:

@@ -97,9 +97,12 @@ class Dispatcher:
                 return {"sent": "RunBacktest", "run_id": row["run_id"]}
             case "run_grid":
                 row = self._row("backtest_grid_jobs", "job_id", p["job_id"])
-                grid = _expand(row["param_space"] or {})
+                space = dict(row["param_space"] or {})
+                options = space.pop("_options", {})  # data, fill model, ranking (the API's)
+                grid = _expand(space)
                 self._send("backtest", RunGrid, strategy=row["strategy"], start=row["start_date"],
-                           end=row["end_date"], grid=tuple(grid), job_id=row["job_id"])
+                           end=row["end_date"], grid=tuple(grid), options=options,
+                           job_id=row["job_id"])
                 return {"sent": "RunGrid", "job_id": row["job_id"], "combinations": len(grid)}
             case "resolve_order":
                 return self._resolve_order(p, who)

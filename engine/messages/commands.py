@@ -68,6 +68,9 @@ class OpenPosition(Command):
         stage: go-live stage the entry runs in ("paper", "shadow", "live").
         reply_to: role that wants the outcome events (``EntryDenied`` etc.).
         params: strategy parameters / context to keep with the trade (treat as read-only).
+        entry_context: what the trade journal needs from the cycle the entry was decided in
+            (``engine.execution.journal.entry_context``: the market, the selection, the
+            rejected strategies and variants); kept with the trade, read at close.
     """
 
     strategy: str
@@ -77,6 +80,7 @@ class OpenPosition(Command):
     stage: str = "paper"
     reply_to: str | None = None
     params: Mapping[str, Any] = field(default_factory=_empty_mapping)
+    entry_context: Mapping[str, Any] = field(default_factory=_empty_mapping)
 
     def __post_init__(self) -> None:
         Command.__post_init__(self)
@@ -171,6 +175,7 @@ class RunGrid(Command):
     start: date
     end: date
     grid: tuple[Mapping[str, Any], ...]
+    options: Mapping[str, Any] = field(default_factory=_empty_mapping)  # data, rank_by, ...
     job_id: int | None = None
     reply_to: str | None = None
 

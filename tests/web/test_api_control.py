@@ -54,7 +54,7 @@ def test_risk_get_pause_resume_become_commands(api, pool):
     ("/api/backtest/grid-search", {"strategy": "DC", "start": "2025-01-01", "end": "2025-01-02",
                                    "param_space": {"A": 3}}, "param_space.A"),
     ("/api/backtest/grid-search", {"strategy": "DC", "start": "2025-01-01", "end": "2025-01-02",
-                                   "param_space": {"CAL_ARB_WINDOW": list(range(10, 40)),
+                                   "param_space": {"CAL_ARB_WINDOW": list(range(10, 70)),
                                                    "DC_LOTS": list(range(1, 21))}},
      "param_space"),
     ("/api/settings/DC_LOTS", {"value": None}, "value"),
@@ -139,6 +139,31 @@ def test_backtest_grid_search_job_and_command(api, pool):
     assert _command(pool, r.json["command_id"])["kind"] == "run_grid"
     assert api.get("/api/backtest/grid-search").json["jobs"][0]["job_id"] == r.json["job_id"]
     assert api.get("/api/backtest/grid-search/999").status_code == 404
+    assert job["param_space"]["_options"] == {
+        "data": "bhavcopy", "fill_model": "close", "rank_by": "sharpe", "min_trades": 5,
+        "oos_fraction": None, "workers": None, "source": "dashboard"}
+
+
+def test_backtest_grid_search_with_the_declared_space_and_options(api, pool):
+    from engine.strategies.registry import get
+
+    r = api.post("/api/backtest/grid-search", json={
+        "strategy": "MDC", "start": "2025-02-03", "end": "2025-02-28", "use_defaults": True,
+        "param_space": {"MDC_MIN_EDGE_PCT": ["1", "2"]}, "rank_by": "net_pnl",
+        "oos_fraction": "0.3", "min_trades": 2})
+    assert r.status_code == 202, r.json
+    declared = get("MDC").grid_space
+    assert declared, "MDC declares a space"
+    job = api.get(f"/api/backtest/grid-search/{r.json['job_id']}").json
+    space = {k: v for k, v in job["param_space"].items() if k != "_options"}
+    assert space["MDC_MIN_EDGE_PCT"] == ["1", "2"]  # given values win over the declared ones
+    assert set(space) == set(declared) | {"MDC_MIN_EDGE_PCT"}
+    n = 1
+    for values in space.values():
+        n *= len(values)
+    assert r.json["combinations"] == n
+    assert job["param_space"]["_options"]["rank_by"] == "net_pnl"
+    assert float(job["param_space"]["_options"]["oos_fraction"]) == 0.3
 
 
 def test_openapi_documents_every_api_route(api, app):

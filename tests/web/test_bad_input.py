@@ -160,7 +160,7 @@ def test_grid_search_of_4950_combinations_is_refused_with_the_count(api, nothing
     r = api.post("/api/backtest/grid-search", json={**ONE_DAY, "param_space": space})
     assert r.status_code == 400, r.json
     assert r.json["field"] == "param_space"
-    assert "4950 combinations" in r.json["error"] and "500" in r.json["error"]
+    assert "4950 combinations" in r.json["error"] and "1000" in r.json["error"]
 
 
 @pytest.mark.parametrize(("space", "field", "words"), [
@@ -175,6 +175,21 @@ def test_grid_search_values_checked_by_the_registry(api, space, field, words, no
     assert r.json["field"] == field and words in r.json["error"]
 
 
+@pytest.mark.parametrize(("extra", "field", "words"), [
+    ({"rank_by": "luck"}, "rank_by", "expected one of"),
+    ({"oos_fraction": "0.95"}, "oos_fraction", "between 0.05 and 0.8"),
+    ({"data": "snapshots"}, "data", "expected one of"),
+    ({"strategy": "CAL_ARB"}, "data", "intraday samples"),
+    ({"param_space": {}}, "param_space", "use_defaults"),
+    ({"min_trades": -1}, "min_trades", "between"),
+])
+def test_grid_search_options_are_checked(api, extra, field, words, nothing_queued):
+    body = {**ONE_DAY, "param_space": {"DC_LOTS": [1, 2]}, **extra}
+    r = api.post("/api/backtest/grid-search", json=body)
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == field and words in r.json["error"]
+
+
 def test_grid_search_unknown_strategy_is_400(api, nothing_queued):
     r = api.post("/api/backtest/grid-search", json={**ONE_DAY, "strategy": "AI_MARKET",
                                                     "param_space": {"DC_LOTS": [1, 2]}})
@@ -182,9 +197,9 @@ def test_grid_search_unknown_strategy_is_400(api, nothing_queued):
 
 
 def test_grid_search_at_the_cap_is_accepted(api, pool):
-    space = {"CAL_ARB_WINDOW": list(range(10, 60)), "DC_LOTS": list(range(1, 11))}  # 500
+    space = {"CAL_ARB_WINDOW": list(range(10, 60)), "DC_LOTS": list(range(1, 21))}  # 1000
     r = api.post("/api/backtest/grid-search", json={**ONE_DAY, "param_space": space})
-    assert r.status_code == 202 and r.json["combinations"] == 500
+    assert r.status_code == 202 and r.json["combinations"] == 1000
     assert _count(pool, "backtest_grid_jobs") == _count(pool, "engine_commands") == 1
 
 

@@ -82,8 +82,8 @@ def test_backtest_and_grid_from_dashboard_run_to_complete(db_url: str, app) -> N
         assert run.status_code == 202, run.get_json()
         run_id = run.get_json()["run_id"]
         grid = api.post("/api/backtest/grid-search", json={
-            "strategy": "CAL_ARB", "start": "2025-02-03", "end": "2025-02-03",
-            "param_space": {"CAL_ARB_ZSCORE_ENTRY": [2.5, 3]}})
+            "strategy": "CAL_ARB", "start": "2025-02-03", "end": "2025-02-03", "data": "sim",
+            "workers": 1, "min_trades": 0, "param_space": {"CAL_ARB_ZSCORE_ENTRY": [2.5, 3]}})
         assert grid.status_code == 202, grid.get_json()
         job_id = grid.get_json()["job_id"]
         bad = api.post("/api/backtest/run", json={"strategy": "DC", "start": "2025-02-03",
@@ -107,7 +107,9 @@ def test_backtest_and_grid_from_dashboard_run_to_complete(db_url: str, app) -> N
         assert done["status"] == "complete", done
         assert done["metrics_json"]["trades"] == len(done["trades_json"]) > 0
         ranked = eventually(lambda: status(f"/api/backtest/grid-search/{job_id}"), timeout=60)
-        assert ranked["status"] == "complete" and len(ranked["results_json"]) == 2
+        assert ranked["status"] == "complete", ranked
+        assert len(ranked["results_json"]) == 2 and float(ranked["progress_pct"]) == 100
+        assert ranked["param_space"]["summary"]["tried"] == 2
         failed = eventually(lambda: status(f"/api/backtest/runs/{bad_id}"), timeout=60)
         assert failed["status"] == "error" and "expected an integer" in failed["error_text"]
     finally:

@@ -14,11 +14,22 @@ from engine.bus.commands import enqueue_command
 from engine.settings import SettingError, all_knobs, knob
 from engine.store.tx import transaction
 from web.api import bp, error, one, rows, services
-from web.validate import BadRequest, Date, Int, Obj, Str, check, clean_text, query, request_json
+from web.validate import (
+    BadRequest,
+    Bool,
+    Date,
+    Int,
+    Obj,
+    Str,
+    check,
+    clean_text,
+    query,
+    request_json,
+)
 
 STRATEGY = Str(max_len=40, pattern=r"[A-Z][A-Z0-9_]*")
 #: Most parameter combinations one grid search may ask for (each is a full backtest).
-MAX_GRID = 500
+MAX_GRID = 1000
 MAX_DAYS = 3 * 366
 
 
@@ -140,14 +151,38 @@ def backtest_run_get(run_id: int) -> Any:
 
 @bp.post("/backtest/grid-search")
 def backtest_grid() -> Any:
-    """Queue a grid search: param_space maps each parameter to a non-empty list of values."""
-    data = check(request_json(), {"strategy": STRATEGY, "start": Date(), "end": Date(),
-                                  "param_space": Obj(max_keys=12)})
+    """Queue a grid search: ``param_space`` maps each parameter to a non-empty list of values
+    (or ``use_defaults: true`` for the strategy's declared space); ``data`` bhavcopy (default)
+    or sim, ``fill_model``, ``rank_by`` (default sharpe), ``min_trades`` (5), ``oos_fraction``
+    (a walk-forward split) and ``workers`` as on the command line."""
+    from engine.backtest.grid import RANK_KEYS
+    from engine.strategies.registry import get
+
+    data = check(request_json(), {
+        "strategy": STRATEGY, "start": Date(), "end": Date(),
+        "param_space": Obj(optional=True, default={}, max_keys=12),
+        "use_defaults": Bool(optional=True, default=False),
+        "data": Str(optional=True, default="bhavcopy", choices=("bhavcopy", "sim")),
+        "fill_model": Str(optional=True, default="close", choices=("close", "next_close")),
+        "rank_by": Str(optional=True, default="sharpe", choices=RANK_KEYS),
+        "min_trades": Int(optional=True, default=5, minimum=0, maximum=100_000),
+        "oos_fraction": Str(optional=True, default=None, max_len=5, pattern=r"0?\.\d{1,3}"),
+        "workers": Int(optional=True, default=None, minimum=1, maximum=64)})
     _strategy(data)
     _dates(data)
-    space = data["param_space"]
+    if data["data"] == "bhavcopy" and not get(data["strategy"]).eod_backtest:
+        raise BadRequest("data", f"{data['strategy']} cannot be backtested on end-of-day "
+                                 "bhavcopy data (its z-score needs intraday samples): use data=sim")
+    oos = data["oos_fraction"]
+    if oos is not None and not 0.05 <= float(oos) <= 0.8:
+        raise BadRequest("oos_fraction", "expected a fraction between 0.05 and 0.8")
+    space = dict(data["param_space"])
+    if data["use_defaults"]:
+        declared = {k: [knob(k).render(v) for v in vs] for k, vs in
+                    get(data["strategy"]).grid_space.items()}
+        space = {**declared, **space}
     if not space:
-        raise BadRequest("param_space", "needs at least one parameter")
+        raise BadRequest("param_space", "needs at least one parameter (or use_defaults: true)")
     for key, values in space.items():
         field = f"param_space.{key}"
         _knob(field, key)
@@ -163,11 +198,16 @@ def backtest_grid() -> Any:
     if combos > MAX_GRID:
         raise BadRequest("param_space", f"{combos} combinations; a grid search runs at most "
                                         f"{MAX_GRID}: use fewer values")
+    options = {"data": data["data"], "fill_model": data["fill_model"],
+               "rank_by": data["rank_by"], "min_trades": data["min_trades"],
+               "oos_fraction": float(oos) if oos is not None else None,
+               "workers": data["workers"], "source": "dashboard"}
     with transaction(services().pool) as conn:
         job = conn.execute(
             "INSERT INTO backtest_grid_jobs (strategy, start_date, end_date, param_space)"
             " VALUES (%s, %s, %s, %s) RETURNING job_id",
-            (data["strategy"], data["start"], data["end"], Jsonb(space))).fetchone()
+            (data["strategy"], data["start"], data["end"],
+             Jsonb({**space, "_options": options}))).fetchone()
         command_id = enqueue_command(conn, "run_grid", {"job_id": job["job_id"]},
                                      requested_by="dashboard")
     return jsonify({"job_id": job["job_id"], "command_id": command_id,
