@@ -183,10 +183,19 @@ def _coerce(params: Mapping[str, Any]) -> dict[str, Any]:
                                if not key.startswith("_")}
 
 
+def load_events(pool: Any, start: date, end: date) -> tuple[Any, ...]:
+    """The market events a replay of ``start`` .. ``end`` guards against (the same window the
+    scanner reads live: a week back, a month ahead)."""
+    from engine.events.store import events_between
+
+    return events_between(pool, start - timedelta(days=7), end + timedelta(days=30))
+
+
 def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, pool: Any = None,
         rows: Sequence[Mapping[str, Any]] | None = None, fill_model: str | None = None,
         progress: Callable[[float], None] | None = None,
-        calendar: NseCalendar | None = None) -> BacktestResult:
+        calendar: NseCalendar | None = None,
+        events: Sequence[Any] | None = None) -> BacktestResult:
     """Replay ``strategy`` from ``start`` to ``end`` (inclusive) on the bhavcopy rows.
 
     Args:
@@ -194,6 +203,9 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
         params: setting overrides (text or typed), checked by their knobs.
         pool: the database pool to read ``bhavcopy_ohlc`` from (or pass ``rows``).
         rows: the table rows already loaded (a grid search loads them once).
+        events: the market events (``engine.events``) the guard reads, as live; default:
+            those of ``pool``'s ``market_events`` from a week before ``start`` to a month
+            after ``end`` (none without a pool).
         fill_model: ``close`` (default: ``BT_FILL_MODEL``) or ``next_close``.
         progress: called with the fraction of sessions done.
 
@@ -225,6 +237,9 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
         if pool is None:
             raise ValueError("eod_replay.run needs a database pool or the rows")
         rows = load_rows(pool, start - timedelta(LOOKBACK_DAYS), end + timedelta(10))
+    if events is None:
+        events = load_events(pool, start, end) if pool is not None else ()
+    events = tuple(events)
     eod = group_days(r for r in rows if r["trade_date"] <= end + timedelta(10))
     have = [d for d in days if d in eod]
     if not have:
@@ -381,7 +396,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
         closes = tuple(eod[x].spot for x in sorted(eod) if x < d)
         inp = StrategyInput(now=now, spot=view.spot, near=None, far=None, open_trades=views,
                             market=view, slots=slots_from([b.trade for b in open_.values()], limits),
-                            extra={"daily_closes": closes, "events": ()})
+                            events=events, extra={"daily_closes": closes})
         cycle = run_cycle(inp, {spec.name: p}, (spec,))
         dec = cycle.decisions.get(spec.name)
         decisions_log.append({"date": d.isoformat(), "entries": [e.tag for e in cycle.entries],

@@ -175,7 +175,7 @@ _DATA_LOCK = threading.Lock()
 def _dataset(ref: DataRef) -> Any:
     """The market data of ``ref``, loaded once per worker process: the ``bhavcopy_ohlc``
     rows of the range with the replay's look-back (realized vol) and look-ahead (a
-    ``next_close`` fill) margins."""
+    ``next_close`` fill) margins, and the market events the guard reads."""
     if ref.kind != "bhavcopy":
         return None
     with _DATA_LOCK:
@@ -190,8 +190,9 @@ def _dataset(ref: DataRef) -> Any:
                 raise ValueError("bhavcopy data needs a database URL and a date range")
             pool = open_pool(ref.database_url, min_size=1, max_size=1, name="grid-worker")
             try:
-                _DATA[ref] = load_rows(pool, ref.start - timedelta(eod_replay.LOOKBACK_DAYS),
-                                       ref.end + timedelta(10))
+                rows = load_rows(pool, ref.start - timedelta(eod_replay.LOOKBACK_DAYS),
+                                 ref.end + timedelta(10))
+                _DATA[ref] = (rows, eod_replay.load_events(pool, ref.start, ref.end))
             finally:
                 pool.close()
         return _DATA[ref]
@@ -209,7 +210,8 @@ def run_combo(strategy: str, start: date, end: date, params: Mapping[str, Any],
         elif ref.kind == "bhavcopy":
             from engine.backtest import eod_replay
 
-            result = eod_replay.run(strategy, start, end, params, rows=_dataset(ref),
+            rows, events = _dataset(ref)
+            result = eod_replay.run(strategy, start, end, params, rows=rows, events=events,
                                     fill_model=ref.fill_model)
         else:
             raise ValueError(f"data {ref.kind!r}: expected sim or bhavcopy")
