@@ -367,7 +367,7 @@ class _pool:
         except ImportError as exc:  # the optional extra
             raise ValueError("--executor dask needs the 'distributed' package: "
                              "pip install 'nifty-engine[dask]'") from exc
-        client = Client(self.scheduler, set_as_default=False)
+        client = Client(self.scheduler)  # the default client while the grid runs
         self._closer = client.close
 
         def submit(fn: Callable[..., Any], *args: Any) -> Future:

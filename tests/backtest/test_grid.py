@@ -135,3 +135,21 @@ def test_cli_grid_search_ranks_prints_and_records_the_job(bhav_db, capsys) -> No
         assert "best of 2 combinations tried" in out
     finally:
         pool_module.close_pool()
+
+
+def test_dask_cluster_on_loopback_ranks_as_the_process_pool(bhav_db) -> None:
+    distributed = pytest.importorskip("distributed", reason="the optional dask extra")
+    start, end = date(2025, 2, 3), date(2025, 2, 28)
+    ref = DataRef(kind="bhavcopy", database_url=bhav_db, start=start, end=end)
+    space = {"IC_RV_SESSIONS": [10, 12]}
+    spec = GridSpec("IC", start, end, space, data=ref, min_trades=1, workers=1)
+    pooled = run_grid(spec)
+    # workers in this process (threads) but spoken to over TCP on loopback, as a cluster is
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  protocol="tcp://", host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        on_dask = run_grid(spec, executor="dask", scheduler=cluster.scheduler_address)
+    assert [(r["params"], r["rank"], r["metrics"]["net_pnl"]) for r in on_dask.rows] == [
+        (r["params"], r["rank"], r["metrics"]["net_pnl"]) for r in pooled.rows]
+    with pytest.raises(ValueError, match="needs --scheduler"):
+        run_grid(spec, executor="dask")
