@@ -183,6 +183,50 @@ def _coerce(params: Mapping[str, Any]) -> dict[str, Any]:
                                if not key.startswith("_")}
 
 
+# A grid search replays the same rows hundreds of times with other parameters: the sessions
+# grouped from them and each session's view (with its model marks) depend only on the rows,
+# the calendar and the decision instant, never on a parameter, so a worker builds them once.
+# Keyed on the identity of the rows object (kept alive in the key's value) and of the day.
+_GROUP_CACHE: dict[int, tuple[Sequence[Mapping[str, Any]], date, dict[date, EodDay]]] = {}
+_VIEW_CACHE: dict[tuple[int, int, datetime, float | None], tuple[EodDay, Any, Any]] = {}
+_CACHE_LIMIT = 4_096
+
+
+_CALENDAR: list[NseCalendar] = []
+
+
+def _default_calendar() -> NseCalendar:
+    """One calendar per process (the view cache is keyed on it)."""
+    if not _CALENDAR:
+        _CALENDAR.append(NseCalendar())
+    return _CALENDAR[0]
+
+
+def _grouped(rows: Sequence[Mapping[str, Any]], until: date) -> dict[date, EodDay]:
+    hit = _GROUP_CACHE.get(id(rows))
+    if hit is not None and hit[0] is rows and hit[1] == until:
+        return hit[2]
+    eod = group_days(r for r in rows if r["trade_date"] <= until)
+    if len(_GROUP_CACHE) >= 8:
+        _GROUP_CACHE.clear()
+    _GROUP_CACHE[id(rows)] = (rows, until, eod)
+    return eod
+
+
+def _view_of(day: EodDay, cal: NseCalendar, realized: float | None, now: datetime
+             ) -> tuple[Any, Any]:
+    key = (id(day), id(cal), now, realized)
+    hit = _VIEW_CACHE.get(key)
+    if hit is not None and hit[0] is day:
+        return hit[1], hit[2]
+    view = build_view(day, cal, realized_range=realized, at=now)
+    models = model_marks(view, day)
+    if len(_VIEW_CACHE) >= _CACHE_LIMIT:
+        _VIEW_CACHE.clear()
+    _VIEW_CACHE[key] = (day, view, models)
+    return view, models
+
+
 def load_events(pool: Any, start: date, end: date) -> tuple[Any, ...]:
     """The market events a replay of ``start`` .. ``end`` guards against (the same window the
     scanner reads live: a week back, a month ahead)."""
@@ -228,7 +272,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
     fill = check_fill_model(fill_model or str(p["BT_FILL_MODEL"]))
     p["BT_FILL_MODEL"] = fill
     p[spec.enabled_key] = True
-    cal = calendar or NseCalendar()
+    cal = calendar or _default_calendar()
     p["_calendar"] = cal
     days = trading_days(cal, start, end)
     if not days:
@@ -240,7 +284,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
     if events is None:
         events = load_events(pool, start, end) if pool is not None else ()
     events = tuple(events)
-    eod = group_days(r for r in rows if r["trade_date"] <= end + timedelta(10))
+    eod = _grouped(rows, end + timedelta(10))
     have = [d for d in days if d in eod]
     if not have:
         raise DataRefused(f"no NIFTY rows in bhavcopy_ohlc between {start} and {end}: import the "
@@ -330,8 +374,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
             continue
         rng = day.spot_range()
         now = decision_time(strategy, d, p)
-        view = build_view(day, cal, realized_range=float(rng[1] - rng[0]) if rng else None, at=now)
-        models = model_marks(view, day)
+        view, models = _view_of(day, cal, float(rng[1] - rng[0]) if rng else None, now)
 
         # 1. next_close: what the previous close decided fills now
         if fill == "next_close":
