@@ -52,6 +52,7 @@ from engine.execution import repository as repo
 from engine.execution.charges import Charges, order_charges
 from engine.execution.expiry import expired, settlement_fill
 from engine.execution.intents import IntentStore, exposure_text, group_of
+from engine.execution.journal import build_journal_row, capture_market
 from engine.execution.paper import (
     ExecutionRefused,
     ExitIncomplete,
@@ -62,6 +63,8 @@ from engine.execution.paper import (
 from engine.execution.reconcile import book_positions, broker_net, surplus_short
 from engine.execution.settlement import settlement_source
 from engine.execution.trades import OpenLeg, Trade
+from engine.market.calendar import NseCalendar
+from engine.market.snapshot import price_decimal
 from engine.messages.base import new
 from engine.messages.commands import (
     BookBrokerClose,
@@ -79,6 +82,7 @@ from engine.messages.commands import (
 )
 from engine.messages.events import AlertRaised, MarkedToMarket, OrderRejected, PositionClosed, PositionOpened
 from engine.messages.legs import Leg, Side
+from engine.strategies.market_view import build_market_view
 from engine.timeutil import IST, MARKET_CLOSE
 
 logger = logging.getLogger(__name__)
@@ -200,6 +204,8 @@ class ExecutorActor(SupervisedActor):
         now = self.clock.now()
         direction = str(intent.params.get("direction", ""))
         params = {k: v for k, v in intent.params.items() if k != "direction"}
+        if intent.entry_context:  # the journal's entry half (engine.execution.journal)
+            params["journal_entry"] = dict(intent.entry_context)
         context = {"strategy": intent.strategy, "stage": stage, "direction": direction,
                    "params": params, "opened_at": now.isoformat(),
                    "trade_date": now.date().isoformat(), "reason": intent.reason}
@@ -545,7 +551,7 @@ class ExecutorActor(SupervisedActor):
         why = f"{reason} (recorded from the broker's trade book)"
         try:
             result = repo.record_close(self._pool, recorded, fills, now, why,
-                                       {"exit_spot": self._spot(tag)})
+                                       self._journal(recorded, fills, now))
         except Exception as exc:
             refuse(f"the close could not be written ({type(exc).__name__}: {exc}); send it again")
             return
@@ -611,7 +617,7 @@ class ExecutorActor(SupervisedActor):
         live = trade.mode == "live"
         try:
             result = repo.record_close(self._pool, trade, fills, now, reason,
-                                       {"exit_spot": self._spot(tag)})
+                                       self._journal(trade, fills, now))
         except Exception as exc:
             if not live:
                 raise
@@ -627,12 +633,43 @@ class ExecutorActor(SupervisedActor):
         self._closed(trade, result, reason, msg)
         return True
 
-    def _spot(self, tag: str) -> Decimal | None:
+    def _journal(self, trade: Trade, fills, now: datetime, *,
+                 exit_spot: Decimal | None = None) -> dict[str, Any]:
+        """The trade_journal columns of a close (``engine.execution.journal``): the exit
+        market from one market snapshot now (spot, IVs, skew, the quotes of the trade's legs
+        and of the rejected MDC variants' legs); ``exit_spot`` (a settlement's) overrides
+        the snapshot's spot. Never fails a close: what cannot be built is left out."""
+        entry = dict(trade.context.get("journal_entry") or {})
+        sids = [x.leg.security_id for x in trade.legs] + [
+            leg["security_id"] for v in entry.get("rejected_variants") or ()
+            for leg in v.get("legs") or ()]
+        market: dict[str, Any] = {}
+        snap = None
         try:
-            return Decimal(repr(self._market.snapshot().spot)).quantize(Decimal("0.01"))
+            snap = self._market.snapshot()
+            market = capture_market(build_market_view(snap, self._view_calendar()), sids)
+        except Exception as exc:
+            logger.debug("no market view for the journal of %s (%s)", trade.tag, exc)
+            if snap is not None:
+                market = {"at": now.isoformat(), "spot": str(price_decimal(snap.spot))}
+        if exit_spot is not None:
+            market["spot"] = str(exit_spot)
+        extra = {k: trade.context[k] for k in ("charges_source", "exit_prices_source",
+                                               "close_mode", "broker_close")
+                 if k in trade.context}
+        try:
+            return build_journal_row(trade, fills, now, market, extra=extra)
         except Exception:
-            logger.debug("no spot for the journal of %s", tag)
-            return None
+            logger.exception("journal row of %s could not be built; recording the basics",
+                             trade.tag)
+            spot = market.get("spot")
+            return {"exit_spot": Decimal(spot).quantize(Decimal("0.01")) if spot else None,
+                    "selection_context": {**trade.context, **extra}}
+
+    def _view_calendar(self) -> NseCalendar:
+        cal = self._calendar
+        cal = cal.current() if hasattr(cal, "current") else cal
+        return cal if isinstance(cal, NseCalendar) else NseCalendar()
 
     def _closed(self, trade: Trade, result: Any, reason: str, msg: ClosePosition | None) -> None:
         """Publish PositionClosed for a close the books recorded."""
@@ -681,15 +718,9 @@ class ExecutorActor(SupervisedActor):
             "broker_close": detail})
         spots = [x.settlement_spot for x in msg.legs if x.settlement_spot is not None]
         exit_spot = spots[-1] if spots else None
-        if exit_spot is None:
-            try:
-                exit_spot = Decimal(repr(self._market.snapshot().spot)).quantize(Decimal("0.01"))
-            except Exception:
-                logger.debug("no spot for the journal of %s", tag)
         try:
             result = repo.record_close(self._pool, booked, fills, now, msg.reason,
-                                       {"exit_spot": exit_spot, "charges_source": "model",
-                                        "broker_close": detail})
+                                       self._journal(booked, fills, now, exit_spot=exit_spot))
         except Exception as exc:
             self._alert(f"{tag} was closed at the broker ({msg.reason}) but the close could not "
                         f"be recorded ({type(exc).__name__}: {exc}); the monitor sends it again")

@@ -22,6 +22,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
+from engine.events.guard import input_events
+from engine.execution import journal
 from engine.execution import repository as trades_repo
 from engine.execution.paper import ExecutionRefused
 from engine.market.calendar import NseCalendar, uncovered_reason
@@ -53,6 +55,7 @@ from engine.strategies.slots import strategy_slots
 logger = logging.getLogger(__name__)
 
 DAILY_CLOSES = 30  # sessions of closes handed to strategies (IC's realized volatility)
+EVENTS_REFRESH = timedelta(minutes=30)  # engine time between reads of market_events
 
 
 def _jsonable(value: Any) -> Any:
@@ -106,7 +109,10 @@ class ScannerActor(SupervisedActor):
             (day_range["trade_date"], float(day_range["hi"]), float(day_range["lo"]))
             if day_range else None)
         self._last_alert: str | None = None
+        self._view = None  # the last cycle's MarketView (the journal's entry market)
+        self._events: tuple[Any, ...] = ()  # the market events the last cycle's strategies saw
         self._closes: tuple[Any, tuple[float, ...]] | None = None
+        self._event_cache: tuple[datetime, tuple[Any, ...]] | None = None
         self._param_keys = sorted({k for spec in specs() for k in spec.param_keys}
                                   | {"DC_FAMILY_SLOTS", "EXPIRY_DAY_EXIT_TIME"})
 
@@ -233,7 +239,21 @@ class ScannerActor(SupervisedActor):
         for entry in entries:
             self.send("risk", self.new(OpenPosition, strategy=entry.strategy, tag=entry.tag,
                                        legs=entry.legs, reason=entry.reason, reply_to=self.name,
-                                       params={"direction": entry.direction, **entry.context}))
+                                       params={"direction": entry.direction, **entry.context},
+                                       entry_context=self._entry_context(entry, result)))
+
+    def _entry_context(self, entry, result: CycleResult) -> dict[str, Any]:
+        """The journal's entry half (engine.execution.journal.entry_context); {} on failure
+        (a journal detail must never stop an entry)."""
+        view = self._view
+        try:
+            return journal.entry_context(
+                view, strategy=entry.strategy, legs=entry.legs, reason=entry.reason,
+                context=entry.context, decisions=result.decisions,
+                events=self._events)
+        except Exception:
+            logger.exception("journal entry context of %s not captured", entry.tag)
+            return {}
 
     def _decide(self, snap, at: datetime, surface, session_range: float) -> CycleResult:
         """Every registered strategy on this cycle's input (engine.strategies.cycle)."""
@@ -242,9 +262,11 @@ class ScannerActor(SupervisedActor):
         calendar = calendar or NseCalendar()
         view = None
         try:
-            view = build_market_view(snap, calendar, events=(), realized_range=session_range)
+            view = build_market_view(snap, calendar, events=self._market_events(at),
+                                     realized_range=session_range)
         except (ValueError, ArithmeticError, KeyError) as exc:
             logger.warning("market view skipped at %s: %s", at, exc)
+        self._view = view
         trades = list(self._open.values())
         inp = strategy_input(snap, at, self._history, trades, None)
         inp = replace(inp, market=view, slots=strategy_slots(trades, self._settings),
@@ -253,8 +275,28 @@ class ScannerActor(SupervisedActor):
         values = self._settings.snapshot(self._param_keys)
         values["_calendar"] = calendar
         params = {spec.name: values for spec in specs()}
+        self._events = input_events(inp)
         paused = {spec.name: self._paused_reason(at, spec.name) for spec in specs()}
         return run_cycle(inp, params, paused=paused)
+
+    def _market_events(self, at: datetime) -> tuple[Any, ...]:
+        """``market_events`` from a week back to a month ahead (what the event guard reads),
+        read again every EVENTS_REFRESH of engine time (so ``make fetch-events`` takes
+        effect within it). A failed read keeps the last events (never silently none)."""
+        cached = self._event_cache
+        if cached is not None and cached[0].date() == at.date() and at - cached[0] < EVENTS_REFRESH:
+            return cached[1]
+        from engine.events.store import events_between
+
+        day = at.date()
+        try:
+            events = events_between(self._pool, day - timedelta(days=7), day + timedelta(days=30))
+        except Exception as exc:
+            logger.warning("market events not read (%s: %s); the guard keeps the last ones",
+                           type(exc).__name__, exc)
+            return cached[1] if cached is not None else ()
+        self._event_cache = (at, events)
+        return events
 
     def _daily_closes(self, at: datetime) -> tuple[float, ...]:
         """The closes of the sessions before today (for realized volatility), cached a day."""

@@ -116,7 +116,11 @@ def close_trade_date(trade: Trade, at: datetime) -> date:
 
 def record_close(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: datetime,
                  reason: str, journal: Mapping[str, Any]) -> CloseResult:
-    """Close a trade in one transaction. A tag already closed that day is ignored."""
+    """Close a trade in one transaction. A tag already closed that day is ignored.
+
+    ``journal``: the ``trade_journal`` columns (``engine.execution.journal.build_journal_row``);
+    absent keys are NULL (``mfe`` / ``mae`` default to the trade's, ``selection_context`` to
+    its context)."""
     exit_prices = {f.leg.security_id: f.price for f in fills}
     gross = trade.gross_pnl(exit_prices)
     exit_charges = sum((f.charges.total for f in fills), Decimal("0"))
@@ -143,15 +147,30 @@ def record_close(pool: ConnectionPool, trade: Trade, fills: list[Fill], at: date
         win = net > 0
         _bump_metrics(conn, day, trades_closed=1, realized_pnl=net.quantize(Decimal("0.01")),
                       charges=exit_charges, wins=int(win), losses=int(not win))
+        j = journal
         conn.execute(
             "INSERT INTO trade_journal (tag, trade_date, strategy, trade_payload, realized_pnl,"
-            " exit_reason, entry_spot, exit_spot, entry_iv, exit_iv, mfe, mae, selection_context)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tag) DO"
-            " UPDATE SET realized_pnl = EXCLUDED.realized_pnl, exit_reason = EXCLUDED.exit_reason,"
-            " updated_at = now()",
+            " exit_reason, entry_spot, exit_spot, entry_iv, exit_iv, skew, mfe, mae, slippage,"
+            " selection_context, rejected_strategies, rejected_strategy_delta, event_risk_label)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (tag) DO UPDATE SET trade_date = EXCLUDED.trade_date,"
+            " trade_payload = EXCLUDED.trade_payload, realized_pnl = EXCLUDED.realized_pnl,"
+            " exit_reason = EXCLUDED.exit_reason, entry_spot = EXCLUDED.entry_spot,"
+            " exit_spot = EXCLUDED.exit_spot, entry_iv = EXCLUDED.entry_iv,"
+            " exit_iv = EXCLUDED.exit_iv, skew = EXCLUDED.skew, mfe = EXCLUDED.mfe,"
+            " mae = EXCLUDED.mae, slippage = EXCLUDED.slippage,"
+            " selection_context = EXCLUDED.selection_context,"
+            " rejected_strategies = EXCLUDED.rejected_strategies,"
+            " rejected_strategy_delta = EXCLUDED.rejected_strategy_delta,"
+            " event_risk_label = EXCLUDED.event_risk_label, updated_at = now()",
             (trade.tag, day, trade.strategy, Jsonb(trade.payload()), net.quantize(Decimal("0.01")),
-             reason, journal.get("entry_spot"), journal.get("exit_spot"), journal.get("entry_iv"),
-             journal.get("exit_iv"), trade.mfe, trade.mae, Jsonb(trade.context)))
+             reason, j.get("entry_spot"), j.get("exit_spot"), j.get("entry_iv"),
+             j.get("exit_iv"), j.get("skew"), j.get("mfe", trade.mfe), j.get("mae", trade.mae),
+             Jsonb(j.get("slippage") or {}),
+             Jsonb(j.get("selection_context") or trade.context),
+             Jsonb(j.get("rejected_strategies") or []),
+             Jsonb(j["rejected_strategy_delta"]) if j.get("rejected_strategy_delta") is not None
+             else None, j.get("event_risk_label")))
     return CloseResult(True, gross, charges, net)
 
 

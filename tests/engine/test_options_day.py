@@ -82,3 +82,30 @@ def test_double_calendar_opens_is_marked_and_exits_on_its_rule(db_url: str) -> N
         assert Decimal(metrics["debit"]) > 0 and len(metrics["legs"]) == 4
     finally:
         h.stop()
+
+
+def test_a_high_event_tomorrow_blocks_the_double_calendar_and_the_battle_log_says_so(
+        db_url: str) -> None:
+    from datetime import time
+
+    from engine.events.model import MarketEvent
+    from engine.events.store import upsert_events
+    from engine.store.tx import transaction
+
+    rbi = MarketEvent(date=date(2025, 2, 5), time=time(10, 0), kind="RBI_MPC",
+                      title="RBI MPC decision", impact="HIGH", country="IN", source="test",
+                      source_url="https://rbi.org.in/")
+    h = Harness(db_url, start=START, strategies=("DC",), settings=WIDE_OPEN)
+    with transaction(h.pool) as conn:
+        upsert_events(conn, [rbi])
+    h.start()
+    try:
+        h.run_until(15, 0)
+        assert h.query("SELECT count(*) AS n FROM executions")[0]["n"] == 0, "no entry"
+        rows = h.query("SELECT rejections FROM strategy_battle_log ORDER BY id")
+        assert len(rows) == 31  # 14:30 .. 15:00
+        for r in rows:
+            assert any(x.startswith("blocked: RBI MPC decision 2025-02-05 10:00 IST (HIGH)")
+                       for x in r["rejections"]["DC"]), r["rejections"]["DC"]
+    finally:
+        h.stop()
