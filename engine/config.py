@@ -96,6 +96,11 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _list(raw: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped, order kept, duplicates removed."""
+    return tuple(dict.fromkeys(x.strip() for x in raw.split(",") if x.strip()))
+
+
 def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
     value = raw.strip().lower()
     if value not in choices:
@@ -139,8 +144,12 @@ class Config:
     telegram_bot_token: str = field(default="", repr=False)
     telegram_chat_id: str = ""
     telegram_api_base: str = "https://api.telegram.org"
+    telegram_allowed_chat_ids: tuple[str, ...] = ()   # who may command (TELEGRAM_CHAT_ID too)
+    telegram_poll_timeout: int = 30                   # getUpdates long-poll seconds
     cliq_enabled: bool = False
     cliq_webhook_url: str = field(default="", repr=False)
+    cliq_webhook_secret: str = field(default="", repr=False)  # POST /api/chat/cliq header
+    cliq_allowed_users: tuple[str, ...] = ()          # Cliq user ids / emails who may command
     # web
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -148,6 +157,8 @@ class Config:
     dashboard_totp_secret: str = field(default="", repr=False)
     dashboard_secure_cookies: bool = False
     web_allowed_origins: tuple[str, ...] = ()   # extra origins allowed to open /ws
+    # backtest data: NSE archive the bhavcopy downloader fetches from (tests: a local server)
+    nse_archive_base: str = "https://nsearchives.nseindia.com"
 
     def secret_values(self) -> list[str]:
         """Every secret this configuration holds (fields hidden from repr, the DB password)."""
@@ -218,8 +229,13 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         telegram_bot_token=get("TELEGRAM_BOT_TOKEN").strip(),
         telegram_chat_id=get("TELEGRAM_CHAT_ID").strip(),
         telegram_api_base=get("TELEGRAM_API_BASE", "https://api.telegram.org").rstrip("/"),
+        telegram_allowed_chat_ids=_list(get("TELEGRAM_ALLOWED_CHAT_IDS")),
+        telegram_poll_timeout=_int("TELEGRAM_POLL_TIMEOUT", get("TELEGRAM_POLL_TIMEOUT", "30"),
+                                   0, 50),
         cliq_enabled=_bool("CLIQ_ENABLED", get("CLIQ_ENABLED", "false")),
         cliq_webhook_url=get("CLIQ_WEBHOOK_URL").strip(),
+        cliq_webhook_secret=get("CLIQ_WEBHOOK_SECRET").strip(),
+        cliq_allowed_users=_list(get("CLIQ_ALLOWED_USERS")),
         web_host=get("WEB_HOST", "127.0.0.1").strip(),
         web_port=_int("WEB_PORT", get("WEB_PORT", "8080"), 1, 65535),
         dashboard_secret_key=get("DASHBOARD_SECRET_KEY").strip(),
@@ -227,10 +243,23 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         dashboard_secure_cookies=_bool("DASHBOARD_SECURE_COOKIES",
                                        get("DASHBOARD_SECURE_COOKIES", "false")),
         web_allowed_origins=_origins("WEB_ALLOWED_ORIGINS", get("WEB_ALLOWED_ORIGINS")),
+        nse_archive_base=_archive_base(get("NSE_ARCHIVE_BASE", "https://nsearchives.nseindia.com")),
     ))
     for value in cfg.secret_values():
         register_secret(value)
     return cfg
+
+
+def _archive_base(raw: str) -> str:
+    """``NSE_ARCHIVE_BASE``: an http(s) URL without query, trailing slash dropped."""
+    from urllib.parse import urlsplit
+
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"NSE_ARCHIVE_BASE={raw!r}: expected an http(s) URL such as "
+                          "https://nsearchives.nseindia.com")
+    return value
 
 
 #: Strategies whose structures are held across sessions (calendars, condors): their live

@@ -16,6 +16,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from engine.commands.backtest_data import add_data_cli
 from engine.commands.backtest_grid import add_grid_arguments, grid_search
 from engine.settings import SettingError, knob
 from engine.strategies.registry import names
@@ -53,6 +54,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
             add_grid_arguments(a)
         a.add_argument("--json", action="store_true", help="print the result as JSON")
         a.set_defaults(handler=_run if name == "run" else grid_search)
+    add_data_cli(s)  # download, import: the NSE bhavcopies (engine/commands/backtest_data.py)
 
 
 def _replay():

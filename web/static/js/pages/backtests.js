@@ -47,7 +47,7 @@ if (await boot()) {
     const jobs = (await api('/api/backtest/grid-search?limit=50')).jobs;
     table($('#jobs'), [
       { key: 'job_id', label: '#', num: true, fmt: id => el('a', { href: '#', onclick: e => { e.preventDefault(); showJob(id); } }, id) },
-      { key: 'strategy', label: 'Strategy' }, { key: 'param_space', label: 'Space', fmt: s => Object.keys(s || {}).join(' × ') },
+      { key: 'strategy', label: 'Strategy' }, { key: 'param_space', label: 'Space', fmt: s => Object.keys(s || {}).filter(k => !k.startsWith('_') && k !== 'summary').join(' × ') },
       { key: 'status', label: 'Status', fmt: badge }, { key: 'progress_pct', label: 'Progress', fmt: progress },
       { key: 'result_count', label: 'Results', num: true },
     ], jobs, { empty: 'no grid searches yet' });
@@ -55,13 +55,15 @@ if (await boot()) {
   }
   async function showJob(id) {
     job = await api(`/api/backtest/grid-search/${id}`);
-    const results = (job.results_json || []).map(r => ({ ...(r.params || {}), ...(r.metrics || r) }));
-    const params = Object.keys(job.param_space || {});
+    const results = (job.results_json || []).map(r => ({ rank: r.rank ?? '—', ...(r.params || {}), ...(r.metrics || r) }));
+    const params = Object.keys(job.param_space || {}).filter(k => !k.startsWith('_') && k !== 'summary');
+    const summary = (job.param_space || {}).summary;
+    if (summary) toast(`job #${id}: ${summary.tried} combinations tried, ${summary.ranked} ranked`);
     const metrics = results.length ? Object.keys(results[0]).filter(k => !params.includes(k) && Number.isFinite(Number(results[0][k])) && k !== 'params') : [];
     const sel = $('#metric'); const prev = sel.value;
     sel.replaceChildren(...metrics.map(m => el('option', {}, m)));
     sel.value = metrics.includes(prev) ? prev : (metrics.find(m => /pnl/i.test(m)) || metrics[0] || '');
-    table($('#grid-table'), [...params, ...metrics].map(k => ({ key: k, label: k, num: metrics.includes(k),
+    table($('#grid-table'), ['rank', ...params, ...metrics.filter(k => k !== 'rank')].map(k => ({ key: k, label: k, num: metrics.includes(k),
       cls: metrics.includes(k) ? v => signCls(v) : undefined })), results, { empty: `job #${id}: ${job.status}` });
     drawHeat(results, params);
   }
@@ -81,9 +83,11 @@ if (await boot()) {
   async function submit(grid) {
     $('#bt-err').textContent = '';
     try {
-      const base = { strategy: $('#bt-strategy').value.trim(), start: $('#bt-start').value, end: $('#bt-end').value };
+      const base = { strategy: $('#bt-strategy').value.trim(), start: $('#bt-start').value, end: $('#bt-end').value,
+        data: $('#bt-data').value, fill_model: $('#bt-fill').value };
       if (grid) {
-        const r = await api('/api/backtest/grid-search', { method: 'POST', body: { ...base, param_space: parseLines($('#bt-params').value, true) } });
+        const r = await api('/api/backtest/grid-search', { method: 'POST', body: { ...base, rank_by: $('#bt-rank').value,
+          use_defaults: $('#bt-defaults').checked, param_space: parseLines($('#bt-params').value, true) } });
         toast(`grid #${r.job_id} queued: ${r.combinations} combinations`); loadJobs();
       } else {
         const r = await api('/api/backtest/run', { method: 'POST', body: { ...base, params: parseLines($('#bt-params').value, false) } });
