@@ -130,12 +130,18 @@ def _dec(x: Any) -> Decimal | None:
     return None if x is None else D(str(x))
 
 
-def group_days(rows: Iterable[Mapping[str, Any]]) -> dict[date, EodDay]:
+def group_days(rows: Iterable[Mapping[str, Any]], redatings: Iterable[Any] = ()
+               ) -> dict[date, EodDay]:
     """Rows (any order) grouped into one :class:`EodDay` per trade date.
+
+    ``redatings`` (``engine.backtest.redating``): from the day a contract was re-dated (NSE
+    moved live contracts' expiries, e.g. 25-Sep-2025 -> 30-Sep-2025), it is also found
+    under the id of its old expiry, so a leg held from before is priced every day.
 
     Raises:
         DataRefused: a day without the index close (``underlying``) or a row without lot size.
     """
+    moved = [r for r in redatings if getattr(r, "symbol", "NIFTY") == "NIFTY"]
     by_day: dict[date, list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
         by_day[r["trade_date"]].append(r)
@@ -165,6 +171,11 @@ def group_days(rows: Iterable[Mapping[str, Any]]) -> dict[date, EodDay]:
                 futures.append(c)
             else:
                 options[c.expiry][(c.strike, c.option_type)] = c
+        for r in moved:
+            if r.redated_on > d:
+                continue
+            for (strike, kind), c in list(options.get(r.new_expiry, {}).items()):
+                contracts.setdefault(contract_id(r.old_expiry, strike, kind), c)
         out[d] = EodDay(trade_date=d, spot=D(str(spots[0])).quantize(D("0.01")),
                         contracts=contracts, options=dict(options),
                         futures=tuple(sorted(futures, key=lambda f: f.expiry)))

@@ -67,6 +67,7 @@ from engine.backtest.eod_data import (
     trading_days,
 )
 from engine.backtest.fill_model import check_fill_model, half_spread, touch
+from engine.backtest.redating import load_redatings, redated_expiry
 from engine.backtest.sim_replay import BacktestResult, _margin_refusal, default_params
 from engine.execution.charges import order_charges
 from engine.execution.expiry import settlement_fill
@@ -187,7 +188,8 @@ def _coerce(params: Mapping[str, Any]) -> dict[str, Any]:
 # grouped from them and each session's view (with its model marks) depend only on the rows,
 # the calendar and the decision instant, never on a parameter, so a worker builds them once.
 # Keyed on the identity of the rows object (kept alive in the key's value) and of the day.
-_GROUP_CACHE: dict[int, tuple[Sequence[Mapping[str, Any]], date, dict[date, EodDay]]] = {}
+_GROUP_CACHE: dict[int, tuple[Sequence[Mapping[str, Any]], tuple[date, tuple[Any, ...]],
+                              dict[date, EodDay]]] = {}
 _VIEW_CACHE: dict[tuple[int, int, datetime, float | None], tuple[EodDay, Any, Any]] = {}
 _CACHE_LIMIT = 4_096
 
@@ -202,14 +204,15 @@ def _default_calendar() -> NseCalendar:
     return _CALENDAR[0]
 
 
-def _grouped(rows: Sequence[Mapping[str, Any]], until: date) -> dict[date, EodDay]:
+def _grouped(rows: Sequence[Mapping[str, Any]], until: date, redatings: tuple[Any, ...]
+             ) -> dict[date, EodDay]:
     hit = _GROUP_CACHE.get(id(rows))
-    if hit is not None and hit[0] is rows and hit[1] == until:
+    if hit is not None and hit[0] is rows and hit[1] == (until, redatings):
         return hit[2]
-    eod = group_days(r for r in rows if r["trade_date"] <= until)
+    eod = group_days((r for r in rows if r["trade_date"] <= until), redatings)
     if len(_GROUP_CACHE) >= 8:
         _GROUP_CACHE.clear()
-    _GROUP_CACHE[id(rows)] = (rows, until, eod)
+    _GROUP_CACHE[id(rows)] = (rows, (until, redatings), eod)
     return eod
 
 
@@ -239,7 +242,8 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
         rows: Sequence[Mapping[str, Any]] | None = None, fill_model: str | None = None,
         progress: Callable[[float], None] | None = None,
         calendar: NseCalendar | None = None,
-        events: Sequence[Any] | None = None) -> BacktestResult:
+        events: Sequence[Any] | None = None,
+        redatings: Sequence[Any] | None = None) -> BacktestResult:
     """Replay ``strategy`` from ``start`` to ``end`` (inclusive) on the bhavcopy rows.
 
     Args:
@@ -250,6 +254,9 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
         events: the market events (``engine.events``) the guard reads, as live; default:
             those of ``pool``'s ``market_events`` from a week before ``start`` to a month
             after ``end`` (none without a pool).
+        redatings: NSE's re-dated expiries (``engine.backtest.redating``; default: those
+            recorded in ``pool``'s ``bhavcopy_redated``): a leg held across one is priced under
+            its new expiry and settles on it.
         fill_model: ``close`` (default: ``BT_FILL_MODEL``) or ``next_close``.
         progress: called with the fraction of sessions done.
 
@@ -284,7 +291,16 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
     if events is None:
         events = load_events(pool, start, end) if pool is not None else ()
     events = tuple(events)
-    eod = _grouped(rows, end + timedelta(10))
+    if redatings is None:
+        redatings = load_redatings(pool, "NIFTY") if pool is not None else ()
+    redatings = tuple(redatings)
+
+    def expiry_of(leg: Leg, on: date) -> date | None:
+        """The leg's expiry as of ``on`` (its new one once NSE re-dated it)."""
+        if leg.expiry is None or not redatings:
+            return leg.expiry
+        return redated_expiry(redatings, "NIFTY", leg.expiry, on)
+    eod = _grouped(rows, end + timedelta(10), redatings)
     have = [d for d in days if d in eod]
     if not have:
         raise DataRefused(f"no NIFTY rows in bhavcopy_ohlc between {start} and {end}: import the "
@@ -398,13 +414,13 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
 
         # 2. expiry: legs expiring today (or missed) settle at the index close
         for b in list(open_.values()):
-            expiring = [ol for ol in b.trade.legs if ol.leg.expiry is not None and ol.leg.expiry <= d]
+            expiring = [ol for ol in b.trade.legs if (x := expiry_of(ol.leg, d)) is not None and x <= d]
             if not expiring:
                 continue
             prices = {}
             for ol in b.trade.legs:
-                if ol.leg.expiry is not None and ol.leg.expiry <= d:
-                    at = eod.get(ol.leg.expiry, day).spot
+                if (x := expiry_of(ol.leg, d)) is not None and x <= d:
+                    at = eod.get(x, day).spot
                     f = settlement_fill(ol.leg, at)
                     prices[ol.leg.security_id] = (f.price, "settlement", f.charges.total)
                     continue
@@ -417,7 +433,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
                     mk = mk if mk is not None else D(0)
                     b.flags.append(f"untraded_leg_closed_at_mark {d}: {ol.leg.security_id} {src} {mk}")
                     prices[ol.leg.security_id] = (mk, src, _charges(ol.leg, side, mk, d))
-            close_book(b, day, f"expiry settlement: legs expiring {min(ol.leg.expiry for ol in expiring)}"
+            close_book(b, day, f"expiry settlement: legs expiring {min(expiry_of(ol.leg, d) for ol in expiring)}"
                                f" settled at the index close {day.spot}", prices)
 
         # 3. exits at the close, each strategy's own rule

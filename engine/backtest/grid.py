@@ -175,7 +175,8 @@ _DATA_LOCK = threading.Lock()
 def _dataset(ref: DataRef) -> Any:
     """The market data of ``ref``, loaded once per worker process: the ``bhavcopy_ohlc``
     rows of the range with the replay's look-back (realized vol) and look-ahead (a
-    ``next_close`` fill) margins, and the market events the guard reads."""
+    ``next_close`` fill) margins, the market events the guard reads and NSE's re-dated
+    expiries."""
     if ref.kind != "bhavcopy":
         return None
     with _DATA_LOCK:
@@ -192,7 +193,10 @@ def _dataset(ref: DataRef) -> Any:
             try:
                 rows = load_rows(pool, ref.start - timedelta(eod_replay.LOOKBACK_DAYS),
                                  ref.end + timedelta(10))
-                _DATA[ref] = (rows, eod_replay.load_events(pool, ref.start, ref.end))
+                from engine.backtest.redating import load_redatings
+
+                _DATA[ref] = (rows, eod_replay.load_events(pool, ref.start, ref.end),
+                              tuple(load_redatings(pool, "NIFTY")))
             finally:
                 pool.close()
         return _DATA[ref]
@@ -210,9 +214,9 @@ def run_combo(strategy: str, start: date, end: date, params: Mapping[str, Any],
         elif ref.kind == "bhavcopy":
             from engine.backtest import eod_replay
 
-            rows, events = _dataset(ref)
+            rows, events, redatings = _dataset(ref)
             result = eod_replay.run(strategy, start, end, params, rows=rows, events=events,
-                                    fill_model=ref.fill_model)
+                                    redatings=redatings, fill_model=ref.fill_model)
         else:
             raise ValueError(f"data {ref.kind!r}: expected sim or bhavcopy")
     except ValueError as exc:

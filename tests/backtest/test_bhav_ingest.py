@@ -270,3 +270,24 @@ def test_detect_redatings_ignores_a_reused_id_of_an_expired_contract() -> None:
              ListedContract("NIFTY", date(2025, 10, 7), "CE", k, "71974", "NIFTY25O0725000CE")]
     found = detect_redatings(earlier, later, date(2025, 8, 29))
     assert found == {("NIFTY", date(2025, 9, 25), date(2025, 9, 30)): (1, "NIFTY25SEP25000CE")}
+
+
+def test_the_replay_prices_a_leg_held_across_the_redating_every_day(pool) -> None:
+    """The replay's sessions (eod_data.group_days with the recorded re-datings) find the leg
+    under the id it was opened with, at the re-dated contract's own settle price."""
+    from engine.backtest.eod_data import contract_id, group_days, load_rows
+
+    ingest_file(pool, require_shared_data(FULL_0228))
+    for d in ("20250825", "20250828", "20250902", "20250905"):
+        ingest_file(pool, require_shared_data(FILTERED, f"BhavCopy_NSE_FO_0_0_0_{d}_F_0000.csv"))
+    rows = load_rows(pool, date(2025, 2, 1), date(2025, 9, 30))
+    held = contract_id(date(2025, 9, 25), 25000, "CE")
+    plain = group_days(rows)
+    assert [d for d in plain if held in plain[d].contracts] == [date(2025, 2, 28)]
+    days = group_days(rows, load_redatings(pool, "NIFTY"))
+    assert len(days) == 5
+    for d, day in days.items():
+        c = day.contracts[held]
+        assert c.settle is not None and c.settle > 0, d
+        assert c.expiry == (date(2025, 9, 25) if d == date(2025, 2, 28) else date(2025, 9, 30))
+        assert c is day.contracts[contract_id(c.expiry, 25000, "CE")]  # the same contract
