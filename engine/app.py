@@ -36,6 +36,7 @@ from engine.actors.token import TokenActor
 from engine.bus.commands import CommandBus
 from engine.bus.dispatch import Dispatcher
 from engine.bus.events import write_heartbeat
+from engine.chat.service import ChatService
 from engine.clock import Clock, ManualClock, RealClock
 from engine.config import Config, ConfigError
 from engine.execution.paper import PaperBroker
@@ -61,7 +62,6 @@ from engine.messages.events import (
     TokenRefreshFailed,
 )
 from engine.messages.tap import MessageTap
-from engine.notify.channels import channels_from_config
 from engine.ports.market_data import MarketData, SimMarketData
 from engine.settings import Settings
 from engine.store.notify import Listener
@@ -154,6 +154,9 @@ class Engine:
             dsn = self.config.database_url or _dsn(self.pool)
             self.bus = CommandBus(self.pool, dsn, Dispatcher(self).dispatch).start()
 
+            chat = self.services.get("chat_service")
+            if chat is not None:  # Telegram poller (one per bot token) and chat follow-ups
+                chat.start(dsn)
             self.outbox_listener = Listener(
                 dsn, ["chat_outbox"],
                 lambda _c, _p: self.directory.send("notifier", DrainOutbox(), sender="outbox"),
@@ -176,6 +179,8 @@ class Engine:
         self._stop.set()
         if self.outbox_listener is not None:
             self.outbox_listener.stop()
+        if self.services.get("chat_service") is not None:
+            self.services["chat_service"].stop()
         if self.bus is not None:
             self.bus.stop()
         if self.scheduler is not None and isinstance(self.clock, RealClock):
@@ -336,11 +341,13 @@ def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
         from engine.broker.dhan.wiring import dhan_services
 
         services.update(dhan_services(config, pool, clock, market))
-    services["chat_channels"] = channels_from_config(config)
+    chat = ChatService(config, pool, settings)
+    services.update(chat_channels=chat.channels, chat_service=chat)
     services.update(extra_services or {})
     schedule = ScheduleConfig(scan_every_s=config.scan_interval_sec,
                               monitor_every_s=config.monitor_interval_sec,
-                              monitor_roles=("monitor", "notifier"))
+                              monitor_roles=("monitor", "notifier"),
+                              eod_roles=("executor", "risk", "notifier"))
     return Engine(config=config, pool=pool, clock=clock, market=market, calendar=calendar,
                   settings=settings, directory=Directory(tap=tap), ids=ids or RandomIds(),
                   services=services, schedule=schedule, bridge_events=bridge_events)

@@ -21,15 +21,14 @@ import hmac
 import logging
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import pyotp
 from itsdangerous import BadSignature, URLSafeSerializer
 from psycopg_pool import ConnectionPool
 
+from engine.commands.auth import TOTP_STATE_KEY  # noqa: F401  (the last accepted TOTP step)
 from engine.store.notify import notify
 from engine.store.tx import transaction
 
@@ -37,8 +36,6 @@ logger = logging.getLogger(__name__)
 
 CODE_RE = re.compile(r"\d{6}")
 OUTBOX_CHANNEL = "chat_outbox"
-#: runtime_state key holding {"step": n}, the last TOTP time step accepted for a login.
-TOTP_STATE_KEY = "web_totp_last_step"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,26 +213,11 @@ class Authenticator:
 
     def _match_totp(self, conn: Any, code: str) -> str | None:
         """Accept a code of the previous, current or next 30-second step only when that step
-        is later than the last one accepted (runtime_state 'web_totp_last_step'). The
-        conditional upsert is atomic: of two workers with the same or an older code, the
-        second waits for the first's row lock, re-checks and refuses."""
-        if not self.policy.totp_secret:
-            return None
-        totp = pyotp.TOTP(self.policy.totp_secret)
-        now = time.time()
-        steps = [int((now + offset * totp.interval) // totp.interval) for offset in (-1, 0, 1)]
-        matched = [step for step in steps
-                   if hmac.compare_digest(totp.at(step * totp.interval), code)]
-        if not matched:
-            return None
-        step = max(matched)
-        fresh = conn.execute(
-            "INSERT INTO runtime_state AS s (key, value, updated_at)"
-            " VALUES (%(key)s, jsonb_build_object('step', %(step)s::bigint), now())"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
-            " WHERE (s.value->>'step')::bigint < %(step)s::bigint RETURNING key",
-            {"key": TOTP_STATE_KEY, "step": step}).fetchone()
-        return "totp" if fresh else None
+        is later than the last one accepted (see engine.commands.auth.accept_totp, shared
+        with chat /confirm)."""
+        from engine.commands.auth import accept_totp
+
+        return "totp" if accept_totp(conn, self.policy.totp_secret, code) else None
 
     def _match_chat_code(self, conn: Any, code: str) -> str | None:
         rows = conn.execute(

@@ -127,6 +127,14 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
      {"lines": I, "file": {"type": "string", "enum": ["engine", "web"]}}, {}, ()),
     ("get", "/api/system", "This web process: websocket clients, pool stats.", False, {}, {},
      ()),
+    ("post", "/api/chat/cliq", "A command from the Zoho Cliq bot's message handler, "
+     "authenticated by the X-Cliq-Secret header (CLIQ_WEBHOOK_SECRET; 401 wrong, 503 unset); "
+     "the sender must be on CLIQ_ALLOWED_USERS. Answers {text} (the reply to show) or {} when "
+     "ignored.", True, {}, {"message": S, "user": O, "chat": O, "message_id": S},
+     ("message", "user")),
+    ("get", "/api/chat/outbox", "Recent chat messages: the channel asked for, the one that "
+     "delivered (delivered_via: the fallback when the primary failed), attempts, error; login "
+     "codes without their text.", False, {"limit": I}, {}, ()),
 ]
 
 

@@ -3,10 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import hmac
 import io
 import sys
+import time
+from typing import Any
 
 import pyotp
+
+#: runtime_state key holding {"step": n}, the last TOTP time step accepted (dashboard login
+#: and chat confirmations share it: a code works once, wherever it was used).
+TOTP_STATE_KEY = "web_totp_last_step"
+
+
+def accept_totp(conn: Any, secret: str, code: str, *, now: float | None = None) -> bool:
+    """True when ``code`` is the operator's TOTP for the previous, current or next 30-second
+    step AND that step is later than the last one accepted (runtime_state
+    'web_totp_last_step'), which it then records. The conditional upsert is atomic: of two
+    processes with the same or an older code, the second waits for the first's row lock,
+    re-checks and refuses. The one TOTP check of the dashboard login and chat /confirm."""
+    if not secret or not code:
+        return False
+    totp = pyotp.TOTP(secret)
+    moment = time.time() if now is None else now
+    steps = [int((moment + offset * totp.interval) // totp.interval) for offset in (-1, 0, 1)]
+    matched = [step for step in steps if hmac.compare_digest(totp.at(step * totp.interval), code)]
+    if not matched:
+        return False
+    step = max(matched)
+    fresh = conn.execute(
+        "INSERT INTO runtime_state AS s (key, value, updated_at)"
+        " VALUES (%(key)s, jsonb_build_object('step', %(step)s::bigint), now())"
+        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+        " WHERE (s.value->>'step')::bigint < %(step)s::bigint RETURNING key",
+        {"key": TOTP_STATE_KEY, "step": step}).fetchone()
+    return fresh is not None
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:

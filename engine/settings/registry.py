@@ -181,6 +181,16 @@ _SEED = [
          choices=("close", "next_close")),
     Knob("BT_CAPITAL", D, D("500000"), "Capital base (₹) of backtest returns, drawdown %, Sharpe "
          "and Sortino.", D("1000"), D("10000000000")),
+    # Chat (engine/chat): which channel gets messages first, and how loud each event is.
+    Knob("CHAT_PRIMARY", str, "telegram", "Chat channel tried first (the other enabled one is "
+         "the fallback when it is unreachable or fails).", choices=("telegram", "cliq")),
+    *[Knob(f"NOTIFY_{name}", str, "on", f"Chat notification of {what}: on, silent (no sound) "
+           "or off.", choices=("on", "silent", "off")) for name, what in (
+        ("OPENS", "positions opened"), ("CLOSES", "positions closed (P&L, reason)"),
+        ("RISK", "risk pauses and resumes"), ("ALERTS", "holds, naked legs and other alerts"),
+        ("ORDERS", "rejected orders"), ("TOKEN", "Dhan token refreshes and problems"),
+        ("RESTARTS", "actor restarts and escalations"), ("BACKTEST", "finished backtests"),
+        ("DAILY_SUMMARY", "the daily summary after the close"))],
     # Paper execution.
     Knob("PAPER_SLIPPAGE_TICKS", int, 1, "Ticks (₹0.05) of adverse slippage on paper fills.", 0, 100),
 ]

@@ -29,7 +29,8 @@ from engine.execution.intents import blocking_intent
 from engine.timeutil import IST
 from tests.conftest import eventually
 from tests.faults.invariants import violations
-from tests.faults.test_order_intents_engine import _books, _Live, _net
+from tests.faults.live import LiveSim as _Live
+from tests.faults.test_order_intents_engine import _books, _net
 
 pytestmark = pytest.mark.faults
 

@@ -19,7 +19,8 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Endpoints reachable without a session (and, being pre-session, without CSRF).
 PUBLIC_ENDPOINTS = frozenset({"api.health", "api.auth_login", "api.auth_request_code",
                               "api.auth_code_status", "api.auth_session",
-                              "api.auth_nginx_check"})
+                              "api.auth_nginx_check",
+                              "api.chat_cliq"})  # authenticated by CLIQ_WEBHOOK_SECRET
 
 
 def services():
@@ -92,4 +93,4 @@ def one(sql: str, params: Any = None) -> dict[str, Any] | None:
         return conn.execute(sql, params).fetchone()
 
 
-from web.api import auth, backtest, control, events, orders, system, trading  # noqa: E402,F401
+from web.api import auth, backtest, chat, control, events, orders, system, trading  # noqa: E402,F401

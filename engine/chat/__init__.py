@@ -1,0 +1,1 @@
+"""Chat control over Telegram and Zoho Cliq (see engine.chat.service)."""
