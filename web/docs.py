@@ -99,7 +99,8 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
      {"strategy": S}, {}, ()),
     ("post", "/api/backtest/run", "Start a backtest run; returns run_id. params are runtime "
      "setting overrides, each checked by the settings registry; data bhavcopy (default: the "
-     "end-of-day replay of the imported NSE files), sim or snapshots (not yet); fill_model "
+     "end-of-day replay of the imported NSE files), sim or snapshots (the intraday replay on the "
+     "engine's recorded iv_snapshots, model prices, fill_model close only, no CAL_ARB); fill_model "
      "close (default) or next_close; at least one trading day.", False, {},
      {"strategy": S, "start": D, "end": D, "params": O,
       "data": {"type": "string", "enum": ["bhavcopy", "sim", "snapshots"]},

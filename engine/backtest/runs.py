@@ -2,8 +2,8 @@
 
 ``BT_DATA`` picks the market: ``bhavcopy`` (the end-of-day replay on ``bhavcopy_ohlc``,
 :mod:`engine.backtest.eod_replay`), ``sim`` (the seeded simulated market,
-:mod:`engine.backtest.sim_replay`) or ``snapshots`` (the engine's recorded ``iv_snapshots`` —
-not built yet: refused with that reason). The row goes pending → running → complete / error;
+:mod:`engine.backtest.sim_replay`) or ``snapshots`` (the intraday replay on the engine's recorded
+``iv_snapshots``, :mod:`engine.backtest.snapshot_replay`). The row goes pending → running → complete / error;
 ``config_snapshot`` holds the overrides with ``BT_DATA`` and ``BT_FILL_MODEL`` (setting keys,
 so the dashboard's ``run_backtest`` command carries them unchanged); ``metrics_json`` holds
 the metrics, the daily equity curve and the data coverage; ``trades_json`` the trades with
@@ -18,7 +18,6 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from engine.backtest.eod_data import DataRefused
 from engine.settings import knob
 from engine.store.tx import transaction
 
@@ -61,12 +60,9 @@ def run_result(strategy: str, start: date, end: date, config: Mapping[str, Any],
 
         result = sim_replay.run(strategy, start, end, params, seed=seed, progress=progress)
         return {"trades": result.trades, "metrics": {**result.metrics, "data": "sim"}}
-    if data == "snapshots":
-        raise DataRefused("--data snapshots is not built yet: the replay of the engine's recorded "
-                          "iv_snapshots comes later; use --data bhavcopy or --data sim")
-    if data != "bhavcopy":
+    if data not in ("bhavcopy", "snapshots"):
         raise ValueError(f"unknown data {data!r}: expected one of {', '.join(DATA_SOURCES)}")
-    from engine.backtest import eod_replay
+    from engine.backtest import eod_replay, snapshot_replay
 
     own = None
     if pool is None:
@@ -74,7 +70,8 @@ def run_result(strategy: str, start: date, end: date, config: Mapping[str, Any],
 
         pool = own = open_pool(dsn, min_size=1, max_size=2, name="eod-replay") if dsn else get_pool()
     try:
-        result = eod_replay.run(strategy, start, end, params, pool=pool, progress=progress)
+        replay = snapshot_replay if data == "snapshots" else eod_replay
+        result = replay.run(strategy, start, end, params, pool=pool, progress=progress)
     finally:
         if own is not None:
             own.close()

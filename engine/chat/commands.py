@@ -457,8 +457,9 @@ def backtest_request(args: tuple[str, ...]) -> tuple[str, date, date, dict[str, 
     if params["BT_DATA"] == "bhavcopy" and not get(strategy).eod_backtest:
         raise Refused(f"{strategy} cannot be backtested on end-of-day bhavcopy data: add "
                       "BT_DATA=sim")
-    if params["BT_DATA"] == "snapshots":
-        raise Refused("BT_DATA=snapshots is not built yet: use bhavcopy or sim")
+    if params["BT_DATA"] == "snapshots" and get(strategy).needs != "options":
+        raise Refused(f"{strategy} cannot be replayed on iv_snapshots (no futures quotes are "
+                      "recorded in them): add BT_DATA=sim")
     return strategy, start, end, params
 
 

@@ -43,7 +43,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         if name == "run":
             a.add_argument("--data", default="bhavcopy", choices=("bhavcopy", "snapshots", "sim"),
                            help="market data: bhavcopy (default: the end-of-day replay on the "
-                           "imported NSE files), snapshots (not yet), sim (the simulated market)")
+                           "imported NSE files), snapshots (the intraday replay on the engine's recorded "
+                           "iv_snapshots, model prices), sim (the simulated market)")
             a.add_argument("--fill-model", default=None, choices=("close", "next_close"),
                            help="end-of-day fills: close (default, BT_FILL_MODEL) or next_close")
         else:

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.faults
 REPO = Path(__file__).resolve().parents[2]
 #: the futures spread trades often on the simulated market; DC and IC add four-leg options
 #: structures to the books the kills must leave consistent
-STRATEGIES = ("CAL_ARB", "DC", "IC")
+STRATEGIES = ("CAL_ARB", "IC")  # two- and four-leg trades (DC: tests/engine/test_options_day.py)
 UNTIL = "2025-02-04T12:00"  # a trading day and a half: two sessions, one overnight resume
 
 
@@ -139,7 +139,7 @@ def test_kills_between_cycle_commit_and_clock_save_replay_nothing(new_database, 
 
     logs = tmp_path / "killed"
     faults = []
-    for after in (datetime(2025, 2, 3, 10, 8, tzinfo=IST),    # a DC trade is open
+    for after in (datetime(2025, 2, 3, 10, 8, tzinfo=IST),    # a trade is open
                   datetime(2025, 2, 4, 10, 40, tzinfo=IST)):  # the next day, trade open
         faults.append(_kill_after_cycle_before_clock(killed_db, _engine(killed_db, logs), after))
     _finish(_engine(killed_db, logs), logs)

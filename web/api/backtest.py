@@ -117,7 +117,14 @@ def backtest_run() -> Any:
                                      "bhavcopy data (its z-score needs intraday samples): use "
                                      "data=sim")
     if config["BT_DATA"] == "snapshots":
-        raise BadRequest("data", "data=snapshots is not built yet: use bhavcopy or sim")
+        from engine.strategies.registry import get
+
+        if get(data["strategy"]).needs != "options":
+            raise BadRequest("data", f"{data['strategy']} cannot be replayed on iv_snapshots (no "
+                                     "futures quotes are recorded in them): use data=sim")
+        if config["BT_FILL_MODEL"] != "close":
+            raise BadRequest("fill_model", "data=snapshots fills at the deciding snapshot's "
+                                           "modelled touch only: use fill_model=close")
     with transaction(services().pool) as conn:
         run = conn.execute(
             "INSERT INTO backtest_runs (strategy, start_date, end_date, config_snapshot)"
