@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP) ## start database + engine + dashboard on the simulated market (Ctrl-C stops)
 	$(PY) -m engine up
 
-test: $(STAMP) ## run the whole test suite
-	$(PY) -m pytest -q
+TEST_WORKERS ?= 2
+test: $(STAMP) ## run the whole test suite (TEST_WORKERS=2 parallel workers; 1 = serial)
+	$(PY) -m pytest -q $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check engine web tests bench
