@@ -61,7 +61,7 @@ from engine.execution.paper import (
     UnhedgedExposure,
 )
 from engine.execution.reconcile import book_positions, broker_net, surplus_short
-from engine.execution.settlement import settlement_source
+from engine.execution.settlement import session_close_of, settlement_source
 from engine.execution.trades import OpenLeg, Trade
 from engine.market.calendar import NseCalendar
 from engine.market.snapshot import price_decimal
@@ -83,7 +83,7 @@ from engine.messages.commands import (
 from engine.messages.events import AlertRaised, MarkedToMarket, OrderRejected, PositionClosed, PositionOpened
 from engine.messages.legs import Leg, Side
 from engine.strategies.market_view import build_market_view
-from engine.timeutil import IST, MARKET_CLOSE
+from engine.timeutil import IST
 
 logger = logging.getLogger(__name__)
 
@@ -384,12 +384,7 @@ class ExecutorActor(SupervisedActor):
         self._book_close(trade, fills, now, reason, msg)
 
     def _session_close(self, day: date) -> datetime:
-        if self._calendar is not None:
-            try:
-                return self._calendar.session_close(day)
-            except Exception:
-                logger.debug("no session on %s in the calendar; 15:30 assumed", day)
-        return datetime.combine(day, MARKET_CLOSE, IST)
+        return session_close_of(self._calendar, day)
 
     def _settled_fills(self, broker: Any, trade: Trade, exit_legs: tuple[Leg, ...],
                        settle: list[int], now: datetime, reason: str) -> list[Fill] | None:
@@ -1000,12 +995,7 @@ class ExecutorActor(SupervisedActor):
         if not rows:
             return None
         day = rows[0].trade_date
-        close = datetime.combine(day, MARKET_CLOSE, IST)
-        if self._calendar is not None:
-            try:
-                close = self._calendar.session_close(day)
-            except Exception:
-                logger.debug("no session on %s in the calendar; 15:30 assumed", day)
+        close = self._session_close(day)
         expiries = {r.leg.expiry for r in rows if r.leg is not None and r.leg.expiry}
         margin = EXPIRY_DAY_DEADLINE_BEFORE_CLOSE if day in expiries else DEADLINE_BEFORE_CLOSE
         return close - margin

@@ -41,7 +41,7 @@ from engine.execution.reconcile import (
     broker_net,
     reconcile,
 )
-from engine.execution.settlement import settlement_source
+from engine.execution.settlement import session_close_of, settlement_source
 from engine.execution.trades import Trade
 from engine.market.calendar import NseCalendar
 from engine.messages.commands import (
@@ -60,7 +60,7 @@ from engine.strategies import registry
 from engine.strategies.exits import exit_reason, mark_to_market
 from engine.strategies.market_view import MarketView, build_market_view
 from engine.strategies.registry import specs
-from engine.timeutil import IST, MARKET_CLOSE, now_ist
+from engine.timeutil import now_ist
 
 logger = logging.getLogger(__name__)
 
@@ -270,12 +270,7 @@ class MonitorActor(SupervisedActor):
 
     # ------------------------------------------------------------------ broker closes
     def _session_close(self, d) -> datetime:
-        if self._calendar is not None:
-            try:
-                return self._calendar.session_close(d)
-            except Exception:
-                logger.debug("no session on %s in the calendar; 15:30 assumed", d)
-        return datetime.combine(d, MARKET_CLOSE, IST)
+        return session_close_of(self._calendar, d)
 
     def _broker_closes(self, open_trades: dict[str, Trade], broker: dict, products: dict,
                        unsettled: list[tuple[str, str]]) -> BrokerCloses | None:

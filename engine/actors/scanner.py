@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
 from engine.events.guard import input_events
+from engine.events.store import events_between
 from engine.execution import journal
 from engine.execution import repository as trades_repo
 from engine.execution.paper import ExecutionRefused
@@ -286,8 +287,6 @@ class ScannerActor(SupervisedActor):
         cached = self._event_cache
         if cached is not None and cached[0].date() == at.date() and at - cached[0] < EVENTS_REFRESH:
             return cached[1]
-        from engine.events.store import events_between
-
         day = at.date()
         try:
             events = events_between(self._pool, day - timedelta(days=7), day + timedelta(days=30))

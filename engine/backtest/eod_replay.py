@@ -78,7 +78,7 @@ from engine.settings import knob
 from engine.strategies import registry
 from engine.strategies.base import OpenTradeView, StrategyInput
 from engine.strategies.cycle import run_cycle
-from engine.strategies.slots import slots_from
+from engine.strategies.slots import slot_limits, slots_from
 from engine.timeutil import IST
 
 __all__ = ["ENTRY_WINDOWS", "LOOKBACK_DAYS", "decision_time", "exit_kind", "run"]
@@ -305,9 +305,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
     if not have:
         raise DataRefused(f"no NIFTY rows in bhavcopy_ohlc between {start} and {end}: import the "
                           "bhavcopies first (python -m engine backtest download / import)")
-    limits = {registry.DC_FAMILY: int(p["DC_FAMILY_SLOTS"])} | {
-        s.name: int(p.get(f"{s.name}_SLOTS", p["RISK_MAX_OPEN_POSITIONS"]))
-        for s in registry.specs() if s.family is None}
+    limits = slot_limits(p)
     capital = D(str(p["BT_CAPITAL"]))
 
     open_: dict[str, _Book] = {}

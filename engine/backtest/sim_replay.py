@@ -28,7 +28,7 @@ from engine.strategies import registry
 from engine.strategies.cycle import run_cycle
 from engine.strategies.exits import mark_to_market
 from engine.strategies.market_view import build_market_view
-from engine.strategies.slots import slots_from
+from engine.strategies.slots import slot_limits, slots_from
 from engine.timeutil import IST
 
 
@@ -60,9 +60,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
     p[spec.enabled_key] = True  # a backtest of a strategy runs it, whatever the live switch
     cal = NseCalendar()
     p["_calendar"] = cal
-    limits = {registry.DC_FAMILY: int(p["DC_FAMILY_SLOTS"])} | {
-        s.name: int(p.get(f"{s.name}_SLOTS", p["RISK_MAX_OPEN_POSITIONS"]))
-        for s in registry.specs() if s.family is None}
+    limits = slot_limits(p)
     days = [d for d in (start + timedelta(n) for n in range((end - start).days + 1))
             if cal.is_trading_day(d)]
     if not days:

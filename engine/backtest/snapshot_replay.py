@@ -64,7 +64,7 @@ from engine.strategies import registry
 from engine.strategies.base import OpenTradeView, StrategyInput
 from engine.strategies.cycle import run_cycle
 from engine.strategies.market_view import build_market_view
-from engine.strategies.slots import slots_from
+from engine.strategies.slots import slot_limits, slots_from
 from engine.timeutil import IST
 
 __all__ = ["LIQUIDITY_KEYS", "PRICE_SOURCE", "RATE", "load_snapshots", "run", "snapshot_view"]
@@ -221,9 +221,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
     events = tuple(events)
     decisions = _thin(rows, every)
     last_of_day = {r["trade_date"]: r for r in decisions}
-    limits = {registry.DC_FAMILY: int(p["DC_FAMILY_SLOTS"])} | {
-        s.name: int(p.get(f"{s.name}_SLOTS", p["RISK_MAX_OPEN_POSITIONS"]))
-        for s in registry.specs() if s.family is None}
+    limits = slot_limits(p)
     capital = D(str(p["BT_CAPITAL"]))
 
     open_: dict[str, _Book] = {}

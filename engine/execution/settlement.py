@@ -83,16 +83,22 @@ class SettlementPrices:
         return price
 
 
+def session_close_of(calendar: Any, d: date) -> datetime:
+    """The session close of ``d`` in ``calendar`` (15:30 IST when there is no calendar or it
+    has no session that day)."""
+    if calendar is not None:
+        try:
+            return calendar.session_close(d)
+        except Exception:
+            logger.debug("no session on %s in the calendar; 15:30 assumed", d)
+    return datetime.combine(d, SESSION_CLOSE, IST)
+
+
 def settlement_source(market: Any, *, calendar: Any = None,
                       now: Callable[[], datetime] | None = None) -> SettlementPrices:
     """The settlement-price source for the engine's market data port (module docstring)."""
     def session_close(d: date) -> datetime:
-        if calendar is not None:
-            try:
-                return calendar.session_close(d)
-            except Exception:
-                logger.debug("no session on %s in the calendar; 15:30 assumed", d)
-        return datetime.combine(d, SESSION_CLOSE, IST)
+        return session_close_of(calendar, d)
 
     simulated = getattr(market, "_market", None)  # SimMarketData's SimulatedMarket
     if simulated is not None and hasattr(simulated, "snapshot_at"):
@@ -111,4 +117,4 @@ def settlement_source(market: Any, *, calendar: Any = None,
     return SettlementPrices(session_close=session_close, now=now)
 
 
-__all__ = ["SettlementPrices", "settlement_source"]
+__all__ = ["SettlementPrices", "session_close_of", "settlement_source"]

@@ -13,7 +13,7 @@ from typing import Any
 from engine.settings.registry import SettingError
 from engine.strategies.registry import DC_FAMILY, family_of, specs
 
-__all__ = ["slots_from", "strategy_slots"]
+__all__ = ["slot_limits", "slots_from", "strategy_slots"]
 
 
 def slots_from(open_trades: Iterable[Any], limits: Mapping[str, int]
@@ -28,6 +28,13 @@ def slots_from(open_trades: Iterable[Any], limits: Mapping[str, int]
         slot["tags"].append(t.tag)
     return out
 
+
+def slot_limits(params: Mapping[str, Any]) -> dict[str, int]:
+    """Each family's slot limit from a parameter dict (a backtest's explicit parameters):
+    ``DC_FAMILY_SLOTS`` for dc_family, ``<NAME>_SLOTS`` (or ``RISK_MAX_OPEN_POSITIONS``)."""
+    return {DC_FAMILY: int(params["DC_FAMILY_SLOTS"])} | {
+        s.name: int(params.get(f"{s.name}_SLOTS", params["RISK_MAX_OPEN_POSITIONS"]))
+        for s in specs() if s.family is None}
 
 
 def strategy_slots(trades, settings) -> dict[str, Any]:
