@@ -68,12 +68,13 @@ from engine.backtest.eod_data import (
 )
 from engine.backtest.fill_model import check_fill_model, half_spread, touch
 from engine.backtest.redating import load_redatings, redated_expiry
-from engine.backtest.sim_replay import BacktestResult, _margin_refusal, default_params
+from engine.backtest.sim_replay import BacktestResult, default_params
 from engine.execution.charges import order_charges
 from engine.execution.expiry import settlement_fill
 from engine.execution.trades import OpenLeg, Trade, sign
 from engine.market.calendar import NseCalendar
 from engine.messages.legs import InstrumentKind, Leg, Side
+from engine.risk.margin import entry_margin_check
 from engine.settings import knob
 from engine.strategies import registry
 from engine.strategies.base import OpenTradeView, StrategyInput
@@ -461,7 +462,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
         for entry in cycle.entries:
             if entry.tag in open_:
                 continue
-            margin = _margin_refusal(entry, spec, view.spot, now, cal, p,
+            margin = entry_margin_check(entry, spec, view.spot, now, cal, p,
                                      [b.trade for b in open_.values()])
             if isinstance(margin, str):
                 denied.append({"tag": entry.tag, "at": now.isoformat(), "reason": margin})

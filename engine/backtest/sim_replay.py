@@ -21,7 +21,7 @@ from engine.market.calendar import NseCalendar
 from engine.market.simulator import SimulatedMarket
 from engine.messages.legs import Leg, Side
 from engine.ports.market_data import SimMarketData
-from engine.risk.margin import entry_margin, margin_denial, open_margin
+from engine.risk.margin import entry_margin_check
 from engine.scan_inputs import next_spread_history, strategy_input
 from engine.settings import all_knobs, knob
 from engine.strategies import registry
@@ -101,7 +101,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
             for entry in decision.entries:
                 if entry.tag in open_trades:
                     continue
-                margin = _margin_refusal(entry, spec, Decimal(str(snap.spot)), t, cal, p,
+                margin = entry_margin_check(entry, spec, Decimal(str(snap.spot)), t, cal, p,
                                          open_trades.values())
                 if isinstance(margin, str):  # refused, as the RiskActor would
                     denied.append({"tag": entry.tag, "at": t.isoformat(), "reason": margin})
@@ -123,26 +123,6 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, see
     if denied:
         metrics["margin_denials"] = denied[:20]
     return BacktestResult(closed, metrics)
-
-
-def _margin_refusal(entry: Any, spec: Any, spot: Decimal, now: datetime, cal: NseCalendar,
-                    p: Mapping[str, Any], open_trades: Any) -> dict[str, Any] | str:
-    """The RiskActor's margin check with the approximation (``engine.risk.margin``): the
-    reason an entry is refused, or its margin record (kept in the trade's context)."""
-    hold = p.get(f"{entry.strategy}_MAX_HOLD_MINUTES")
-    try:
-        est, held = entry_margin(entry.legs, spot, now, cal,
-                                 planned_exit=entry.context.get("planned_exit"),
-                                 max_hold_minutes=None if hold is None else int(hold),
-                                 exit_dte=getattr(spec.module, "EXIT_DTE", None))
-    except ValueError as exc:
-        return f"margin not estimated ({exc}): entry refused"
-    why = margin_denial(est.total,
-                        open_margin=open_margin(open_trades, spot, now.date(), cal),
-                        capital=Decimal(p["RISK_CAPITAL_BASE"]),
-                        max_pct=Decimal(p["RISK_MAX_MARGIN_PCT"]),
-                        max_total_pct=Decimal(p["RISK_MAX_TOTAL_MARGIN_PCT"]))
-    return why or {**est.to_json(), "source": "approximation", "held_into_jump": held}
 
 
 def _close(trade: Trade, broker: PaperBroker, t: datetime, reason: str) -> dict[str, Any]:

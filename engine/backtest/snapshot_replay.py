@@ -53,13 +53,14 @@ from engine.backtest.eod_replay import (
     load_events,
 )
 from engine.backtest.fill_model import check_fill_model, half_spread, touch
-from engine.backtest.sim_replay import BacktestResult, _margin_refusal
+from engine.backtest.sim_replay import BacktestResult
 from engine.execution.expiry import settlement_fill
 from engine.execution.trades import OpenLeg, Trade, sign
 from engine.market.calendar import NseCalendar
 from engine.market.pricing import black76_price, year_fraction
 from engine.market.snapshot import ChainSide, MarketSnapshot, OptionChain
 from engine.messages.legs import Leg, Side
+from engine.risk.margin import entry_margin_check
 from engine.strategies import registry
 from engine.strategies.base import OpenTradeView, StrategyInput
 from engine.strategies.cycle import run_cycle
@@ -325,7 +326,7 @@ def run(strategy: str, start: date, end: date, params: Mapping[str, Any], *, poo
         for entry in cycle.entries:
             if entry.tag in open_:
                 continue
-            margin = _margin_refusal(entry, spec, spot, at, cal, p, [b.trade for b in open_.values()])
+            margin = entry_margin_check(entry, spec, spot, at, cal, p, [b.trade for b in open_.values()])
             if isinstance(margin, str):
                 denied.append({"tag": entry.tag, "at": at.isoformat(), "reason": margin})
                 continue

@@ -92,6 +92,7 @@ __all__ = [
     "VOL_SCAN_RANGE",
     "MarginEstimate",
     "entry_margin",
+    "entry_margin_check",
     "estimate_margin",
     "held_into",
     "jump_day",
@@ -439,3 +440,22 @@ def margin_denial(margin: Decimal, *, open_margin: Decimal, capital: Decimal,
     return None
 
 
+def entry_margin_check(entry: Any, spec: Any, spot: Decimal, now: datetime, cal: NseCalendar,
+                       p: Mapping[str, Any], open_trades: Any) -> dict[str, Any] | str:
+    """The RiskActor's margin check with the approximation, for a backtest (parameters
+    explicit): the reason an entry is refused, or its margin record (kept in the trade's
+    context)."""
+    hold = p.get(f"{entry.strategy}_MAX_HOLD_MINUTES")
+    try:
+        est, held = entry_margin(entry.legs, spot, now, cal,
+                                 planned_exit=entry.context.get("planned_exit"),
+                                 max_hold_minutes=None if hold is None else int(hold),
+                                 exit_dte=getattr(spec.module, "EXIT_DTE", None))
+    except ValueError as exc:
+        return f"margin not estimated ({exc}): entry refused"
+    why = margin_denial(est.total,
+                        open_margin=open_margin(open_trades, spot, now.date(), cal),
+                        capital=Decimal(p["RISK_CAPITAL_BASE"]),
+                        max_pct=Decimal(p["RISK_MAX_MARGIN_PCT"]),
+                        max_total_pct=Decimal(p["RISK_MAX_TOTAL_MARGIN_PCT"]))
+    return why or {**est.to_json(), "source": "approximation", "held_into_jump": held}
