@@ -335,7 +335,8 @@ def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
     services: dict[str, Any] = {
         "pool": pool, "settings": settings, "market": market, "paper_broker": paper,
         "dry_run_flags": dict(config.dry_run_flags), "calendar": calendar,
-        "heartbeat": lambda wall, engine_time: write_heartbeat(pool, wall, engine_time),
+        "heartbeat": lambda wall, engine_time: write_heartbeat(
+            pool, wall, engine_time, simulated=config.market_source == "sim"),
     }
     if config.broker == "dhan":
         from engine.broker.dhan.wiring import dhan_services

@@ -70,16 +70,23 @@ def publish_event(conn_or_pool: psycopg.Connection[Any] | ConnectionPool, kind: 
     return event
 
 
-def write_heartbeat(pool: ConnectionPool, now: datetime, engine_time: datetime | None = None) -> None:
-    """Record the engine heartbeat (runtime_state 'engine_heartbeat' = {ts, pid}) and publish it.
+def write_heartbeat(pool: ConnectionPool, now: datetime, engine_time: datetime | None = None,
+                    *, simulated: bool | None = None) -> None:
+    """Record the engine heartbeat (runtime_state 'engine_heartbeat' = {ts, pid, engine_time,
+    clock}) and publish it.
 
-    Called by the engine on each monitor tick; /api/health reports its age.
+    Called by the engine on each monitor tick; /api/health reports its age and the engine's
+    clock (``clock`` is "simulated" or "real"; without ``simulated`` it is inferred from how
+    far ``engine_time`` is from ``now``).
     """
     if now.tzinfo is None:
         raise ValueError("write_heartbeat: now must be timezone-aware")
     value = {"ts": now.astimezone(IST).isoformat(timespec="seconds"), "pid": os.getpid(),
              # the engine clock (simulated or real): the dashboard's "today" is its date
              "engine_time": (engine_time or now).astimezone(IST).isoformat(timespec="seconds")}
+    if simulated is None:
+        simulated = engine_time is not None and abs((engine_time - now).total_seconds()) > 120
+    value["clock"] = "simulated" if simulated else "real"
     with pool.connection() as conn, conn.transaction():
         conn.execute(
             "INSERT INTO runtime_state (key, value, updated_at) VALUES (%s, %s, now())"

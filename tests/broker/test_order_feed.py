@@ -227,7 +227,9 @@ def test_bad_token_revoked_token_and_wrong_client_id_are_refused(sim: SimServer,
     feed = _feed(sim, feeds, old, login=False, on_auth_error=refusals.append)
     eventually(lambda: feed.auth_failures >= 2)  # refused, retried with back-off, refused
     assert isinstance(refusals[0], AuthenticationError) and refusals[0].code == "DH-906"
+    feed.stop()  # (between refusals the feed reconnects: ``connected`` is True until refused)
     assert sim.order_ws.logged_in == 0 and not feed.connected
+    assert feed.auth_failures >= feed.connects - 1  # every login but one in flight was refused
     assert "login refused" in feed.last_error
     assert old not in logs.text and good not in logs.text
 

@@ -97,7 +97,8 @@ def health() -> Any:
                 (HEARTBEAT_KEY,)).fetchall()}
             entries = _entries(conn, _engine_now(state.get(HEARTBEAT_KEY) or {}))
     except Exception:
-        return jsonify({"database": "error", "engine_heartbeat_age_s": None,
+        return jsonify({"database": "error", "engine_heartbeat_age_s": None, "engine_time": None,
+                        "clock": "real",
                         "token_expires_at": None, "status": "error", "entries_paused": None,
                         "paused_by": [], "action_needed": None}), 503
     beat = _parse_ts((state.get(HEARTBEAT_KEY) or {}).get("ts"))
@@ -106,7 +107,13 @@ def health() -> Any:
     expires = next((token.get(k) for k in ("expires_at", "expiry", "token_expiry")
                     if token.get(k)), None)
     status = "ok" if age is not None and age <= HEARTBEAT_STALE_S else "engine_down"
+    heartbeat = state.get(HEARTBEAT_KEY) or {}
+    engine_time = heartbeat.get("engine_time") if status == "ok" else None
     return jsonify({"database": "ok", "engine_heartbeat_age_s": age,
+                    # the engine's clock (simulated or real) as of its last heartbeat: the
+                    # dashboard's header clock and default date ranges follow it
+                    "engine_time": engine_time,
+                    "clock": heartbeat.get("clock", "real") if engine_time else "real",
                     "token_expires_at": expires, "status": status, **entries})
 
 
