@@ -13,9 +13,11 @@ bp = Blueprint("views", __name__)
 
 PAGES = (
     ("overview", "/", "Overview"),
+    ("positions", "/positions", "Positions"),
     ("trades", "/trades", "Trades"),
     ("strategies", "/strategies", "Strategies"),
     ("market", "/market", "Market"),
+    ("chain", "/chain", "Chain"),
     ("risk", "/risk", "Risk"),
     ("backtests", "/backtests", "Backtests"),
     ("events", "/events", "Events"),

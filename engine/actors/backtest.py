@@ -41,13 +41,17 @@ _TABLES = {"run": ("backtest_runs", "run_id"), "grid": ("backtest_grid_jobs", "j
 
 
 def _run_job(strategy: str, start: date, end: date, params: dict[str, Any],
-             dsn: str | None = None) -> dict[str, Any]:
+             dsn: str | None = None, run_id: int | None = None) -> dict[str, Any]:
     """One run in the worker: ``params["BT_DATA"]`` picks the data (bhavcopy by default: the
     end-of-day replay reads ``bhavcopy_ohlc`` through its own pool on ``dsn``; sim: the
-    simulated market), ``params["BT_FILL_MODEL"]`` the fill model (engine.backtest.runs)."""
+    simulated market), ``params["BT_FILL_MODEL"]`` the fill model (engine.backtest.runs).
+    With ``run_id`` the progress (done/total steps) is written to its row as the run goes."""
     from engine.backtest import runs
 
-    return runs.run_result(strategy, start, end, params, dsn=dsn)
+    if dsn is None or run_id is None:
+        return runs.run_result(strategy, start, end, params, dsn=dsn)
+    with runs.ProgressWriter(run_id, dsn=dsn) as progress:
+        return runs.run_result(strategy, start, end, params, dsn=dsn, progress=progress)
 
 
 def _grid_job(strategy: str, start: date, end: date, grid: list[dict[str, Any]],
@@ -99,7 +103,8 @@ class BacktestActor(SupervisedActor):
             (msg.strategy, msg.start, msg.end, Jsonb(params))))
         if run_id is not None:
             dsn = getattr(self._pool, "conninfo", None)
-            self._submit("run", run_id, _run_job, msg.strategy, msg.start, msg.end, params, dsn)
+            self._submit("run", run_id, _run_job, msg.strategy, msg.start, msg.end, params, dsn,
+                         run_id)
 
     def _start_grid(self, msg: RunGrid) -> None:
         grid = [dict(g) for g in msg.grid]
@@ -158,7 +163,12 @@ class BacktestActor(SupervisedActor):
         with transaction(self._pool) as conn:
             row = conn.execute(
                 f"UPDATE {table} SET status = %(status)s,{sets} error_text = %(error)s,"
-                f" progress_pct = 100, finished_at = now() WHERE {key} = %(id)s"
+                # a failed job keeps the progress it reached: the dashboard shows where it
+                # stopped, not a full bar
+                " progress_pct = CASE WHEN %(error)s::text IS NULL THEN 100 ELSE progress_pct END,"
+                " progress_done = CASE WHEN %(error)s::text IS NULL THEN progress_total"
+                " ELSE progress_done END,"
+                f" finished_at = now() WHERE {key} = %(id)s"
                 " RETURNING strategy, start_date, end_date",
                 {"status": status, "error": done.error, "id": done.row_id, **columns}).fetchone()
         self.publish(self.new(BacktestFinished, status=status, **{key: done.row_id},

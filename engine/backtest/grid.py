@@ -289,7 +289,8 @@ def grid_job(strategy: str, start: date, end: date, combos: Sequence[Mapping[str
              ) -> dict[str, Any]:
     """A grid search of the engine's BacktestActor (run in its worker process): ``options``
     from the request (data, fill_model, seed, rank_by, min_trades, oos_fraction, oos_top,
-    workers); progress written to ``backtest_grid_jobs.progress_pct`` of ``job_id``."""
+    workers); progress (done/total combinations) written to the ``backtest_grid_jobs`` row
+    of ``job_id`` as it goes."""
     data = str(options.get("data") or "bhavcopy")
     ref = (DataRef(kind="sim", seed=int(options.get("seed", 7))) if data == "sim" else
            DataRef(kind=data, database_url=dsn, start=start, end=end,
@@ -300,31 +301,13 @@ def grid_job(strategy: str, start: date, end: date, combos: Sequence[Mapping[str
                     oos_fraction=options.get("oos_fraction"),
                     oos_top=int(options.get("oos_top", 5)),
                     workers=options.get("workers"))
-    progress = _db_progress(dsn, job_id) if dsn and job_id is not None else None
-    return run_grid(spec, combos=combos, progress=progress).to_json()
+    if not dsn or job_id is None:
+        return run_grid(spec, combos=combos).to_json()
+    from engine.backtest.runs import ProgressWriter
 
-
-def _db_progress(dsn: str, job_id: int) -> Callable[[int, int], None]:
-    """``progress(done, total)`` writing the percentage at most every 2 s (and at the end)."""
-    import logging
-
-    import psycopg
-
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] < 2 and done < total:
-            return
-        last[0] = now
-        try:
-            with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
-                conn.execute("UPDATE backtest_grid_jobs SET progress_pct = %s WHERE job_id = %s",
-                             (round(100 * done / total, 2), job_id))
-        except psycopg.Error as exc:  # progress is a courtesy; the result is what counts
-            logging.getLogger(__name__).debug("grid progress not written: %s", exc)
-
-    return progress
+    # done/total combinations, the percentage and the time, at most every half second
+    with ProgressWriter(job_id, dsn=dsn, table="backtest_grid_jobs", every=0.5) as writer:
+        return run_grid(spec, combos=combos, progress=writer.steps).to_json()
 
 
 def _key(params: Mapping[str, Any]) -> tuple:

@@ -7,24 +7,105 @@
 ``config_snapshot`` holds the overrides with ``BT_DATA`` and ``BT_FILL_MODEL`` (setting keys,
 so the dashboard's ``run_backtest`` command carries them unchanged); ``metrics_json`` holds
 the metrics, the daily equity curve and the data coverage; ``trades_json`` the trades with
-each leg's price source.
+each leg's price source. While a run goes, :class:`ProgressWriter` keeps ``progress_done`` /
+``progress_total`` (the replay's steps: sessions, or snapshots of a snapshot replay),
+``progress_pct`` and ``progress_at`` current, so the dashboard shows done/total and an ETA;
+a run that fails keeps the progress it had reached.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from engine.settings import knob
 from engine.store.tx import transaction
 
-__all__ = ["DATA_SOURCES", "create_run", "execute", "finish_run", "run_config", "run_result",
-           "start_run"]
+__all__ = ["DATA_SOURCES", "ProgressWriter", "create_run", "execute", "finish_run", "run_config",
+           "run_result", "start_run"]
 
 DATA_SOURCES = ("bhavcopy", "snapshots", "sim")
+#: where progress may be written: table -> key column
+_PROGRESS_TABLES = {"backtest_runs": "run_id", "backtest_grid_jobs": "job_id"}
+
+logger = logging.getLogger(__name__)
+
+
+class ProgressWriter:
+    """Progress of a running backtest (or grid search) written to its row while it runs.
+
+    Call it as a replay's ``progress(fraction)`` callback or with :meth:`steps` (``done``,
+    ``total``). The replays call ``progress((n + 1) / N)`` after each of their N steps, so the
+    first call tells N (the total). Writes ``progress_done``, ``progress_total``,
+    ``progress_pct`` and ``progress_at`` at most every ``every`` seconds, always the last step,
+    and only while the row is ``running`` (a finished row is never touched). Through ``pool``
+    (the caller's pool) or ``dsn`` (one connection of its own, for a worker process: call
+    :meth:`close`). A write that fails is logged and skipped: progress is a courtesy, the
+    result is what counts.
+    """
+
+    def __init__(self, row_id: int, *, pool: Any = None, dsn: str | None = None,
+                 table: str = "backtest_runs", every: float = 0.25,
+                 echo: Callable[[float], None] | None = None) -> None:
+        if table not in _PROGRESS_TABLES:
+            raise ValueError(f"no progress in table {table!r}")
+        if (pool is None) == (dsn is None):
+            raise ValueError("ProgressWriter needs a pool or a dsn")
+        self.row_id, self.table, self.every, self.echo = row_id, table, every, echo
+        self._pool, self._dsn = pool, dsn
+        self._conn: psycopg.Connection | None = None
+        self._total: int | None = None
+        self._last = float("-inf")
+        self.written: list[tuple[int, int]] = []  # (done, total) as written, for the caller
+
+    def __call__(self, fraction: float) -> None:
+        if self.echo is not None:
+            self.echo(fraction)
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if self._total is None:
+            self._total = max(1, round(1 / fraction)) if fraction > 0 else None
+        if self._total is not None:
+            self.steps(min(self._total, round(fraction * self._total)), self._total)
+
+    def steps(self, done: int, total: int) -> None:
+        """``done`` of ``total`` steps finished."""
+        now = time.monotonic()
+        if total <= 0 or (done < total and now - self._last < self.every):
+            return
+        self._last = now
+        done = min(max(done, 0), total)
+        sql = (f"UPDATE {self.table} SET progress_done = %s, progress_total = %s,"
+               f" progress_pct = %s, progress_at = now()"
+               f" WHERE {_PROGRESS_TABLES[self.table]} = %s AND status = 'running'")
+        args = (done, total, round(100 * done / total, 2), self.row_id)
+        try:
+            if self._pool is not None:
+                with self._pool.connection() as conn:
+                    conn.execute(sql, args)
+            else:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self._dsn, connect_timeout=5, autocommit=True)
+                self._conn.execute(sql, args)
+            self.written.append((done, total))
+        except psycopg.Error as exc:
+            logger.debug("progress of %s %s not written: %s", self.table, self.row_id, exc)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> ProgressWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run_config(params: Mapping[str, Any], *, data: str | None = None,
@@ -96,24 +177,31 @@ def start_run(pool: Any, run_id: int) -> bool:
 
 
 def finish_run(pool: Any, run_id: int, result: Mapping[str, Any] | None, error: str | None) -> None:
-    """running → complete (with trades and metrics) or error (with its text)."""
+    """running → complete (with trades and metrics, progress at 100 %) or error (with its
+    text; the progress stays where the run stopped)."""
     result = result or {}
     with transaction(pool) as conn:
         conn.execute(
-            "UPDATE backtest_runs SET status = %s, trades_json = %s, metrics_json = %s,"
-            " error_text = %s, progress_pct = 100, finished_at = now() WHERE run_id = %s",
-            ("error" if error else "complete", Jsonb(list(result.get("trades", []))),
-             Jsonb(dict(result.get("metrics", {}))), error, run_id))
+            "UPDATE backtest_runs SET status = %(status)s, trades_json = %(trades)s,"
+            " metrics_json = %(metrics)s, error_text = %(error)s,"
+            " progress_pct = CASE WHEN %(ok)s THEN 100 ELSE progress_pct END,"
+            " progress_done = CASE WHEN %(ok)s THEN progress_total ELSE progress_done END,"
+            " finished_at = now() WHERE run_id = %(id)s",
+            {"status": "error" if error else "complete", "ok": not error,
+             "trades": Jsonb(list(result.get("trades", []))),
+             "metrics": Jsonb(dict(result.get("metrics", {}))), "error": error, "id": run_id})
 
 
 def execute(pool: Any, strategy: str, start: date, end: date, config: Mapping[str, Any], *,
             seed: int = 7, progress: Callable[[float], None] | None = None
             ) -> tuple[int, dict[str, Any] | None, str | None]:
-    """Create, run and store one backtest: (run_id, result or None, error text or None)."""
+    """Create, run and store one backtest: (run_id, result or None, error text or None);
+    its progress is written to the row as it goes (and passed on to ``progress``)."""
     run_id = create_run(pool, strategy, start, end, config)
     start_run(pool, run_id)
+    writer = ProgressWriter(run_id, pool=pool, echo=progress)
     try:
-        result = run_result(strategy, start, end, config, pool=pool, seed=seed, progress=progress)
+        result = run_result(strategy, start, end, config, pool=pool, seed=seed, progress=writer)
     except ValueError as exc:  # DataRefused, SettingError, UnknownStrategy
         finish_run(pool, run_id, None, f"{type(exc).__name__}: {exc}")
         return run_id, None, str(exc)

@@ -100,13 +100,13 @@ def test_browser_login_overview_live_pnl_update(watched, expect, live_server, po
     assert "script-src 'self'" in first.headers["content-security-policy"]  # the login page
     page.fill("#code", pyotp.TOTP(totp_secret).now())  # 6 digits auto-submit
     page.wait_for_url(live_server.url + "/")
-    page.wait_for_selector("tr[data-key='DC-LIVE']")
-    assert page.text_content("#pnl-total").strip() == "10.00"
+    page.wait_for_selector(".position[data-key='DC-LIVE']")
+    assert page.text_content("#pnl-total").strip() == "+₹10.00"
     expect(page.locator("#ws-text")).to_have_text("live")
     publish_event(pool, "mtm", {"tag": "DC-LIVE", "mtm": "1234.50"})
-    expect(page.locator("#pnl-total")).to_have_text("1,234.50", timeout=3000)
-    row = page.text_content("tr[data-key='DC-LIVE']")
-    assert "1,234.50" in row
+    expect(page.locator("#pnl-total")).to_have_text("+₹1,234.50", timeout=3000)
+    row = page.text_content(".position[data-key='DC-LIVE']")
+    assert "+₹1,234.50" in row
     assert watched.violations() == []
 
 

@@ -1,10 +1,16 @@
-"""/api/backtest/*: start runs and grid searches (rows + engine commands), read results."""
+"""/api/backtest/*: start runs and grid searches (rows + engine commands), read results.
+
+A run or grid row read here carries ``progress``: done/total in the job's own steps
+(sessions, snapshots or combinations, written by the worker as it goes), the percentage,
+the seconds elapsed and an ETA from the rate so far (None until the first step is done).
+"""
 
 from __future__ import annotations
 
 import difflib
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask import jsonify
@@ -13,6 +19,7 @@ from psycopg.types.json import Jsonb
 from engine.bus.commands import enqueue_command
 from engine.settings import SettingError, all_knobs, knob
 from engine.store.tx import transaction
+from engine.timeutil import now_ist
 from web.api import bp, error, one, rows, services
 from web.validate import (
     BadRequest,
@@ -90,6 +97,65 @@ def _params(name: str, params: dict[str, Any]) -> None:
         _coerce(f"{name}.{key}", key, value)
 
 
+def _seconds(a: datetime | None, b: datetime | None) -> float | None:
+    return round((b - a).total_seconds(), 1) if a is not None and b is not None else None
+
+
+def progress_of(row: dict[str, Any], unit: str, now: datetime | None = None) -> dict[str, Any]:
+    """``{done, total, pct, unit, elapsed_s, eta_s}`` of a run or grid row: the ETA is the
+    time per finished step so far times the steps left, less the time since the last write."""
+    now = now or now_ist()
+    done, total = row.get("progress_done"), row.get("progress_total")
+    started, at = row.get("started_at"), row.get("progress_at")
+    status = row.get("status")
+    elapsed = _seconds(started, row.get("finished_at") or (now if status == "running" else None))
+    eta = None
+    if status == "running" and done and total and started and at and done < total:
+        per_step = (at - started).total_seconds() / done
+        eta = round(max(0.0, per_step * (total - done) - (now - at).total_seconds()), 1)
+    elif status == "complete":
+        eta = 0.0
+    pct = row.get("progress_pct")
+    return {"done": done, "total": total, "unit": unit, "elapsed_s": elapsed, "eta_s": eta,
+            "pct": float(pct) if isinstance(pct, Decimal | int | float) else None}
+
+
+def _run_unit(row: dict[str, Any]) -> str:
+    config = row.get("config_snapshot") or {}
+    return "snapshots" if config.get("BT_DATA") == "snapshots" else "sessions"
+
+
+def _knob_json(k: Any) -> dict[str, Any]:
+    return {"key": k.key, "type": {bool: "bool", int: "int", Decimal: "decimal"}.get(k.type, "str"),
+            "default": k.render(k.default), "minimum": k.minimum, "maximum": k.maximum,
+            "choices": list(k.choices), "description": k.description}
+
+
+#: run-wide settings a backtest accepts next to the strategy's own parameters
+RUN_KNOBS = ("BT_CAPITAL", "PAPER_SLIPPAGE_TICKS", "RISK_MAX_MARGIN_PCT",
+             "RISK_MAX_TOTAL_MARGIN_PCT", "RISK_MAX_OPEN_POSITIONS")
+
+
+@bp.get("/backtest/strategies")
+def backtest_strategy_list() -> Any:
+    """What the backtest form offers: each strategy with its parameters (type, default,
+    bounds, choices: the registry's knobs, so the form checks what the API will), whether it
+    runs on end-of-day data, its declared grid space; the run-wide settings and the limits."""
+    from engine.backtest.grid import RANK_KEYS
+    from engine.strategies.registry import specs
+
+    out = []
+    for spec in specs():
+        keys = [k for k in spec.param_keys if not k.endswith("_ENABLED")]
+        out.append({"name": spec.name, "needs": spec.needs, "eod_backtest": spec.eod_backtest,
+                    "params": [_knob_json(knob(k)) for k in keys],
+                    "grid_space": {k: [knob(k).render(v) for v in vs]
+                                   for k, vs in spec.grid_space.items()}})
+    return jsonify({"strategies": out, "run_settings": [_knob_json(knob(k)) for k in RUN_KNOBS],
+                    "data": ["bhavcopy", "sim", "snapshots"], "fill_models": ["close", "next_close"],
+                    "rank_keys": list(RANK_KEYS), "max_days": MAX_DAYS, "max_grid": MAX_GRID})
+
+
 @bp.post("/backtest/run")
 def backtest_run() -> Any:
     """Queue one backtest: a backtest_runs row (pending) and a run_backtest command.
@@ -140,12 +206,16 @@ def backtest_runs() -> Any:
     """Past runs with summary metrics (no trade lists), newest first."""
     values = query({"limit": Int(optional=True, default=100, minimum=1, maximum=1000),
                     "strategy": Str(optional=True, max_len=40)})
-    return jsonify({"runs": rows(
-        "SELECT run_id, strategy, start_date, end_date, status, config_snapshot, metrics_json,"
-        " progress_pct, error_text, grid_job_id, created_at, started_at, finished_at,"
+    found = rows(
+        "SELECT run_id, strategy, start_date, end_date, status, config_snapshot,"
+        " metrics_json - 'equity_curve' - 'decisions' - 'decision_log' AS metrics_json,"
+        " progress_pct, progress_done, progress_total, progress_at, error_text, grid_job_id,"
+        " created_at, started_at, finished_at,"
         " jsonb_array_length(trades_json) AS trade_count FROM backtest_runs"
         " WHERE %(s)s::text IS NULL OR strategy = %(s)s ORDER BY run_id DESC LIMIT %(n)s",
-        {"s": values["strategy"], "n": values["limit"]})})
+        {"s": values["strategy"], "n": values["limit"]})
+    now = now_ist()
+    return jsonify({"runs": [{**r, "progress": progress_of(r, _run_unit(r), now)} for r in found]})
 
 
 @bp.get("/backtest/runs/<int:run_id>")
@@ -153,7 +223,7 @@ def backtest_run_get(run_id: int) -> Any:
     row = one("SELECT * FROM backtest_runs WHERE run_id = %s", (run_id,))
     if row is None:
         return error(404, f"no backtest run {run_id}")
-    return jsonify(row)
+    return jsonify({**row, "progress": progress_of(row, _run_unit(row))})
 
 
 @bp.post("/backtest/grid-search")
@@ -224,10 +294,14 @@ def backtest_grid() -> Any:
 @bp.get("/backtest/grid-search")
 def backtest_grid_list() -> Any:
     values = query({"limit": Int(optional=True, default=50, minimum=1, maximum=500)})
-    return jsonify({"jobs": rows(
+    found = rows(
         "SELECT job_id, strategy, start_date, end_date, status, param_space, progress_pct,"
-        " error_text, created_at, finished_at, jsonb_array_length(results_json) AS result_count"
-        " FROM backtest_grid_jobs ORDER BY job_id DESC LIMIT %s", (values["limit"],))})
+        " progress_done, progress_total, progress_at, error_text, created_at, started_at,"
+        " finished_at, jsonb_array_length(results_json) AS result_count"
+        " FROM backtest_grid_jobs ORDER BY job_id DESC LIMIT %s", (values["limit"],))
+    now = now_ist()
+    return jsonify({"jobs": [{**r, "progress": progress_of(r, "combinations", now)}
+                             for r in found]})
 
 
 @bp.get("/backtest/grid-search/<int:job_id>")
@@ -235,4 +309,4 @@ def backtest_grid_get(job_id: int) -> Any:
     row = one("SELECT * FROM backtest_grid_jobs WHERE job_id = %s", (job_id,))
     if row is None:
         return error(404, f"no grid-search job {job_id}")
-    return jsonify(row)
+    return jsonify({**row, "progress": progress_of(row, "combinations")})

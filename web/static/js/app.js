@@ -1,4 +1,6 @@
-// Shared helpers: API calls with CSRF, formatting, tables, live events, header status.
+// Shared helpers: API calls with CSRF, tables, live events, the header (engine clock, status).
+import { rupee, num as fmtNum, signClass, istDate, istTime, istDateTime, istIsoDate, engineClock } from './format.js';
+
 export const state = { csrf: null };
 
 export async function session() {
@@ -31,24 +33,17 @@ export async function api(path, { method = 'GET', body } = {}) {
   return data;
 }
 
-const INR = new Intl.NumberFormat('en-IN', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-export function money(v) {
-  if (v === null || v === undefined || v === '') return '—';
-  const n = Number(v);
-  return Number.isFinite(n) ? INR.format(n) : String(v);
-}
-export function num(v, digits = 2) {
-  if (v === null || v === undefined || v === '') return '—';
-  const n = Number(v);
-  return Number.isFinite(n) ? n.toFixed(digits) : String(v);
-}
-export function signCls(v) { const n = Number(v); return n > 0 ? 'pos' : n < 0 ? 'neg' : ''; }
-const TIME = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Kolkata', hour: '2-digit',
-  minute: '2-digit', second: '2-digit', hour12: false });
-const DATETIME = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Kolkata', day: '2-digit',
-  month: 'short', hour: '2-digit', minute: '2-digit', hour12: false });
-export function time(iso) { return iso ? TIME.format(new Date(iso)) : '—'; }
-export function when(iso) { return iso ? DATETIME.format(new Date(iso)) : '—'; }
+// Formatting lives in format.js (one module for every page). The old names stay as thin
+// wrappers with their old output so pages that still import them keep working (money: Indian
+// grouping, 2 decimals, no ₹ — orders.js prefixes its own; time/when: IST; daysAgo: the
+// engine's clock). New code imports format.js directly.
+export { rupee, rupeeShort, pnl, pct, pctPoints, istDate, istTime, istDateTime, istIsoDate, duration,
+  contract, engineClock, signClass } from './format.js';
+export function money(v) { return fmtNum(v, 2); }
+export function num(v, digits = 2) { return fmtNum(v, digits); }
+export function signCls(v) { return signClass(v); }
+export function time(iso) { return istTime(iso); }
+export function when(iso) { return istDateTime(iso); }
 
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -135,30 +130,72 @@ export function connectLive() {
   window.__ws = ws;
 }
 
+// The header clock is the ENGINE's clock (simulated or real), from /api/health and from each
+// heartbeat event; the wall clock only stands in, labelled, while no engine reports.
+function renderClock() {
+  const c = $('#clock'); if (!c) return;
+  const now = engineClock.now();
+  const tag = !engineClock.known ? ' · no engine clock' : engineClock.kind === 'simulated' ? ' · SIM' : '';
+  c.textContent = `${istDate(now)} ${istTime(now)} IST${tag}`;
+  c.classList.toggle('sim', engineClock.known && engineClock.kind === 'simulated');
+  c.title = engineClock.known ? `engine clock (${engineClock.kind})` : 'browser clock: the engine has not reported its time';
+  c.dataset.engineTime = engineClock.known ? now.toISOString() : '';
+}
+
 async function health() {
   try {
     const h = await fetch('/api/health').then(r => r.json());
+    engineClock.update(h.engine_time, h.clock);
+    renderClock();
     const age = h.engine_heartbeat_age_s;
     const d = $('#engine-dot');
-    d.className = 'dot ' + (h.status === 'ok' ? 'ok' : h.database === 'ok' ? 'warn' : 'bad');
-    $('#engine-text').textContent = age === null ? 'engine: no heartbeat' : `engine ${Math.round(age)}s`;
-  } catch { $('#engine-dot').className = 'dot bad'; }
+    if (d) d.className = 'dot ' + (h.status === 'ok' ? 'ok' : h.database === 'ok' ? 'warn' : 'bad');
+    const t = $('#engine-text');
+    if (t) t.textContent = age === null ? 'engine: no heartbeat' : `engine ${Math.round(age)}s`;
+    return h;
+  } catch { const d = $('#engine-dot'); if (d) d.className = 'dot bad'; return null; }
 }
 
-export async function boot({ live = true } = {}) {
+export async function boot() {
   const s = await session();
   if (!s.authenticated) { location.href = '/login?next=' + encodeURIComponent(location.pathname); return false; }
   $('#logout')?.addEventListener('click', async () => {
     await api('/api/auth/logout', { method: 'POST' }).catch(() => {});
     location.href = '/login';
   });
-  const tick = () => { const c = $('#clock'); if (c) c.textContent = TIME.format(new Date()) + ' IST'; };
-  tick(); setInterval(tick, 1000);
-  health(); setInterval(health, 15000);
-  on('heartbeat', () => health());
-  if (live) connectLive(); else { const w = $('#ws-dot'); if (w) w.parentElement.hidden = true; }
+  await health();  // pages read engineClock for their default dates: know it first
+  setInterval(renderClock, 1000);
+  setInterval(health, 15000);
+  on('heartbeat', (d) => {
+    if (d.engine_time) { engineClock.update(d.engine_time, d.clock); renderClock(); }
+    const t = $('#engine-text'); if (t) t.textContent = 'engine 0s';
+    const dot = $('#engine-dot'); if (dot) dot.className = 'dot ok';
+  });
+  connectLive();  // the live indicator on every page
   return true;
 }
 
-export function isoDate(d) { return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`; }
-export function daysAgo(n) { const d = new Date(); d.setDate(d.getDate() - n); return isoDate(d); }
+// YYYY-MM-DD of a Date in IST; days before the engine's today.
+export function isoDate(d) { return istIsoDate(d); }
+export function daysAgo(n) { return engineClock.daysBefore(n); }
+
+// Close a trade through the existing command API, after the operator saw what a close books now.
+export async function closeTrade(p) {
+  const c = p.close_now || {};
+  const price = c.pnl !== null && c.pnl !== undefined ? `about ${rupee(c.pnl, { sign: true })}` : 'at market';
+  const why = c.explain ? `\n\n${c.explain}` : '';
+  if (!confirm(`Close ${p.tag} now: ${price}.${why}`)) return null;
+  try {
+    const r = await api('/api/commands', { method: 'POST', body: { kind: 'close_trade', payload: { tag: p.tag } } });
+    toast(`close of ${p.tag} queued (command ${r.command_id})`);
+    return r;
+  } catch (e) { toast(e.message, true); return null; }
+}
+
+// The close button: labelled with the P&L a close would book now.
+export function closeButton(p, onDone) {
+  const c = p.close_now || {};
+  const label = c.pnl !== null && c.pnl !== undefined ? `Close ≈ ${rupee(c.pnl, { sign: true })}` : 'Close';
+  return el('button', { class: 'danger close-btn', title: c.explain || 'close at market',
+    'data-tag': p.tag, onclick: async (e) => { e.stopPropagation(); if (await closeTrade(p)) onDone?.(); } }, label);
+}

@@ -1,6 +1,6 @@
 import { $, api, boot, el, toast } from '../app.js';
 
-if (await boot({ live: false })) {
+if (await boot()) {
   let lines = [];
   const level = l => (l.match(/\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b/) || [])[1] || '';
   function render() {

@@ -1,39 +1,65 @@
-import { $, api, badge, boot, el, money, on, signCls, table, toast, when } from '../app.js';
+// Risk: the envelope (P&L against the loss caps, streak, pause), the limits with units, recent
+// commands, AI exit advisories and the reconciliation log; pause / resume entries.
+import { $, api, badge, boot, el, on, table, toast } from '../app.js';
+import { istDate, istDateTime, num, pct, pnl, rupee } from '../format.js';
+
+// A RISK_ setting's value in its unit: rupee caps and capital, fractions as %, counts plain.
+function limitValue(key, v) {
+  if (v === null || v === undefined || v === '') return '—';
+  if (/_(CAP|CAPITAL_BASE)$/.test(key) || key.includes('RUPEES')) return rupee(v, { digits: 0 });
+  if (key.endsWith('_PCT')) return pct(v, 0);
+  return Number.isFinite(Number(v)) ? num(v, String(v).includes('.') ? 2 : 0) : String(v);
+}
 
 if (await boot()) {
+  let caps = {};
+  function capLine(value, cap) {
+    if (!cap) return pnl(value);
+    const used = Number(value) < 0 ? Math.min(1, -Number(value) / Number(cap)) : 0;
+    return el('span', {}, pnl(value), el('span', { class: 'muted small' }, ` of −${rupee(cap, { digits: 0 })} cap (${pct(used, 0)} used)`));
+  }
   async function loadEnv() {
     const r = await api('/api/risk');
     const s = r.state;
-    $('#paused').replaceChildren(badge(r.paused ? 'ENTRIES PAUSED' : 'entries allowed', r.paused ? 'error' : 'done'));
-    const kv = [['Daily P&L', s.daily_pnl, true], ['Weekly P&L', s.weekly_pnl, true], ['Monthly P&L', s.monthly_pnl, true],
-      ['Lifetime P&L', s.lifetime_pnl, true], ['Loss streak', s.loss_streak], ['Pause reason', s.pause_reason || '—'],
-      ['Paused until', when(s.paused_until)], ['What to do', r.action_needed || '—'],
-      ['Last close', s.last_close_date || '—'], ['Updated', when(s.updated_at)]];
-    $('#env').replaceChildren(...kv.flatMap(([k, v, m]) => [el('dt', {}, k), el('dd', { class: m ? signCls(v) : '' }, m ? money(v) : v)]));
+    $('#paused').replaceChildren(badge(r.paused ? 'entries paused' : 'entries allowed', r.paused ? 'error' : 'done'));
+    const kv = [['Daily P&L', capLine(s.daily_pnl, caps.RISK_DAILY_LOSS_CAP)],
+      ['Weekly P&L', capLine(s.weekly_pnl, caps.RISK_WEEKLY_LOSS_CAP)],
+      ['Monthly P&L', capLine(s.monthly_pnl, caps.RISK_MONTHLY_LOSS_CAP)],
+      ['Lifetime P&L', pnl(s.lifetime_pnl)],
+      ['Loss streak', `${num(s.loss_streak)}${caps.RISK_MAX_LOSS_STREAK ? ` of ${caps.RISK_MAX_LOSS_STREAK}` : ''}`],
+      ['Pause reason', s.pause_reason || '—'], ['Paused until', s.paused_until ? istDateTime(s.paused_until) : (r.paused ? 'resumed by hand' : '—')],
+      ['What to do', r.action_needed || '—'],
+      ['Last close', s.last_close_date ? istDate(s.last_close_date) : '—'], ['Updated', istDateTime(s.updated_at, { seconds: true })]];
+    $('#env').replaceChildren(...kv.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
   }
   async function loadLimits() {
     const all = (await api('/api/settings')).settings.filter(x => x.key.startsWith('RISK_'));
+    caps = Object.fromEntries(all.map(x => [x.key, x.value]));
     table($('#limits'), [
-      { key: 'key', label: 'Setting' }, { key: 'value', label: 'Value', num: true, fmt: String },
-      { key: 'default', label: 'Default', num: true, fmt: String }, { key: 'description', label: 'Meaning' },
+      { key: 'key', label: 'Setting' }, { key: 'value', label: 'Value', num: true, fmt: (v, r) => limitValue(r.key, v) },
+      { key: 'default', label: 'Default', num: true, fmt: (v, r) => limitValue(r.key, v) }, { key: 'description', label: 'Meaning' },
     ], all, { sortable: false });
   }
+  const payloadText = (v) => (v && typeof v === 'object'
+    ? Object.entries(v).map(([k, x]) => `${k}: ${typeof x === 'object' ? JSON.stringify(x) : x}`).join(', ') : String(v ?? '—'));
   async function loadCommands() {
     table($('#commands'), [
-      { key: 'id', label: '#', num: true }, { key: 'created_at', label: 'When', fmt: when }, { key: 'kind', label: 'Kind' },
-      { key: 'payload', label: 'Payload', fmt: v => JSON.stringify(v) }, { key: 'status', label: 'Status', fmt: badge },
+      { key: 'id', label: '#', num: true }, { key: 'created_at', label: 'When', fmt: v => istDateTime(v, { seconds: true }) },
+      { key: 'kind', label: 'Kind', fmt: v => String(v).replace(/_/g, ' ') },
+      { key: 'payload', label: 'Payload', fmt: payloadText }, { key: 'status', label: 'Status', fmt: badge },
       { key: 'error', label: 'Error', cls: () => 'neg' },
     ], (await api('/api/commands?limit=30')).commands);
   }
   async function loadLogs() {
     table($('#advisories'), [
-      { key: 'created_at', label: 'When', fmt: when }, { key: 'trade_tag', label: 'Trade' }, { key: 'strategy', label: 'Strategy' },
-      { key: 'reason', label: 'Reason' }, { key: 'confidence_pct', label: 'Conf %', num: true }, { key: 'action_taken', label: 'Action', fmt: badge },
+      { key: 'created_at', label: 'When', fmt: istDateTime }, { key: 'trade_tag', label: 'Trade' }, { key: 'strategy', label: 'Strategy' },
+      { key: 'reason', label: 'Reason' }, { key: 'confidence_pct', label: 'Confidence', num: true, fmt: v => (v === null || v === undefined ? '—' : `${num(v, 0)}%`) },
+      { key: 'action_taken', label: 'Action', fmt: badge },
     ], (await api('/api/ai/exit-advisories?limit=100')).rows);
     table($('#recon'), [
-      { key: 'created_at', label: 'When', fmt: when }, { key: 'action', label: 'Action', fmt: badge },
+      { key: 'created_at', label: 'When', fmt: istDateTime }, { key: 'action', label: 'Action', fmt: badge },
       { key: 'trade_tag', label: 'Trade' }, { key: 'security_id', label: 'Security' },
-      { key: 'details', label: 'Details', fmt: v => JSON.stringify(v) },
+      { key: 'details', label: 'Details', fmt: payloadText },
     ], (await api('/api/reconciliation/log?limit=200')).rows);
   }
   $('#pause-form').addEventListener('submit', async (e) => {
@@ -47,5 +73,6 @@ if (await boot()) {
   });
   on('command_result', () => { loadCommands(); loadEnv(); });
   on('risk_paused', loadEnv); on('risk_resumed', loadEnv);
-  await Promise.all([loadEnv(), loadLimits(), loadCommands(), loadLogs()]);
+  await loadLimits().catch(e => toast(e.message, true));
+  await Promise.all([loadEnv(), loadCommands(), loadLogs()]).catch(e => toast(e.message, true));
 }
