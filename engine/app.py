@@ -33,6 +33,7 @@ from engine.actors.scanner import ScannerActor
 from engine.actors.scheduler import ScheduleConfig, Scheduler
 from engine.actors.supervisor import ChildSpec, Supervisor
 from engine.actors.token import TokenActor
+from engine.ai.wiring import with_ai_actor
 from engine.bus.commands import CommandBus
 from engine.bus.dispatch import Dispatcher
 from engine.bus.events import write_heartbeat
@@ -62,6 +63,7 @@ from engine.messages.events import (
     TokenRefreshFailed,
 )
 from engine.messages.tap import MessageTap
+from engine.ops.metrics import instrumented, save_metrics
 from engine.ports.market_data import MarketData, SimMarketData
 from engine.settings import Settings
 from engine.store.notify import Listener
@@ -96,6 +98,9 @@ ACTORS: tuple[tuple[str, type], ...] = (
     ("risk", RiskActor), ("monitor", MonitorActor), ("scanner", ScannerActor),
     ("backtest", BacktestActor), ("bridge", EventBridgeActor),
 )
+# AI flows (engine/ai, issue 19): the AI actor, last; it runs on its own timer and subscribes
+# to trade events itself only when the LLM port is configured (LLM_BASE_URL, LLM_MODEL).
+ACTORS = with_ai_actor(ACTORS)
 
 
 @dataclass
@@ -118,12 +123,15 @@ class Engine:
     bus: Any = None
     outbox_listener: Any = None
     exit_process: Any = None
+    instance_lock: Any = None
     restart_policy: dict[str, Any] = field(default_factory=lambda: {
         "backoff": (0.05, 5.0), "max_restarts": 3, "period_s": 60.0})
     _stop: threading.Event = field(default_factory=threading.Event)
 
     # ------------------------------------------------------------ lifecycle
     def start(self, *, with_bus: bool = True) -> Engine:
+        if with_bus:  # the engine process: one per database and Dhan client id (exit 3)
+            self._take_instance_lock()
         feed = self.services.get("dhan_order_feed")
         if feed is not None:  # connects (in its own thread) while the actors start
             feed.start()
@@ -132,7 +140,7 @@ class Engine:
         # the executor blocks while live orders fill (legs x fill timeout, plus flattening):
         # that is work, not a hang, so the liveness check gives it time before calling it stuck
         busy = {"executor": LIVE_EXECUTOR_BUSY_GRACE_S} if "live_broker" in self.services else {}
-        specs = [ChildSpec.for_actor(name, cls, ctx, **self.restart_policy,
+        specs = [ChildSpec.for_actor(name, instrumented(name, cls), ctx, **self.restart_policy,
                                      busy_grace_s=busy.get(name, 0.0))
                  for name, cls in ACTORS if name != "bridge" or self.bridge_events]
         for event, roles in SUBSCRIPTIONS.items():
@@ -161,8 +169,32 @@ class Engine:
                 dsn, ["chat_outbox"],
                 lambda _c, _p: self.directory.send("notifier", DrainOutbox(), sender="outbox"),
                 name="outbox-listener").start()
+        live_ops = self.services.get("live_ops")
+        if live_ops is not None:  # static-IP check and P&L exit at start, then daily
+            live_ops.start(self._ops_alert)
         logger.info("engine started: %s", ", ".join(self.directory.roles()))
         return self
+
+    def _take_instance_lock(self) -> None:
+        """Refuse to run next to another engine of this database or Dhan client id: say who
+        holds the lock and exit with ``EXIT_LOCKED`` (engine.instance_lock)."""
+        import sys
+
+        from engine.instance_lock import EXIT_LOCKED, InstanceLock, InstanceLockHeld
+
+        client = self.config.dhan_client_id if self.config.broker == "dhan" else None
+        try:
+            self.instance_lock = InstanceLock(self.config.database_url or _dsn(self.pool),
+                                              client or None).acquire()
+        except InstanceLockHeld as exc:
+            logger.error("%s", exc)
+            print(f"engine not started: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_LOCKED) from None
+
+    def _ops_alert(self, text: str) -> None:
+        self.directory.publish(AlertRaised(ts=self.clock.now(), source="live_ops", text=text,
+                                           message_id=self.ids.next_id("live_ops")),
+                               sender="live_ops")
 
     def _halt_entries(self, reason: str) -> None:
         """The supervisor escalated: pause new entries until an operator resumes them (the
@@ -170,6 +202,9 @@ class Engine:
         msg = PauseEntries(ts=self.clock.now(), reason=reason, source="supervisor",
                            message_id=self.ids.next_id("supervisor"))
         self.directory.send("risk", msg, sender="supervisor")
+        live_ops = self.services.get("live_ops")
+        if live_ops is not None:  # LIVE_KILL_SWITCH_ON_ESCALATION: Dhan's kill switch once flat
+            live_ops.on_escalation(reason)
 
     def request_stop(self) -> None:
         """Ask a running ``run_*`` loop to return (safe from a signal handler)."""
@@ -191,12 +226,16 @@ class Engine:
         feed = self.services.get("dhan_order_feed")
         if feed is not None:  # after the executor: it may consult the feed until it stops
             feed.stop()
+        if self.services.get("live_ops") is not None:
+            self.services["live_ops"].stop()
         self.settings.close()
         self.calendar.close()
         leftovers = pykka.ActorRegistry.get_all()
         if leftovers:
             logger.error("actors still running after stop: %s", leftovers)
             pykka.ActorRegistry.stop_all(timeout=10)
+        if self.instance_lock is not None:
+            self.instance_lock.release()
         logger.info("engine stopped")
 
     # ------------------------------------------------------------ running
@@ -335,13 +374,15 @@ def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
     services: dict[str, Any] = {
         "pool": pool, "settings": settings, "market": market, "paper_broker": paper,
         "dry_run_flags": dict(config.dry_run_flags), "calendar": calendar,
-        "heartbeat": lambda wall, engine_time: write_heartbeat(
+        "heartbeat": lambda wall, engine_time: (write_heartbeat(
             pool, wall, engine_time, simulated=config.market_source == "sim"),
+            save_metrics(pool)),
     }
     if config.broker == "dhan":
         from engine.broker.dhan.wiring import dhan_services
 
-        services.update(dhan_services(config, pool, clock, market))
+        services.update(dhan_services(config, pool, clock, market, settings=settings,
+                                      calendar=calendar))
     chat = ChatService(config, pool, settings)
     services.update(chat_channels=chat.channels, chat_service=chat)
     services.update(extra_services or {})

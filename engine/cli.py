@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "engine.commands.orders_cmd",
     "engine.commands.backtest",
     "engine.commands.events_cmd",
+    "engine.commands.journal_cmd",
+    "engine.commands.parity_cmd",
 )
 OPTIONAL_COMMAND_MODULES = (
     "engine.commands.run",

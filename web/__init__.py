@@ -1,9 +1,11 @@
 """The dashboard: Flask app factory, JSON API, HTML pages and the live WebSocket.
 
 Run under gunicorn (``gunicorn -c web/gunicorn.conf.py "web:create_app()"`` or
-``python -m engine web``). Each worker process builds its own app: a connection pool, an
-:class:`~web.authn.Authenticator`, a :class:`~web.hub.Hub` and one :class:`~web.hub.WebActor`
-that LISTENs for engine events.
+``python -m engine web``). Each worker process builds its own app: two connection pools (the
+checked, transactional ``pool`` for writes, and the autocommit ``read_pool`` from which each
+request takes at most one connection for its session lookup and its reads, see
+:func:`web.api.read_connection`), an :class:`~web.authn.Authenticator`, a :class:`~web.hub.Hub`
+and one :class:`~web.hub.WebActor` that LISTENs for engine events.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 from psycopg_pool import ConnectionPool
 
 from web.authn import Authenticator, AuthPolicy
@@ -39,12 +42,17 @@ class WebServices:
     log_dir: Path
     engine_log_dir: Path | None = None  # default: log_dir
     owns_pool: bool = False
+    read_pool: ConnectionPool | None = None  # autocommit, unchecked: web.api.read_connection
+    owns_read_pool: bool = False
     actor: Any = None
     settings: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _apps: list[Flask] = []
+#: Connections of a worker's read pool: one per request in flight that reads the database
+#: (the rest wait for one); grown on demand, shrunk after max_idle.
+READ_POOL_SIZE = 10
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -73,6 +81,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         pool = open_pool(app.config["DATABASE_URL"], min_size=1, max_size=10, name="web")
     dsn = app.config.get("DATABASE_URL") or pool.conninfo
+    # A pool given without a READ_POOL (tests, embedding) serves the reads too: its
+    # connections are switched to autocommit for the request (web.api.read_connection).
+    read_pool = app.config.get("READ_POOL") or (pool if not owns else None)
+    owns_read = read_pool is None
+    if read_pool is None:
+        from engine.store.pool import open_pool
+
+        read_pool = open_pool(dsn, min_size=1, max_size=READ_POOL_SIZE, name="web-read",
+                              autocommit=True, checked=False)
     policy = app.config.get("AUTH_POLICY") or AuthPolicy()
     policy = AuthPolicy(**{**{f: getattr(policy, f) for f in policy.__dataclass_fields__},
                            "totp_secret": app.config.get("DASHBOARD_TOTP_SECRET") or "",
@@ -82,7 +99,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                            log_dir=Path(app.config["LOG_DIR"]),
                            engine_log_dir=Path(app.config.get("ENGINE_LOG_DIR")
                                                or app.config["LOG_DIR"]),
-                           owns_pool=owns)
+                           owns_pool=owns, read_pool=read_pool, owns_read_pool=owns_read)
     app.extensions["engine"] = services
 
     from web import api, docs, views, ws
@@ -91,16 +108,32 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(ws.bp)
+    from web.api import metrics as metrics_api  # /metrics (Prometheus), outside /api
+
+    app.register_blueprint(metrics_api.bp)
     ws.sock.init_app(app)
+    app.session_interface = _NoFlaskSession()
     app.register_error_handler(404, _not_found)
     app.register_error_handler(413, _too_large)
     app.before_request(refuse_large_body)
     app.after_request(add_security_headers)
+    app.teardown_appcontext(api.release_read_connection)
 
     if app.config.get("START_BRIDGE", True):
         services.actor = WebActor.start(dsn, services.hub)
     _apps.append(app)
     return app
+
+
+class _NoFlaskSession(SecureCookieSessionInterface):
+    """Sessions are server-side (web.authn); Flask's signed-cookie session is unused, so it
+    is neither decoded nor signed on every request (flask.session is a NullSession)."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
 
 
 def _allowed_origins(values: Any) -> tuple[str, ...]:
@@ -176,6 +209,8 @@ def shutdown(app: Flask) -> None:
         services.settings.close()
     if services.owns_pool:
         services.pool.close()
+    if services.owns_read_pool and services.read_pool is not None:
+        services.read_pool.close()
     if app in _apps:
         _apps.remove(app)
 

@@ -126,22 +126,27 @@ class Authenticator:
         return bool(presented) and hmac.compare_digest(self.csrf_token(token), presented or "")
 
     # ------------------------------------------------------------ sessions
-    def session(self, token: str | None) -> SessionInfo | None:
-        """The live session for ``token`` (refreshing last_seen at most once a minute)."""
+    def session(self, token: str | None, conn: Any = None) -> SessionInfo | None:
+        """The live session for ``token`` (refreshing last_seen at most once a minute).
+
+        On ``conn`` when given (the request's autocommit read connection: the refresh
+        commits by itself), else on a connection of the pool."""
         if not token:
             return None
+        if conn is None:
+            with self._pool.connection() as own:
+                return self.session(token, own)
         id_hash = _sha256(token)
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT id_hash, created_at, expires_at, method, last_seen < now() - interval"
-                " '60 seconds' AS stale FROM web_sessions WHERE id_hash = %s"
-                " AND expires_at > now() AND last_seen > now() - %s",
-                (id_hash, self.policy.session_idle)).fetchone()
-            if row is None:
-                return None
-            if row["stale"]:
-                conn.execute("UPDATE web_sessions SET last_seen = now() WHERE id_hash = %s",
-                             (id_hash,))
+        row = conn.execute(
+            "SELECT id_hash, created_at, expires_at, method, last_seen < now() - interval"
+            " '60 seconds' AS stale FROM web_sessions WHERE id_hash = %s"
+            " AND expires_at > now() AND last_seen > now() - %s",
+            (id_hash, self.policy.session_idle)).fetchone()
+        if row is None:
+            return None
+        if row["stale"]:
+            conn.execute("UPDATE web_sessions SET last_seen = now() WHERE id_hash = %s",
+                         (id_hash,))
         return SessionInfo(id_hash=row["id_hash"], created_at=row["created_at"],
                            expires_at=row["expires_at"], method=row["method"])
 

@@ -48,6 +48,16 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
     ("get", "/api/battle-log", "Latest strategy battle-log rows.", False, {"limit": I}, {}, ()),
     ("get", "/api/iv-snapshots", "IV snapshots (term structure, smile in payload).", False,
      RANGE, {}, ()),
+    ("get", "/api/market/chain", "Option chain of the newest recorded sample for one expiry "
+     "(CE | strike | PE, LTP, bid/ask, IV, delta, OI and OI change, PCR, max pain, open legs).",
+     False, {"expiry": {"type": "string", "format": "date"}}, {}, ()),
+    ("get", "/api/market/surface", "Newest IV sample: term structure and near/far smile.", False,
+     {}, {}, ()),
+    ("get", "/api/market/iv-history", "Near and far ATM IV per scan cycle.", False, RANGE, {}, ()),
+    ("get", "/api/market/realized", "Per session: ATM IV vs intraday and close-to-close realized "
+     "volatility.", False, RANGE, {}, ()),
+    ("get", "/api/market/spread", "Futures calendar spread samples with CAL_ARB's z-score.",
+     False, {}, {}, ()),
     ("get", "/api/risk", "Risk envelope state; action_needed when entries are paused.", False,
      {}, {}, ()),
     ("post", "/api/risk/pause", "Pause new entries (engine command).", False, {},
@@ -91,6 +101,12 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
     ("get", "/api/settings/{key}/history", "Audit history of one setting.", False,
      {"limit": I}, {}, ()),
     ("get", "/api/reconciliation/log", "Reconciliation audit rows.", False, RANGE, {}, ()),
+    ("get", "/api/reconciliation/status", "Start-up reconciliation gate, last check and audit "
+     "rows per action over the last days.", False, {"days": I}, {}, ()),
+    ("get", "/api/parity", "Daily backtest-vs-live parity report summaries.", False,
+     {"limit": I}, {}, ()),
+    ("get", "/api/parity/{day}", "The parity reports of one day in full; 404 when none.", False,
+     {}, {}, ()),
     ("get", "/api/ai/exit-advisories", "AI exit advisories.", False, RANGE, {}, ()),
     ("get", "/api/events", "Market events, NSE holidays and expiry days.", False, RANGE, {},
      ()),
@@ -106,8 +122,16 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
       "data": {"type": "string", "enum": ["bhavcopy", "sim", "snapshots"]},
       "fill_model": {"type": "string", "enum": ["close", "next_close"]}},
      ("strategy", "start", "end")),
-    ("get", "/api/backtest/runs", "Past runs with summary metrics.", False,
-     {"limit": I, "strategy": S}, {}, ()),
+    ("get", "/api/backtest/strategies", "What the backtest form offers: each strategy's "
+     "parameters (type, default, bounds, choices from the settings registry), whether it runs "
+     "on end-of-day data, its declared grid space; the run-wide settings and the limits.",
+     False, {}, {}, ()),
+    ("get", "/api/backtest/runs", "Past runs with summary metrics (no equity curve) and "
+     "progress {done, total, unit, pct, elapsed_s, eta_s} (a failed run keeps where it "
+     "stopped).", False, {"limit": I, "strategy": S}, {}, ()),
+    ("get", "/api/strategies", "Per registered strategy: go-live stage, today's P&L and trades "
+     "at the engine's clock, the why-blocked answer, its latest battle-log row and one status "
+     "(disabled, paused, blocked, eligible or waiting).", False, {}, {}, ()),
     ("get", "/api/backtest/runs/{run_id}", "Full trades + metrics of one run.", False, {}, {},
      ()),
     ("post", "/api/backtest/grid-search", "Start a grid search; returns job_id. param_space "

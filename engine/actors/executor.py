@@ -47,7 +47,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
-from engine.execution import broker_closes
+from engine.execution import broker_closes, recon_heal
 from engine.execution import repository as repo
 from engine.execution.charges import Charges, order_charges
 from engine.execution.expiry import expired, settlement_fill
@@ -67,11 +67,13 @@ from engine.market.calendar import NseCalendar
 from engine.market.snapshot import price_decimal
 from engine.messages.base import new
 from engine.messages.commands import (
+    AdoptPosition,
     BookBrokerClose,
     ClosePosition,
     EndOfDayTick,
     FlattenSurplus,
     GetStatus,
+    HealPartialExit,
     HoldTrade,
     OpenPosition,
     PauseEntries,
@@ -175,6 +177,10 @@ class ExecutorActor(SupervisedActor):
                 self._hold_for_broker(tag, reason)
             case FlattenSurplus():
                 self._flatten_surplus(message)
+            case AdoptPosition():  # reconciliation auto-heal (engine.execution.recon_heal)
+                self._adopt_position(message)
+            case HealPartialExit():
+                self._heal_partial_exit(message)
             case SuspendExits(tag=tag, reason=reason, seconds=seconds):
                 self._suspended[tag] = (self.clock.now() + timedelta(seconds=seconds), reason)
             case GetStatus():
@@ -714,8 +720,11 @@ class ExecutorActor(SupervisedActor):
         spots = [x.settlement_spot for x in msg.legs if x.settlement_spot is not None]
         exit_spot = spots[-1] if spots else None
         try:
-            result = repo.record_close(self._pool, booked, fills, now, msg.reason,
-                                       self._journal(booked, fills, now, exit_spot=exit_spot))
+            # the close and its CONFIRMED_FLAT_REMOVAL audit row: one transaction
+            result = recon_heal.record_close_audited(
+                self._pool, booked, fills, now, msg.reason,
+                self._journal(booked, fills, now, exit_spot=exit_spot),
+                {"booked_as": "broker close", **detail})
         except Exception as exc:
             self._alert(f"{tag} was closed at the broker ({msg.reason}) but the close could not "
                         f"be recorded ({type(exc).__name__}: {exc}); the monitor sends it again")
@@ -731,6 +740,80 @@ class ExecutorActor(SupervisedActor):
         self.publish(self.new(AlertRaised, source="executor", text=(
             f"{tag} was closed by the broker, not by the engine — booked closed: {msg.reason}. "
             f"Net P&L {pnl} (exit charges estimated from the charges model)")))
+
+    # ------------------------------------------------------------------ reconciliation heals
+    def _adopt_position(self, msg: AdoptPosition) -> None:
+        """Adopt a broker position no trade holds (``engine.execution.recon_heal``): a live
+        trade of strategy ADOPTED at the broker's average price, model entry charges, opened
+        and audited in one transaction; ``PositionOpened`` and an alert."""
+        held = {x.leg.security_id for t in self._open.values() for x in t.legs}
+        if msg.tag in self._open or held & {leg.security_id for leg in msg.legs}:
+            logger.info("adoption %s ignored: already open or held by a trade", msg.tag)
+            return
+        now = self.clock.now()
+        fills = [recon_heal.adoption_fill(leg, now.date()) for leg in msg.legs]
+        trade = Trade(tag=msg.tag, strategy=recon_heal.ADOPTED, mode="live",
+                      trade_date=now.date(), opened_at=now,
+                      legs=tuple(OpenLeg(f.leg, f.price, f.charges.total) for f in fills),
+                      context={"product": msg.product, "adopted": dict(msg.details),
+                               "charges_source": "model",
+                               "entry_prices_source": "broker_average_price"})
+        try:
+            recorded = recon_heal.record_open_audited(self._pool, trade, fills, now,
+                                                      {**msg.details, "tag": msg.tag})
+        except Exception as exc:
+            logger.warning("adoption %s not recorded (%s: %s); the monitor tries again", msg.tag,
+                           type(exc).__name__, exc)
+            return
+        if not recorded:
+            return
+        self._open[msg.tag] = trade
+        self.publish(self.reply(PositionOpened, msg, trade_id=0, strategy=trade.strategy,
+                                tag=trade.tag, legs=tuple(f.leg for f in fills), stage="live",
+                                entry_premium=trade.entry_price))
+        self.publish(self.new(AlertRaised, source="executor", text=(
+            f"{msg.reason}: ADOPTED as live trade {msg.tag} at the broker's average price "
+            f"({exposure_text([(f.leg.security_id, f.leg.side.value, f.leg.quantity) for f in fills])}"
+            "), watched with the ADOPTED stop loss / profit target")))
+
+    def _heal_partial_exit(self, msg: HealPartialExit) -> None:
+        """Book the part of a live trade closed by hand at the broker (``engine.execution.
+        recon_heal``): split off as ``<tag>~<n>`` and closed at the trade-book prices, the rest
+        kept open with the smaller legs, audited: one transaction; ``PositionClosed``."""
+        tag = msg.tag
+        trade = self._open.get(tag)
+        if trade is None or trade.mode != "live" or \
+                tuple(x.leg.quantity for x in trade.legs) != msg.books:
+            logger.info("heal of %s ignored: not open, or changed since it was decided", tag)
+            return
+        if [g for t, g in self._intents.pending_groups() if t == tag]:
+            logger.warning("heal of %s not booked: its order intents are not settled", tag)
+            return
+        now = self.clock.now()
+        try:
+            part, rest, fills = recon_heal.split_partial(
+                trade, msg.legs, recon_heal.next_part_tag(self._pool, tag), now.date())
+            result = recon_heal.record_partial_heal(
+                self._pool, part, rest, fills, now, msg.reason, self._journal(part, fills, now),
+                {"reason": msg.reason, "legs": [
+                    {"security_id": x.security_id, "quantity": x.quantity, "price": str(x.price),
+                     "order_ids": list(x.order_ids)} for x in msg.legs],
+                 "books_before": list(msg.books),
+                 "books_after": [x.leg.quantity for x in rest.legs]})
+        except Exception as exc:
+            self._alert(f"part of {tag} was closed by hand at the broker ({msg.reason}) but it "
+                        f"could not be booked ({type(exc).__name__}: {exc}); the monitor tries "
+                        "again")
+            return
+        self._open[tag] = rest
+        if not result.recorded:
+            return
+        pnl = result.realized_pnl.quantize(Decimal("0.01"))
+        self.publish(self.reply(PositionClosed, msg, trade_id=0, strategy=part.strategy,
+                                tag=part.tag, reason=msg.reason, realized_pnl=pnl))
+        self.publish(self.new(AlertRaised, source="executor", text=(
+            f"{tag}: {msg.reason} — healed: booked as {part.tag} (net {pnl}), {tag} stays open "
+            f"with {exposure_text([(x.leg.security_id, x.leg.side.value, x.leg.quantity) for x in rest.legs])}")))
 
     def _exits_suspended(self, msg: ClosePosition) -> bool:
         """An automatic close of a trade the broker seems to have closed by itself (the

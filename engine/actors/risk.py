@@ -25,6 +25,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
+from engine.execution import recon_heal
 from engine.execution import repository as trades_repo
 from engine.execution.intents import blocking_intent
 from engine.market.calendar import NseCalendar
@@ -186,6 +187,8 @@ class RiskActor(SupervisedActor):
                 reason = (f"order {doubt['correlation_id']} ({doubt['purpose']} of "
                           f"{doubt['trade_tag']}: {doubt['side']} {doubt['quantity']} of security"
                           f" {doubt['security_id']}) is {what}: no new entry until it is resolved")
+        if reason is None:  # BROKER=dhan: not before the start-up reconciliation (recon_heal)
+            reason = recon_heal.startup_block(self.ctx.services, stage)
         if reason is None:
             denial = entry_denial(self._stages[stage], now, occupied, self._limits(),
                                   open_mtm=Decimal(open_mtm))

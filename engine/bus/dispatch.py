@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 STAGES = ("paper", "shadow", "live", "disabled")
 #: Strategies that have a go-live stage: the ones the engine seeds into go_live_state.
 GO_LIVE_STRATEGIES: tuple[str, ...] = DRY_RUN_STRATEGIES
-#: Tasks rerun_task can run (none yet: the AI and fetch tasks come with their issues).
-RERUN_TASKS: tuple[str, ...] = ()
+#: Tasks rerun_task can run: ai_market (engine/ai, issue 19; needs the LLM port).
+RERUN_TASKS: tuple[str, ...] = ("ai_market",)
 
 
 def strategy_problem(strategy: object) -> str | None:
@@ -48,7 +48,9 @@ def strategy_problem(strategy: object) -> str | None:
 def task_problem(task: object) -> str | None:
     """Why rerun_task cannot run ``task``, or None."""
     if task in RERUN_TASKS:
-        return None
+        from engine.ai.wiring import task_unavailable  # ai_market: None once LLM_* are set
+
+        return task_unavailable(task)
     runs = ", ".join(RERUN_TASKS) if RERUN_TASKS else "no task yet"
     return f"{task!r} is not a task this engine runs (it runs {runs})"
 
@@ -107,6 +109,10 @@ class Dispatcher:
             case "resolve_order":
                 return self._resolve_order(p, who)
             case "rerun_task":
+                if task_problem(p["task"]) is None:  # the AI actor runs it (engine/ai)
+                    from engine.ai.wiring import rerun
+
+                    return rerun(self._send, str(p["task"]), who)
                 problem = task_problem(p["task"]) or f"{p['task']!r} has no runner here"
                 raise CommandError(f"task: {problem}")
         raise CommandError(f"kind: {cmd.kind!r} is not handled by this engine")

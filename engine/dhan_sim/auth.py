@@ -42,6 +42,11 @@ class Account:
     current_token: str | None = None
     last_mint_at: float | None = None
     kill_switch: bool = False  # POST /killswitch: orders refused while active
+    kill_switch_pending: bool = False  # a P&L exit asked for it once its exits fill
+    primary_ip: str | None = None  # /ip/setIP (allowed_ips follows primary + secondary)
+    secondary_ip: str | None = None
+    ip_modified: dict[str, str] = field(default_factory=dict)  # ipFlag -> when
+    pnl_exit: dict | None = None  # POST /pnlExit: the day's P&L-based exit, when active
 
 
 class TokenError(Exception):

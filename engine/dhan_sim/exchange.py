@@ -462,6 +462,35 @@ class Exchange:
                 placed.append(order)
         return placed
 
+    def manual_order(self, *, client_id: str, security_id: str, side: str, quantity: int,
+                     product: str = "MARGIN") -> SimOrder:
+        """An order the account holder places by hand (the broker's own terminal): a MARKET
+        order with no correlation id of the engine's, matched at once at the touch. It opens,
+        adds to, partly closes or closes a position (a test's "closed by hand at the
+        broker")."""
+        side = str(side).upper()
+        if side not in ("BUY", "SELL"):
+            raise ValueError(f"manual order side {side!r}: expected BUY or SELL")
+        if int(quantity) <= 0:
+            raise ValueError(f"manual order quantity must be positive, got {quantity!r}")
+        if self.row(str(security_id)) is None:
+            raise ValueError(f"manual order: unknown security {security_id!r}")
+        with self._lock:
+            body = {"dhanClientId": client_id, "correlationId": self.new_correlation_id(client_id),
+                    "transactionType": side, "exchangeSegment": "NSE_FNO", "productType": product,
+                    "orderType": "MARKET", "validity": "DAY", "securityId": str(security_id),
+                    "quantity": int(quantity)}
+            order = SimOrder(order_id=str(next(self._ids)), client_id=client_id, body=body,
+                             created=self._clock(), status="PENDING",
+                             create_time=self._market_text(), update_time=self._market_text(),
+                             exchange_time=self._market_text(), placed_by="MANUAL")
+            self.orders[order.order_id] = order
+            self._by_cid[(client_id, body["correlationId"])] = order
+            self._resting[order.order_id] = order
+            self._changed(order)
+            self._match(order)
+        return order
+
     def _broker_events(self) -> None:
         """Per market tick: expiry settlement and the 15:20 intraday square-off."""
         local = self.market_now().astimezone(IST)

@@ -248,26 +248,7 @@ def trades(sim: DhanSimulator, req: Request) -> Reply:
     return Reply(200, rows)
 
 
-# ----------------------------------------------------------------------- trader control
-def kill_switch(sim: DhanSimulator, req: Request) -> Reply:
-    """``POST /killswitch?killSwitchStatus=ACTIVATE|DEACTIVATE`` (no body)."""
-    acct = req.account
-    assert acct is not None
-    action = str(req.query.get("killSwitchStatus", "")).upper()
-    if action not in ("ACTIVATE", "DEACTIVATE"):
-        return input_error()
-    acct.kill_switch = action == "ACTIVATE"
-    word = "activated" if acct.kill_switch else "deactivated"
-    return Reply(200, {"dhanClientId": acct.client_id,
-                       "killSwitchStatus": f"Kill Switch has been successfully {word}"})
-
-
-def kill_switch_status(sim: DhanSimulator, req: Request) -> Reply:
-    """``GET /killswitch``: ``ACTIVATE`` or ``DEACTIVATE``."""
-    acct = req.account
-    assert acct is not None
-    return Reply(200, {"dhanClientId": acct.client_id,
-                       "killSwitchStatus": "ACTIVATE" if acct.kill_switch else "DEACTIVATE"})
+# trader control (kill switch, P&L exit) and static IP: engine.dhan_sim.trader_control
 
 
 def not_found(method: str, path: str) -> Reply:

@@ -11,16 +11,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from engine.broker.dhan.ratelimit import DHAN_LIMITS, EndpointClass, RateLimits
 from engine.dhan_sim import handlers as h
+from engine.dhan_sim import trader_control as tc
 from engine.dhan_sim.auth import Account, Authority, TokenError
 from engine.dhan_sim.csv_master import compact_csv, detailed_csv
 from engine.dhan_sim.exchange import Exchange
 from engine.dhan_sim.faults import Faults
 from engine.dhan_sim.market import BuiltinMarket, MarketSource
+from engine.timeutil import IST
 
 Handler = Callable[[Any, h.Request], h.Reply]
 ORD, DAT, QUO, NTR = (EndpointClass.ORDER, EndpointClass.DATA, EndpointClass.QUOTE,
@@ -39,8 +41,15 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler, EndpointClass | None, str]] = 
         ("GET", r"/v2/trades/?", h.trades, NTR, "token"),
         ("GET", r"/v2/trades/(?P<oid>[^/]+)", h.trades, NTR, "token"),
         ("GET", r"/v2/positions", h.positions, NTR, "token"),
-        ("POST", r"/v2/killswitch", h.kill_switch, NTR, "token"),
-        ("GET", r"/v2/killswitch", h.kill_switch_status, NTR, "token"),
+        ("POST", r"/v2/killswitch", tc.kill_switch, NTR, "token"),
+        ("GET", r"/v2/killswitch", tc.kill_switch_status, NTR, "token"),
+        ("POST", r"/v2/pnlExit", tc.set_pnl_exit, NTR, "token"),
+        ("GET", r"/v2/pnlExit", tc.get_pnl_exit, NTR, "token"),
+        ("DELETE", r"/v2/pnlExit", tc.stop_pnl_exit, NTR, "token"),
+        ("GET", r"/v2/ip/getIP", tc.get_ip, NTR, "token"),
+        ("POST", r"/v2/ip/setIP", tc.set_ip, NTR, "token"),
+        ("PUT", r"/v2/ip/modifyIP", tc.set_ip, NTR, "token"),
+        ("GET", r"/ip-echo", tc.ip_echo, None, "none"),
         ("GET", r"/v2/fundlimit", h.fund_limit, NTR, "token"),
         ("POST", r"/v2/margincalculator", h.margin, NTR, "token"),
         ("POST", r"/v2/margincalculator/multi", h.margin_multi, NTR, "token"),
@@ -103,9 +112,24 @@ class DhanSimulator:
     # ----------------------------------------------------------------- helpers
     def advance(self) -> None:
         """Move the exchange's orders along (every request does; so does the order-update
-        WebSocket while a client listens)."""
+        WebSocket while a client listens), then apply any P&L-based exit that triggered."""
         self.exchange.advance(lambda cid: self.exchange.funds(
             cid, self.authority.accounts[cid].sod_limit)["available"])
+        if any(a.pnl_exit is not None or a.kill_switch_pending
+               for a in self.authority.accounts.values()):
+            tc.check_pnl_exits(self)
+
+    def set_static_ip(self, client_id: str, ip: str | None, flag: str = "PRIMARY") -> None:
+        """Set (``None``: remove) the account's PRIMARY/SECONDARY static IP; the whitelist
+        of order APIs follows (no IP set: no check)."""
+        acct = self.authority.accounts[client_id]
+        if flag == "PRIMARY":
+            acct.primary_ip = ip
+        else:
+            acct.secondary_ip = ip
+        acct.ip_modified[flag] = datetime.now(IST).strftime("%Y-%m-%d %H:%M:%S")
+        ips = {x for x in (acct.primary_ip, acct.secondary_ip) if x}
+        acct.allowed_ips = ips or None
 
     def issue_token(self, client_id: str | None = None, *, ttl: int = 86400) -> str:
         """Issue a token directly (replaces the account's current token)."""
@@ -255,7 +279,9 @@ class DhanSimulator:
           square-off of the matching open positions (all when no filter), at the market;
         * ``POST /__admin/settlement_price`` ``{"expiry": "YYYY-MM-DD", "spot": 23456.7}``:
           the final settlement price of an expiry (the NIFTY close);
-        * ``GET /__admin/settlements``: the expiry settlements made so far.
+        * ``GET /__admin/settlements``: the expiry settlements made so far;
+        * ``POST /__admin/manual_order`` ``{"security_id", "side", "quantity", "product"?,
+          "client_id"?}``: an order placed by hand on the broker's terminal (at the market).
         """
         ex = self.exchange
         if req.path == "/__admin/square_off" and req.method == "POST":
@@ -265,6 +291,13 @@ class DhanSimulator:
                                    product=body.get("product"), by="RMS")
             return h.Reply(200, {"orders": [o.wire(ex.row(o.body["securityId"]))
                                             for o in orders]})
+        if req.path == "/__admin/manual_order" and req.method == "POST":
+            self.advance()
+            order = ex.manual_order(client_id=str(body.get("client_id") or self.account.client_id),
+                                    security_id=str(body["security_id"]),
+                                    side=str(body["side"]), quantity=int(body["quantity"]),
+                                    product=str(body.get("product") or "MARGIN"))
+            return h.Reply(200, {"order": order.wire(ex.row(order.body["securityId"]))})
         if req.path == "/__admin/settlement_price" and req.method == "POST":
             expiry = date.fromisoformat(str(body["expiry"]))
             spot = float(body["spot"])

@@ -17,6 +17,7 @@ from engine.messages.legs import Leg
 
 __all__ = [
     "CLOSE_MODES",
+    "AdoptPosition",
     "BookBrokerClose",
     "BrokerClosedLeg",
     "CheckChildren",
@@ -26,6 +27,7 @@ __all__ = [
     "EndOfDayTick",
     "FlattenSurplus",
     "GetStatus",
+    "HealPartialExit",
     "HoldTrade",
     "MonitorTick",
     "OpenPosition",
@@ -394,3 +396,45 @@ class FlattenSurplus(Command):
                 or self.quantity <= 0:
             raise ValueError(f"FlattenSurplus quantity must be a positive int, got "
                              f"{self.quantity!r}")
+
+
+# --- reconciliation auto-heal (engine.execution.recon_heal) ------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdoptPosition(Command):
+    """Monitor -> executor: adopt a broker position no trade holds (seen on two checks) as
+    live trade ``tag`` of strategy ``ADOPTED``; each leg's ``price`` is the broker's average
+    price. Idempotent: an open tag, or a security some open trade holds, is ignored."""
+
+    tag: str
+    legs: tuple[Leg, ...]
+    product: str
+    reason: str
+    details: Mapping[str, Any] = field(default_factory=_empty_mapping)
+
+    def __post_init__(self) -> None:
+        Command.__post_init__(self)
+        if not self.legs or any(leg.price is None for leg in self.legs):
+            raise ValueError(f"AdoptPosition {self.tag}: every leg needs the broker's price")
+        object.__setattr__(self, "legs", tuple(self.legs))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealPartialExit(Command):
+    """Monitor -> executor: part of live trade ``tag`` was closed by hand at the broker, as
+    the trade book shows: book that part closed at the broker's prices (``legs``: the units
+    closed per leg) and keep the rest open. ``books``: the trade's leg quantities the heal was
+    computed on (a heal of a trade that changed since is ignored)."""
+
+    tag: str
+    reason: str
+    legs: tuple[BrokerClosedLeg, ...]
+    books: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        Command.__post_init__(self)
+        if not self.legs:
+            raise ValueError(f"HealPartialExit of {self.tag} has no legs")
+        object.__setattr__(self, "legs", tuple(self.legs))
+        object.__setattr__(self, "books", tuple(self.books))

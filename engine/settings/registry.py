@@ -8,6 +8,7 @@ import. Values are stored as text and coerced on read.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -117,20 +118,32 @@ def all_knobs() -> list[Knob]:
 
 
 _STRATEGIES_LOADED = False
+_STRATEGIES_LOADING = False
+_STRATEGIES_LOCK = threading.RLock()
 
 
 def _strategy_knobs() -> None:
     """Register every strategy's own knobs (declared in its module) on first use; lazily,
-    because the strategy modules import this one for ``Knob``."""
-    global _STRATEGIES_LOADED
+    because the strategy modules import this one for ``Knob``. Under a lock, and flagged
+    loaded only once every knob is registered: two first callers on two threads (two web
+    requests) must both see the strategies' knobs; the same thread re-entering while the
+    strategy modules import returns at once."""
+    global _STRATEGIES_LOADED, _STRATEGIES_LOADING
     if _STRATEGIES_LOADED:
         return
-    _STRATEGIES_LOADED = True
-    from engine.strategies.registry import specs
+    with _STRATEGIES_LOCK:
+        if _STRATEGIES_LOADED or _STRATEGIES_LOADING:
+            return
+        _STRATEGIES_LOADING = True
+        try:
+            from engine.strategies.registry import specs
 
-    for spec in specs():
-        for k in spec.knobs:
-            register(k)
+            for spec in specs():
+                for k in spec.knobs:
+                    register(k)
+            _STRATEGIES_LOADED = True
+        finally:
+            _STRATEGIES_LOADING = False
 
 
 D = Decimal
@@ -161,7 +174,51 @@ _SEED = [
          choices=("14:30", "14:45", "15:00", "15:10", "15:15", "15:20")),
     # AI flows (off unless an LLM endpoint is configured).
     Knob("AI_PREDICT_DAILY_RUN_CAP", int, 6, "ai_predictions rows allowed per day.", 0, 100),
-    Knob("AI_EXIT_OVERLAY_ENABLED", bool, False, "Let breakout-risk advisories close trades."),
+    Knob("AI_EXIT_OVERLAY_ENABLED", bool, False, "Run the AI exit overlays (breakout risk, "
+         "sentiment risk) on open trades; AI_EXIT_OVERLAY_MODE says whether they close trades "
+         "or only advise."),
+    # AI flows (engine/ai, issue 19); the endpoint, model and key are LLM_* environment variables.
+    Knob("LLM_TIMEOUT_S", int, 30, "Seconds one LLM call may take before it is abandoned.", 1, 600),
+    Knob("LLM_RETRIES", int, 2, "Retries of an LLM call after a 5xx, a 429 or a connection error "
+         "(back-off 1, 2, 4 s; Retry-After honoured up to 30 s).", 0, 5),
+    Knob("AI_MAX_OUTPUT_TOKENS", int, 600, "max_tokens asked of the model per call.", 50, 8000),
+    Knob("AI_MARKET_ENABLED", bool, True, "Run the daily AI_MARKET analysis (flow 1) when the "
+         "LLM port is configured."),
+    Knob("AI_MARKET_RUN_TIME", str, "09:30", "IST time after the open of the daily AI_MARKET "
+         "analysis.", choices=("09:20", "09:30", "09:45", "10:00", "10:30", "11:00")),
+    Knob("AI_MARKET_MIN_CONFIDENCE", int, 60, "Trade an AI_MARKET idea only at this verdict "
+         "confidence % or more (below: analysis stored, nothing traded).", 0, 100),
+    Knob("AI_MARKET_LOTS", int, 1, "Lots of the AI_MARKET option bought per idea.", 1, 10),
+    Knob("AI_MARKET_EXIT_TIME", str, "15:00", "IST time an open AI_MARKET trade is closed.",
+         choices=("14:30", "14:45", "15:00", "15:10", "15:15")),
+    Knob("AI_MARKET_PROFIT_TARGET_PCT", D, D("1"), "Backstop target of an AI_MARKET trade as a "
+         "fraction of its premium (the monitor's generic rule; the model's own target, at most "
+         "90 %, normally fires first).", D("0.05"), D("10")),
+    Knob("AI_MARKET_STOP_LOSS_PCT", D, D("0.6"), "Backstop stop of an AI_MARKET trade as a "
+         "fraction of its premium (the model's own stop, at most 50 %, normally fires first).",
+         D("0.05"), D("1")),
+    Knob("AI_PREDICT_EVERY_MIN", int, 60, "Minutes between market_view / breakout_risk "
+         "predictions in market hours (each task also capped by AI_PREDICT_DAILY_RUN_CAP).",
+         15, 390),
+    Knob("AI_HINTS_ENABLED", bool, False, "Apply AI predictions as scan hints: a HIGH breakout "
+         "risk blocks new entries of the short-gamma strategies."),
+    Knob("AI_HINT_MIN_CONFIDENCE", int, 60, "Confidence % a prediction needs to become a hint.",
+         0, 100),
+    Knob("AI_SHORT_GAMMA_STRATEGIES", str, "DC,MDC,IC", "Strategies the breakout-risk hint and "
+         "exit overlay treat as short gamma (comma-separated)."),
+    Knob("AI_EXIT_OVERLAY_MODE", str, "ADVISORY_ONLY", "With AI_EXIT_OVERLAY_ENABLED: "
+         "AUTO_CLOSE closes the covered trade through the executor, ADVISORY_ONLY alerts only.",
+         choices=("AUTO_CLOSE", "ADVISORY_ONLY")),
+    Knob("AI_EXIT_MIN_CONFIDENCE", int, 70, "Confidence % a HIGH breakout-risk prediction needs "
+         "for the exit overlay.", 0, 100),
+    Knob("AI_SENTIMENT_EVERY_MIN", int, 10, "Minutes between deterministic sentiment samples "
+         "(ai_market_sentiment) in market hours.", 1, 120),
+    Knob("AI_SENTIMENT_EXIT_SCORE", int, 60, "|sentiment score| at which the sentiment-risk "
+         "overlay advises (or closes, as the exit overlay) exposed trades.", 1, 100),
+    Knob("AI_SENTIMENT_MIN_COVERAGE", int, 50, "Coverage % a sentiment sample needs before the "
+         "sentiment-risk overlay uses it.", 0, 100),
+    Knob("AI_DEBRIEF_DAILY_TOKEN_BUDGET", int, 20000, "Tokens (input + output) the journal "
+         "debriefs may use per day; 0 disables them.", 0, 10000000),
     # Go-live seeds: only read when go_live_state is empty.
     Knob("CAL_ARB_DRY_RUN", bool, True, "Seed: CAL_ARB starts in paper mode on first run."),
     Knob("DC_DRY_RUN", bool, True, "Seed: DC starts in paper mode on first run."),
@@ -172,6 +229,21 @@ _SEED = [
     Knob("RECON_EVERY_CYCLES", int, 4,
          "Reconcile live trades against the broker's positions every this many monitor cycles "
          "(BROKER=dhan only).", 1, 1000),
+    # Reconciliation auto-heal (engine/execution/recon_heal.py).
+    Knob("RECON_ADOPT_ORPHANS", bool, True, "Adopt a NIFTY F&O position at the broker that no "
+         "trade holds (seen on two reconciliation checks) as a live trade of strategy ADOPTED; "
+         "false: alert only."),
+    Knob("ADOPTED_STOP_LOSS_PCT", D, D("0.5"), "Stop loss of an adopted position, as a fraction "
+         "of its margin proxy.", D("0.01"), D("10")),
+    Knob("ADOPTED_PROFIT_TARGET_PCT", D, D("0.3"), "Profit target of an adopted position, as a "
+         "fraction of its margin proxy.", D("0.01"), D("10")),
+    # Daily backtest-vs-live parity report (engine/backtest/parity.py).
+    Knob("PARITY_PRICE_TOLERANCE", D, D("0.05"), "Parity report: a fill more than this many ₹ "
+         "per unit from the backtest's modelled fill is flagged.", D("0"), D("1000")),
+    Knob("PARITY_RUPEE_TOLERANCE", D, D("1"), "Parity report: a charges or P&L difference above "
+         "this many ₹ per trade is flagged.", D("0"), D("1000000")),
+    Knob("PARITY_STRATEGIES", str, "DC,MDC,IC", "Strategies the daily parity report replays "
+         "(comma-separated options strategies; CAL_ARB has no recorded futures quotes)."),
     # Backtests (engine/backtest): the end-of-day replay's fill model and capital base.
     Knob("BT_DATA", str, "bhavcopy", "Backtest market data: bhavcopy (end-of-day NSE files in "
          "bhavcopy_ohlc), snapshots (the engine's recorded iv_snapshots) or sim (the simulated "
@@ -191,6 +263,27 @@ _SEED = [
         ("ORDERS", "rejected orders"), ("TOKEN", "Dhan token refreshes and problems"),
         ("RESTARTS", "actor restarts and escalations"), ("BACKTEST", "finished backtests"),
         ("DAILY_SUMMARY", "the daily summary after the close"))],
+    # Live operations (BROKER=dhan): preflights, order-rate governor, backstops at the broker.
+    Knob("LIVE_MAX_MARGIN_UTIL", D, D("0.8"), "Refuse a live entry whose margin (Dhan's "
+         "multi-order calculator for the whole structure, plus the expiry-day margin when "
+         "held into it) exceeds this share of the available funds at Dhan.", D("0.05"), D("1")),
+    Knob("LIVE_ORDER_RATE_PER_SEC", int, 8, "Orders per second per exchange segment this "
+         "process sends (entries, exits, flattens, cancels; exits first), below SEBI's "
+         "retail-algo threshold and Dhan's 10/s.", 1, 10),
+    Knob("LIVE_IP_ECHO_URL", str, "https://api.ipify.org", "Echo service that answers this "
+         "machine's egress IP (plain text or JSON {\"ip\"}) for the static-IP preflight."),
+    Knob("LIVE_DAILY_CHECK_TIME", str, "09:00", "IST time of the daily static-IP check and "
+         "P&L-exit setting (also run at start).",
+         choices=("08:30", "08:45", "09:00", "09:05", "09:10")),
+    Knob("LIVE_KILL_SWITCH_ON_ESCALATION", bool, False, "After a supervisor escalation, "
+         "activate Dhan's kill switch (no further orders today) once the account is flat."),
+    Knob("LIVE_PNL_EXIT_ENABLED", bool, False, "Each trading morning set Dhan's P&L-based exit "
+         "at RISK_DAILY_LOSS_CAP: Dhan squares the account off by itself if the engine dies."),
+    Knob("LIVE_PNL_EXIT_PROFIT", D, D("10000000"), "Profit (₹) at which Dhan's P&L-based exit "
+         "squares off (Dhan requires one; the default is out of reach).", D("1"),
+         D("10000000000")),
+    Knob("LIVE_PNL_EXIT_KILL_SWITCH", bool, True, "Ask Dhan to activate the kill switch after "
+         "its P&L-based exit squared the account off."),
     # Paper execution.
     Knob("PAPER_SLIPPAGE_TICKS", int, 1, "Ticks (₹0.05) of adverse slippage on paper fills.", 0, 100),
 ]

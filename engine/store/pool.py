@@ -60,17 +60,24 @@ def open_pool(
     name: str = "engine",
     timeout: float = 30.0,
     reconnect_timeout: float = 300.0,
+    autocommit: bool = False,
+    checked: bool = True,
 ) -> ConnectionPool:
-    """Open a checked pool on ``dsn`` and wait until it has its first connections."""
+    """Open a pool on ``dsn`` and wait until it has its first connections.
+
+    ``checked`` (the default) tests every connection with a round trip before handing it
+    out. ``autocommit=True, checked=False`` is the dashboard's read pool: every statement is
+    its own transaction and the caller detects a dead connection without a round trip
+    (web.api.read_connection)."""
     pool = ConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         name=name,
         open=False,
-        kwargs={"row_factory": dict_row},
+        kwargs={"row_factory": dict_row, "autocommit": autocommit},
         configure=configure_connection,
-        check=ConnectionPool.check_connection,
+        check=ConnectionPool.check_connection if checked else None,
         timeout=timeout,
         reconnect_timeout=reconnect_timeout,
         reconnect_failed=_reconnect_failed,

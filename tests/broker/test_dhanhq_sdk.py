@@ -111,7 +111,14 @@ def test_dhanhq_sdk_account_market_data_orders_and_token(make_sim) -> None:
                                order_type=dhan.MARKET, product_type=dhan.INTRA, price=0)
     assert too_big["status"] == "failure" and too_big["remarks"]["error_code"] == "DH-906"
 
-    # kill switch: POST with the status in the query and no body
+    # kill switch: POST with the status in the query and no body; Dhan activates it only
+    # with no open position and no pending order
+    busy = dhan.kill_switch("activate")
+    assert busy["status"] == "failure" and "open position" in busy["remarks"]["error_message"]
+    sim.sim.exchange.positions.clear()
+    for o in sim.sim.exchange.orders.values():
+        if o.status in ("TRANSIT", "PENDING", "PART_TRADED"):
+            sim.sim.exchange.cancel(o)
     assert "activated" in _ok(dhan.kill_switch("activate"))["killSwitchStatus"]
     refused = dhan.place_order(security_id=sid, exchange_segment=dhan.NSE_FNO,
                                transaction_type=dhan.BUY, quantity=lot, order_type=dhan.MARKET,

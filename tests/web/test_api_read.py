@@ -123,7 +123,8 @@ def test_health_without_session_reports_token_expiry_never_token(app, pool):
     assert r.status_code == 200 and b"SECRET" not in r.data
     assert r.json == {"database": "ok", "engine_heartbeat_age_s": None,
                       "token_expires_at": "2030-01-01T09:00:00+05:30", "status": "engine_down",
-                      "entries_paused": False, "paused_by": [], "action_needed": None}
+                      "entries_paused": False, "paused_by": [], "action_needed": None,
+                      "engine_time": None, "clock": "real"}
 
 
 def test_health_database_down_503(make_app, db_url):

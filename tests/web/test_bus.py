@@ -162,7 +162,7 @@ def test_write_heartbeat_sets_runtime_state_and_health_age(pool, api):
     with pool.connection() as conn:
         value = conn.execute("SELECT value FROM runtime_state WHERE key = 'engine_heartbeat'"
                              ).fetchone()["value"]
-    assert set(value) == {"ts", "pid", "engine_time"}
+    assert set(value) == {"ts", "pid", "engine_time", "clock"}
     health = api.client.get("/api/health").json
     assert 4 <= health["engine_heartbeat_age_s"] < 60 and health["status"] == "ok"
 

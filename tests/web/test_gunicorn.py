@@ -40,12 +40,13 @@ def gunicorn(db_url, tmp_path):
 
     def up():
         try:
-            return requests.get(base + "/api/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(base + "/api/health", timeout=3).status_code == 200
+        except requests.RequestException:  # refused, reset or slow while a worker boots
+            assert proc.poll() is None, f"gunicorn exited with code {proc.returncode}"
             return False
 
     try:
-        eventually(up, timeout=30, interval=0.1)
+        eventually(up, timeout=60, interval=0.1)
         yield port
     finally:
         proc.terminate()

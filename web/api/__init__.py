@@ -1,11 +1,27 @@
-"""JSON API blueprint (/api): session guard, CSRF check, error handlers, shared helpers."""
+"""JSON API blueprint (/api): session guard, CSRF check, error handlers, shared helpers.
+
+Reads go through one connection per request (:func:`read_connection`): taken from the
+autocommit read pool on first use (by the session lookup or the handler's first
+:func:`rows` / :func:`one`), shared by everything the request reads, given back when the
+request ends. Autocommit means no BEGIN/COMMIT round trips and nothing of one request's
+transaction state can reach the next: every statement is its own transaction, and a
+connection still in a transaction when it is given back is rolled back by the pool. A
+connection the server dropped while it sat in the pool is noticed without a round trip (its
+socket is readable) and replaced; one that fails mid-statement is replaced and the read
+retried once. Writes keep using the checked, transactional ``services().pool``.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import select
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
+import psycopg
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from web.validate import BadRequest
 
@@ -35,12 +51,108 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
+T = TypeVar("T")
+_READ_CONN = "_read_connection"
+
+
+def _dropped(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection is already dead, without a round trip: an idle connection
+    that does not LISTEN has nothing to read unless the server closed it (a terminated
+    backend sends its FATAL error, then end-of-file)."""
+    if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+        return True
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _checkout(pool: ConnectionPool, timeout: float | None) -> psycopg.Connection[Any]:
+    """A live connection from ``pool``; dropped ones are closed (the pool replaces them)."""
+    for _ in range(pool.max_size + 1):
+        conn = pool.getconn(timeout)
+        if not _dropped(conn):
+            return conn
+        logger.info("read pool %s: discarding a connection the server closed", pool.name)
+        conn.close()
+        pool.putconn(conn)
+    return pool.getconn(timeout)
+
+
+def read_connection(timeout: float | None = None) -> psycopg.Connection[Any]:
+    """This request's read connection (autocommit), taken on first use, waiting at most
+    ``timeout`` seconds (default: the pool's) for one; given back when the request ends."""
+    conn = g.get(_READ_CONN)
+    if conn is None:
+        conn = _checkout(services().read_pool, timeout)
+        if not conn.autocommit:  # a transactional pool shared for reads (web.create_app)
+            conn.autocommit = True
+            g._read_conn_was_transactional = True
+        setattr(g, _READ_CONN, conn)
+    return conn
+
+
+def release_read_connection(_exc: BaseException | None = None) -> None:
+    """Give the request's read connection back (app-context teardown)."""
+    conn = g.pop(_READ_CONN, None)
+    if conn is None:
+        return
+    if g.pop("_read_conn_was_transactional", False) and not conn.closed:
+        try:
+            conn.autocommit = False
+        except psycopg.Error:  # in a transaction or broken: the pool rolls back or drops it
+            conn.close()
+    services().read_pool.putconn(conn)
+
+
+def read(work: Callable[[psycopg.Connection[Any]], T], timeout: float | None = None) -> T:
+    """``work(conn)`` on the request's read connection; when the connection breaks under it
+    (the server went away), once more on a fresh one. Only for reads (and idempotent
+    writes): ``work`` may run twice."""
+    conn = read_connection(timeout)
+    try:
+        return work(conn)
+    except psycopg.OperationalError:
+        if not conn.broken:
+            raise
+        logger.warning("read connection lost; retrying the read on a new one")
+        release_read_connection()
+        return work(read_connection(timeout))
+
+
+@contextmanager
+def short_read() -> Iterator[psycopg.Connection[Any]]:
+    """A read connection for one block only (long-lived requests such as /ws, which must not
+    hold one for their lifetime)."""
+    pool = services().read_pool
+    conn = _checkout(pool, None)
+    transactional = not conn.autocommit
+    try:
+        conn.autocommit = True
+        yield conn
+    finally:
+        if transactional and not conn.closed:
+            try:
+                conn.autocommit = False
+            except psycopg.Error:
+                conn.close()
+        pool.putconn(conn)
+
+
 def session_token() -> str | None:
-    """The caller's live session token (cached on ``g``), or None."""
+    """The caller's live session token (cached on ``g``), or None.
+
+    API requests look the session up on their read connection (which the handler then
+    reuses); pages and /ws take a connection for the lookup only."""
     if "session_token" not in g:
         auth = services().auth
         token = auth.token_from_cookie(request.cookies.get(COOKIE_NAME))
-        g.session_token = token if token and auth.session(token) is not None else None
+        live = False
+        if token and request.blueprint == bp.name:
+            live = read(lambda conn: auth.session(token, conn)) is not None
+        elif token:
+            with short_read() as conn:
+                live = auth.session(token, conn) is not None
+        g.session_token = token if live else None
     return g.session_token
 
 
@@ -79,18 +191,35 @@ def unexpected(exc: Exception) -> Any:
 
     if isinstance(exc, HTTPException):
         return error(exc.code or 500, exc.description or exc.name)
+    if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+        logger.error("database unavailable on %s %s: %s", request.method, request.path, exc)
+        return error(503, "the database is unavailable; retry shortly")
     logger.exception("API error on %s %s", request.method, request.path)
     return error(500, "internal error; see the web log")
 
 
 def rows(sql: str, params: Any = None) -> list[dict[str, Any]]:
-    with services().pool.connection() as conn:
-        return conn.execute(sql, params).fetchall()
+    """All rows of a read, on the request's read connection."""
+    return read(lambda conn: conn.execute(sql, params).fetchall())
 
 
 def one(sql: str, params: Any = None) -> dict[str, Any] | None:
-    with services().pool.connection() as conn:
-        return conn.execute(sql, params).fetchone()
+    """The first row of a read (None when there is none), on the request's read connection."""
+    return read(lambda conn: conn.execute(sql, params).fetchone())
 
 
-from web.api import auth, backtest, chat, control, events, orders, system, trading  # noqa: E402,F401
+from web.api import (  # noqa: E402,F401
+    auth,
+    backtest,
+    chat,
+    control,
+    events,
+    market,
+    orders,
+    parity,
+    positions,
+    reconciliation,
+    strategies,
+    system,
+    trading,
+)

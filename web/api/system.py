@@ -12,7 +12,7 @@ from flask import jsonify
 from engine.bus.events import HEARTBEAT_KEY
 from engine.logsetup import redact
 from engine.timeutil import now_ist
-from web.api import bp, services
+from web.api import bp, read, services
 from web.validate import Int, Str, query
 
 HEARTBEAT_STALE_S = 120.0
@@ -57,15 +57,25 @@ def pause_action(reason: str) -> tuple[str, str]:
     return source, f"New entries were paused by {source or 'an operator'}; {RESUME} when ready."
 
 
-def _entries(conn: Any, now: datetime) -> dict[str, Any]:
-    """Whether new entries are paused, by whom, and what the operator must do."""
-    state = conn.execute("SELECT pause_reason FROM risk_envelope_state WHERE id = 1").fetchone()
-    stages = conn.execute("SELECT stage, pause_reason, paused_until FROM risk_envelope_stages"
-                          " WHERE pause_reason IS NOT NULL AND (paused_until IS NULL"
-                          " OR paused_until > %s) ORDER BY stage", (now,)).fetchall()
+#: Everything /api/health reads, in one statement (one round trip on the request's read
+#: connection): the heartbeat and token rows, the global pause, the paused stages.
+HEALTH_SQL = ("SELECT 'state' AS kind, key, value, NULL::text AS pause_reason,"
+              " NULL::timestamptz AS paused_until FROM runtime_state WHERE key IN (%s, 'dhan_token')"
+              " UNION ALL SELECT 'global', NULL, NULL, pause_reason, NULL"
+              " FROM risk_envelope_state WHERE id = 1"
+              " UNION ALL SELECT 'stage', stage, NULL, pause_reason, paused_until"
+              " FROM risk_envelope_stages WHERE pause_reason IS NOT NULL")
+
+
+def _entries(pause_reason: str | None, stages: list[dict[str, Any]],
+             now: datetime) -> dict[str, Any]:
+    """Whether new entries are paused, by whom, and what the operator must do (``stages``:
+    rows of paused stages; those whose pause ended before ``now`` do not count)."""
+    stages = sorted((r for r in stages if r["paused_until"] is None or r["paused_until"] > now),
+                    key=lambda r: r["stage"])
     paused_by, actions = [], []
-    if state and state["pause_reason"]:
-        source, action = pause_action(state["pause_reason"])
+    if pause_reason:
+        source, action = pause_action(pause_reason)
         paused_by.append(source)
         actions.append(action)
     for row in stages:
@@ -91,11 +101,13 @@ def health() -> Any:
     """Database reachability, engine heartbeat age, Dhan token expiry (never the token), and
     whether entries are paused with the action an operator must take (``action_needed``)."""
     try:
-        with services().pool.connection(timeout=3) as conn:
-            state = {r["key"]: r["value"] for r in conn.execute(
-                "SELECT key, value FROM runtime_state WHERE key IN (%s, 'dhan_token')",
-                (HEARTBEAT_KEY,)).fetchall()}
-            entries = _entries(conn, _engine_now(state.get(HEARTBEAT_KEY) or {}))
+        found = read(lambda conn: conn.execute(HEALTH_SQL, (HEARTBEAT_KEY,)).fetchall(),
+                     timeout=3)
+        state = {r["key"]: r["value"] for r in found if r["kind"] == "state"}
+        stages = [{"stage": r["key"], "pause_reason": r["pause_reason"],
+                   "paused_until": r["paused_until"]} for r in found if r["kind"] == "stage"]
+        paused = next((r["pause_reason"] for r in found if r["kind"] == "global"), None)
+        entries = _entries(paused, stages, _engine_now(state.get(HEARTBEAT_KEY) or {}))
     except Exception:
         return jsonify({"database": "error", "engine_heartbeat_age_s": None, "engine_time": None,
                         "clock": "real",

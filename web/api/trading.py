@@ -32,18 +32,6 @@ def _mtm(payload: Any) -> Decimal | None:
         return None
 
 
-@bp.get("/positions")
-def positions() -> Any:
-    """Open positions with their last mark-to-market (payload.mtm, written by the engine)."""
-    items = rows("SELECT tag, strategy, mode, trade_date, opened_at, entry_price, quantity,"
-                 " payload, updated_at FROM open_trades ORDER BY opened_at")
-    total = Decimal(0)
-    for item in items:
-        item["mtm"] = _mtm(item["payload"])
-        total += item["mtm"] or 0
-    return jsonify({"positions": items, "count": len(items), "unrealized": total})
-
-
 def engine_today():
     """The date of the engine clock from a recent heartbeat, else today's IST date."""
     beat = one("SELECT value, updated_at FROM runtime_state WHERE key = 'engine_heartbeat'")
@@ -56,20 +44,31 @@ def engine_today():
 def pnl_today() -> Any:
     """Today's realized P&L from closed trades plus unrealized MTM of open positions.
 
-    "Today" is the engine's trading day (its clock may be simulated), else the IST date."""
-    today = engine_today()
-    closed = one("SELECT coalesce(sum(realized_pnl), 0) AS realized, count(*) AS closed,"
-                 " count(*) FILTER (WHERE realized_pnl > 0) AS wins,"
-                 " count(*) FILTER (WHERE realized_pnl < 0) AS losses,"
-                 " coalesce(sum(charges), 0) AS charges"
-                 " FROM closed_trades WHERE trade_date = %s", (today,))
-    opens = rows("SELECT payload FROM open_trades")
-    unrealized = sum((_mtm(r["payload"]) or Decimal(0) for r in opens), Decimal(0))
-    realized = closed["realized"] if closed else Decimal(0)
-    return jsonify({"date": today, "realized": realized, "unrealized": unrealized,
+    "Today" is the engine's trading day (its clock may be simulated), else the IST date: the
+    date part of a heartbeat's engine_time younger than 5 minutes, as in engine_today().
+    One statement: the day, the closed trades' sums and every open trade's payload.mtm."""
+    closed = one(PNL_TODAY_SQL)
+    mtms = closed["mtms"] if isinstance(closed["mtms"], list) else []
+    unrealized = sum((_mtm({"mtm": m}) or Decimal(0) for m in mtms), Decimal(0))
+    realized = closed["realized"]
+    return jsonify({"date": closed["day"], "realized": realized, "unrealized": unrealized,
                     "total": realized + unrealized, "trades_closed": closed["closed"],
                     "wins": closed["wins"], "losses": closed["losses"],
-                    "charges": closed["charges"], "open_positions": len(opens)})
+                    "charges": closed["charges"], "open_positions": len(mtms)})
+
+
+PNL_TODAY_SQL = (
+    "WITH today AS (SELECT coalesce("
+    "  (SELECT substr(value->>'engine_time', 1, 10)::date FROM runtime_state"
+    "    WHERE key = 'engine_heartbeat' AND value->>'engine_time' <> ''"
+    "    AND updated_at > now() - interval '5 minutes'),"
+    "  (now() AT TIME ZONE 'Asia/Kolkata')::date) AS day)"
+    " SELECT today.day, coalesce(sum(c.realized_pnl), 0) AS realized, count(c.id) AS closed,"
+    " count(*) FILTER (WHERE c.realized_pnl > 0) AS wins,"
+    " count(*) FILTER (WHERE c.realized_pnl < 0) AS losses,"
+    " coalesce(sum(c.charges), 0) AS charges,"
+    " (SELECT coalesce(jsonb_agg(o.payload->'mtm'), '[]'::jsonb) FROM open_trades o) AS mtms"
+    " FROM today LEFT JOIN closed_trades c ON c.trade_date = today.day GROUP BY today.day")
 
 
 @bp.get("/pnl/equity")

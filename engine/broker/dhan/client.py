@@ -30,6 +30,7 @@ from engine.broker.dhan.errors import (
     TransientError,
     register_secret,
 )
+from engine.broker.dhan.governor import ENTRY, EXIT, OrderGovernor, governor_for
 from engine.broker.dhan.marketdata import MarketDataMixin
 from engine.broker.dhan.models import (
     FundLimits,
@@ -84,6 +85,8 @@ class DhanClient(MarketDataMixin):
         session: ``requests.Session`` to reuse.
         lookup_grace: seconds to keep looking an ambiguous order up before declaring its
             outcome unknown (:class:`OrderStateUnknownError`).
+        governor: the order-rate governor every place/modify/cancel passes (default: the
+            process-wide one of ``client_id``, :mod:`engine.broker.dhan.governor`).
         **transport_options: ``get_retries``, ``retry_backoff``, ``max_rate_wait``.
     """
 
@@ -100,6 +103,7 @@ class DhanClient(MarketDataMixin):
         on_auth_error: Callable[[DhanError], None] | None = None,
         session: requests.Session | None = None,
         lookup_grace: float = 2.0,
+        governor: OrderGovernor | None = None,
         **transport_options: Any,
     ) -> None:
         if token_provider is None:
@@ -107,6 +111,7 @@ class DhanClient(MarketDataMixin):
             token_provider = lambda: access_token  # noqa: E731
         self.client_id = str(client_id)
         self.lookup_grace = lookup_grace
+        self.governor = governor or governor_for(self.client_id)
         self.transport = Transport(self.client_id, token_provider, api_base=api_base,
                                    auth_base=auth_base, timeout=timeout, limiter=limiter,
                                    on_auth_error=on_auth_error, session=session,
@@ -140,6 +145,7 @@ class DhanClient(MarketDataMixin):
         """
         payload = request.to_payload(self.client_id)
         cid = request.correlation_id
+        self._govern(request.exchange_segment, priority)
         try:
             data = self.transport.call("POST", "/orders", klass=ORDER, body=payload,
                                        retry=False, priority=priority)
@@ -152,6 +158,12 @@ class DhanClient(MarketDataMixin):
         if not isinstance(data, dict) or not data.get("orderId"):
             raise DhanError("place order answer has no orderId", endpoint="POST /orders")
         return OrderAck(order_id=str(data["orderId"]), status=str(data.get("orderStatus")))
+
+    def _govern(self, segment: str | None, priority: bool) -> None:
+        """One slot of the order-rate governor (exits, flattens and cancels first; an exit
+        waits up to 2 minutes, an entry 30 s, then nothing is sent: RateLimitError)."""
+        self.governor.acquire(segment or "NSE_FNO", rank=EXIT if priority else ENTRY,
+                              max_wait=120.0 if priority else 30.0)
 
     def find_order(self, correlation_id: str) -> Order | None:
         """The order with ``correlation_id``: by ``/orders/external/{cid}``, then in the order
@@ -200,6 +212,7 @@ class DhanClient(MarketDataMixin):
 
     def modify_order(self, request: ModifyRequest) -> OrderAck:
         """``PUT /orders/{id}`` (never retried)."""
+        self._govern(None, False)
         data = self.transport.call("PUT", f"/orders/{request.order_id}", klass=ORDER,
                                    body=request.to_payload(self.client_id), retry=False)
         return OrderAck(order_id=str((data or {}).get("orderId", request.order_id)),
@@ -207,6 +220,7 @@ class DhanClient(MarketDataMixin):
 
     def cancel_order(self, order_id: str) -> OrderAck:
         """``DELETE /orders/{id}``; any 2xx is success (200 or 202, reference §12). Priority."""
+        self._govern(None, True)
         data = self.transport.call("DELETE", f"/orders/{order_id}", klass=ORDER, retry=False,
                                    priority=True)
         return OrderAck(order_id=str((data or {}).get("orderId", order_id)),
@@ -286,6 +300,58 @@ class DhanClient(MarketDataMixin):
         body["dhanClientId"] = self.client_id
         return self.transport.call("POST", "/margincalculator/multi", klass=NON_TRADING,
                                    body=body, retry=True)
+
+    # ---------------------------------------------------------- trader's control
+    def kill_switch(self, activate: bool = True) -> dict[str, Any]:
+        """``POST /killswitch?killSwitchStatus=ACTIVATE|DEACTIVATE`` (no body). Dhan activates
+        it only with no open position and no pending order (then every order is refused
+        for the rest of the day). Never retried."""
+        status = "ACTIVATE" if activate else "DEACTIVATE"
+        return self.transport.call("POST", "/killswitch", klass=NON_TRADING, retry=False,
+                                   params={"killSwitchStatus": status}) or {}
+
+    def kill_switch_status(self) -> bool:
+        """``GET /killswitch``: True when active."""
+        data = self.transport.call("GET", "/killswitch", klass=NON_TRADING) or {}
+        status = str(data.get("killSwitchStatus", "")).upper()
+        return status.startswith("ACTIVATE") or "SUCCESSFULLY ACTIVATED" in status
+
+    def set_pnl_exit(self, *, loss: Decimal, profit: Decimal,
+                     product_types: Iterable[str] = ("INTRADAY", "DELIVERY"),
+                     kill_switch: bool = False) -> dict[str, Any]:
+        """``POST /pnlExit``: Dhan squares every position off when the day's P&L reaches
+        ``-loss`` or ``+profit`` (and then activates the kill switch when asked)."""
+        if loss <= 0 or profit <= 0:
+            raise ValueError(f"P&L exit needs positive loss and profit values, got loss "
+                             f"{loss} and profit {profit}")
+        body = {"dhanClientId": self.client_id, "profitValue": str(profit),
+                "lossValue": str(loss), "productType": list(product_types),
+                "enableKillSwitch": bool(kill_switch)}
+        return self.transport.call("POST", "/pnlExit", klass=NON_TRADING, body=body,
+                                   retry=False) or {}
+
+    def pnl_exit(self) -> dict[str, Any]:
+        """``GET /pnlExit``: the active configuration (``pnlExitStatus`` ACTIVE/DISABLED)."""
+        return self.transport.call("GET", "/pnlExit", klass=NON_TRADING) or {}
+
+    def stop_pnl_exit(self) -> dict[str, Any]:
+        """``DELETE /pnlExit``."""
+        return self.transport.call("DELETE", "/pnlExit", klass=NON_TRADING, retry=False) or {}
+
+    def static_ips(self) -> dict[str, str]:
+        """``GET /ip/getIP`` -> ``{primaryIP, secondaryIP, ...}``.
+
+        Raises:
+            DhanError: Dhan answered its error array (``[{message, status: "ERROR"}]``, HTTP
+                200) or something that is not an object.
+        """
+        data = self.transport.call("GET", "/ip/getIP", klass=NON_TRADING)
+        if isinstance(data, list):
+            text = "; ".join(str(d.get("message")) for d in data if isinstance(d, dict))
+            raise DhanError(f"getIP refused: {text or data!r}"[:300], endpoint="GET /ip/getIP")
+        if not isinstance(data, dict):
+            raise DhanError("getIP answer is not an object", endpoint="GET /ip/getIP")
+        return {k: str(v) for k, v in data.items() if v is not None}
 
     # -------------------------------------------------------------------- auth
     def profile(self) -> dict[str, Any]:

@@ -72,7 +72,12 @@ from typing import TYPE_CHECKING, Any
 
 from engine.broker.dhan.client import DhanClient
 from engine.broker.dhan.correlation import make_correlation_id, slice_correlation_id
-from engine.broker.dhan.errors import DhanError, OrderInTransitError, OrderStateUnknownError
+from engine.broker.dhan.errors import (
+    DhanError,
+    IPNotWhitelistedError,
+    OrderInTransitError,
+    OrderStateUnknownError,
+)
 from engine.broker.dhan.models import FINAL_STATUSES, Order, OrderRequest
 from engine.broker.dhan.slicing import slice_quantities
 from engine.clock import Clock
@@ -98,6 +103,7 @@ from engine.messages.legs import Leg, Side
 
 if TYPE_CHECKING:
     from engine.broker.dhan.order_feed import OrderFeed
+    from engine.execution.preflight import LivePreflight
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +249,9 @@ class DhanLiveBroker:
         sleep: injectable sleeper (tests).
         order_feed: the order-update feed (:class:`~engine.broker.dhan.order_feed.OrderFeed`),
             consulted before the REST lookups; ``None``: REST only.
+        preflight: checks an entry passes before any of its orders is sent (live-entry gate,
+            margin against the available funds: :mod:`engine.execution.preflight`); a DH-911
+            answered to any order pauses live entries through its gate. ``None``: none.
     """
 
     mode = "live"
@@ -256,7 +265,8 @@ class DhanLiveBroker:
                  lookup_backoff_s: tuple[float, float] = (0.2, 5.0),
                  exit_attempts: int = EXIT_ATTEMPTS,
                  sleep: Callable[[float], None] = time.sleep,
-                 order_feed: OrderFeed | None = None) -> None:
+                 order_feed: OrderFeed | None = None,
+                 preflight: LivePreflight | None = None) -> None:
         product = str(product_type).upper()
         if product not in PRODUCT_TYPES:
             raise ValueError(f"product_type must be one of {', '.join(PRODUCT_TYPES)}, "
@@ -278,6 +288,7 @@ class DhanLiveBroker:
         self._max_order_qty = max_order_qty
         self._sleep = sleep
         self.order_feed = order_feed
+        self.preflight = preflight
 
     # ------------------------------------------------------------------ port
     def quote(self, security_id: str) -> Quote:
@@ -408,8 +419,11 @@ class DhanLiveBroker:
         caps = {leg.security_id: self._cap(leg.security_id, trade_date) for leg in legs}
         prices = [limit_price(leg.side, self.quote(leg.security_id), self.limit_ticks)
                   for leg in legs]
+        checked = self._preflight(legs, prices, context)
         used = self._used_correlation_ids(base, strict=True)
         payload = {"legs": [leg_to_json(leg) for leg in legs], "context": context, "base": base}
+        if checked:
+            payload["preflight"] = checked
         fills: dict[int, Fill] = {}
         for i in _leg_order(legs):
             leg = legs[i]
@@ -432,6 +446,20 @@ class DhanLiveBroker:
             self._unwind(tag, base, trade_date, caps, used, cause, cls, leg_index=i,
                          order_id=done.order_id or None, status=done.status, reason=done.reason)
         return [fills[i] for i in range(len(legs))]
+
+    def _preflight(self, legs: tuple[Leg, ...], prices: list[Decimal],
+                   context: dict[str, Any]) -> dict[str, str]:
+        """The preflight's figures, or OrderRejectedError (NOT_SENT) with its reason."""
+        if self.preflight is None:
+            return {}
+        from engine.execution.preflight import PreflightRefused
+
+        try:
+            return self.preflight.check_entry(legs, prices, context)
+        except PreflightRefused as exc:
+            logger.warning("live entry refused before sending: %s", exc)
+            raise OrderRejectedError(str(exc), leg_index=0, order_id=None, status="NOT_SENT",
+                                     reason=str(exc)) from None
 
     def _resume_entry(self, tag: str, rows: list[Intent], window: float) -> list[Fill]:
         self._resolve_open(rows, window)
@@ -774,6 +802,11 @@ class DhanLiveBroker:
             return self._follow(row, None, window=window, lost=True)
         except DhanError as exc:
             self.intents.update(row.id, state="REJECTED", reason=str(exc)[:1000])
+            if isinstance(exc, IPNotWhitelistedError) and self.preflight is not None:
+                self.preflight.gate.block("ip", f"Dhan refused order {row.correlation_id} "
+                                          f"because of the static IP ({exc.code or 'DH-911'}: "
+                                          f"{exc}); check the IP whitelisted at Dhan against "
+                                          "this machine's egress IP")
             return _Done(order_id="", status="REJECTED", filled=0, price=None, reason=str(exc))
         state = ack.status if ack.status in _STATES else "TRANSIT"
         row = self.intents.update(row.id, order_id=ack.order_id, state=state)

@@ -27,6 +27,7 @@ from engine.broker.dhan.errors import (
     register_secret,
 )
 from engine.broker.dhan.ratelimit import EndpointClass, RateLimiter, limiter_for
+from engine.ops.metrics import record_broker_error
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class Transport:
             err = self._send(method, url, endpoint, headers, body, params, parse_float)
             if not isinstance(err, DhanError):
                 return err
+            record_broker_error(err.code or (f"HTTP{err.status}" if err.status else None))
             if isinstance(err, AuthenticationError):
                 self._report_auth(err)
                 raise err

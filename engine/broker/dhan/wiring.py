@@ -348,6 +348,11 @@ class BrokerPositions:
                 net[key] = net.get(key, 0) + pos.net_qty
         return net
 
+    def rows(self) -> list[Any]:
+        """The NSE_FNO rows of ``GET /positions`` (average prices and contract details, for
+        the reconciliation's orphan adoption). Broker errors propagate."""
+        return [p for p in self._client.positions() if p.exchange_segment == self.SEGMENT]
+
 
 def _master_loader(url: str) -> Callable[[date], InstrumentMaster]:
     def load(trade_date: date) -> InstrumentMaster:
@@ -409,8 +414,8 @@ def token_services(config: Config, pool: ConnectionPool, *, follow_only: bool,
             "dhan_auth_hook": session.hook, "dhan_token_provider": session.provider}
 
 
-def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: Any
-                  ) -> dict[str, Any]:
+def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: Any,
+                  *, settings: Any = None, calendar: Any = None) -> dict[str, Any]:
     """``BROKER=dhan``: ``live_broker`` (orders on Dhan, quotes from ``market``),
     ``positions`` (:class:`BrokerPositions`) and the token services (see
     :func:`token_services`).
@@ -425,6 +430,11 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
     service ``dhan_order_feed``, started and stopped with the engine). Every order intent is
     written to ``order_intents`` before it is sent. Freeze quantities (legs above them are sliced) come
     from ``DHAN_INSTRUMENTS_URL``, downloaded on the first live order of each trading day.
+
+    With ``settings`` (the engine's), also ``live_ops`` (:class:`~engine.ops.live.LiveOps`):
+    the margin and live-entry preflight every live entry passes before an order leaves, the
+    static-IP check, Dhan's kill switch and P&L exit as backstops. Every order of the process
+    passes the order-rate governor of the client id (``LIVE_ORDER_RATE_PER_SEC``).
     """
     from engine.execution.intents import IntentStore
 
@@ -437,6 +447,16 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
     product = getattr(config, "dhan_product_type", "") or _env_choice(
         "DHAN_PRODUCT_TYPE", "MARGIN", ("MARGIN", "INTRADAY"))
     feed = order_feed(session)
+    live_ops = None
+    if settings is not None:
+        from engine.broker.dhan.governor import governor_for
+        from engine.market.calendar import NseCalendar
+        from engine.ops.live import LiveOps
+
+        governor_for(session.dcfg.client_id).follow(
+            lambda: int(settings.get("LIVE_ORDER_RATE_PER_SEC")))
+        live_ops = LiveOps(session.client(), settings.get, calendar or NseCalendar(),
+                           product_type=product)
     broker = DhanLiveBroker(
         session.client(lookup_grace=_env_number("DHAN_LOOKUP_GRACE_SEC", "2", 0, 60)), clock,
         intents=IntentStore(pool), quotes=market.quote, product_type=product,
@@ -444,13 +464,15 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
         limit_ticks=int(_env_number("DHAN_LIMIT_TICKS", "3", 0, 100)),
         resolve_window_s=_env_number("DHAN_RESOLVE_WINDOW_SEC", "30", 0, 300),
         max_order_qty=MasterOrderLimits(_master_loader(session.dcfg.instruments_url)),
-        order_feed=feed)
+        order_feed=feed, preflight=live_ops.preflight if live_ops is not None else None)
     logger.info("Dhan live broker for client %s at %s (%s, token %s)", session.dcfg.client_id,
                 session.dcfg.api_base, broker.product_type,
                 "followed from the external refresher" if config.token_refresher_external
                 else "refreshed in-process")
     if feed is not None:
         services["dhan_order_feed"] = feed
+    if live_ops is not None:
+        services["live_ops"] = live_ops
     # the live stage's pre-entry margin (RiskActor): Dhan's multi-order calculator
     services["margin_calculator"] = DhanMarginCalculator(session.client(), product_type=product)
     return {**services, "live_broker": broker, "positions": BrokerPositions(session.client())}
