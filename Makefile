@@ -21,13 +21,16 @@ run: $(STAMP) ## start database + engine + dashboard on the simulated market (Ct
 
 TEST_WORKERS ?= 2
 test: $(STAMP) ## run the whole test suite (TEST_WORKERS=2 parallel workers; 1 = serial)
-	$(PY) -m pytest -q $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+	$(PY) -m pytest -q $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check engine web tests bench
 
-bench: $(STAMP) ## run the benchmarks (ratios against baselines measured in the same run)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+BENCH_SUMMARY ?= var/bench-summary.tsv
+bench: $(STAMP) ## run the benchmarks (ratios against baselines measured in the same run), then one summary table
+	@mkdir -p $(dir $(BENCH_SUMMARY)); rm -f $(BENCH_SUMMARY)
+	@for b in bench/bench_*.py; do echo "== $$b"; BENCH_SUMMARY=$(BENCH_SUMMARY) $(PY) $$b || exit 1; done
+	@$(PY) bench/summary.py $(BENCH_SUMMARY)
 
 migrate: $(STAMP) ## apply pending schema migrations
 	$(PY) -m engine migrate

@@ -163,3 +163,48 @@ def eventually(condition: Callable[[], object], timeout: float = 5.0, interval: 
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
+
+
+# ---------------------------------------------------------------- scheduling on xdist workers
+#: The longest tests (minutes each on 2 cores, from ``pytest --durations``): run first, so the
+#: workers take them one at a time while short tests fill the gaps, and no worker ends the
+#: run on one of them (``make test`` uses ``--dist loadgroup --no-loadscope-reorder``).
+HEAVY_FIRST = (
+    "tests/faults/test_cycle_replay_faults.py::test_kills_between_cycle_commit_and_clock_save_replay_nothing",
+    "tests/engine/test_crash_safety.py::test_fifty_random_crashes_keep_books_consistent",
+    "tests/faults/test_invariants.py",
+    "tests/risk/test_margin_backtest.py::test_backtest_refuses_entries_over_the_margin_cap",
+    "tests/web/test_engine_integration.py::test_backtest_and_grid_from_dashboard_run_to_complete",
+    "tests/engine/test_cycle_replay.py::test_restarted_scanner_continues_the_days_rows_exactly",
+    "tests/replay/test_replay.py::test_replay_twice_is_identical",
+    "tests/faults/test_risk_envelope_faults.py::test_kill_between_close_and_risk_update_loses_no_close",
+    "tests/faults/test_postgres_restart.py::test_postgres_restart_mid_session_keeps_every_invariant",
+    "tests/engine/test_options_day.py::test_double_calendar_opens_is_marked_and_exits_on_its_rule",
+    "tests/engine/test_paper_loop.py::test_trade_past_expiry_alerts_once_and_held_trade_is_not_auto_closed",
+    "tests/engine/test_paper_loop.py::test_restart_continues_from_database",
+    "tests/rehearsal/test_documented_rehearsal.py::test_readme_rehearsal_trades_live_against_the_simulator",
+    "tests/engine/test_paper_loop.py::test_daily_loss_cap_blocks_entries_and_survives_restart",
+    "tests/replay/test_replay.py::test_replay_changed_strategy_parameter_changes_log",
+    "tests/faults/test_cycle_replay_faults.py::test_random_kills_apply_every_scan_cycle_exactly_once",
+)
+#: Files whose module-scoped fixtures are expensive: their tests stay on one worker.
+ONE_WORKER_FILES = (
+    "tests/faults/test_invariants.py", "tests/backtest/test_bhav_download.py",
+    "tests/ops/test_compose_commands.py", "tests/ops/test_nginx.py", "tests/ops/test_compose.py",
+    "tests/strategies/test_view_cache.py", "tests/strategies/test_mdc.py",
+    "tests/strategies/test_iron_condor.py", "tests/market/test_surface_store.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    def rank(item) -> int:
+        for i, key in enumerate(HEAVY_FIRST):
+            if item.nodeid == key or item.nodeid.startswith(key + "::"):
+                return i
+        return len(HEAVY_FIRST)
+
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path in ONE_WORKER_FILES:
+            item.add_marker(pytest.mark.xdist_group(path))
+    items.sort(key=rank)  # stable: the rest keeps pytest's order

@@ -8,7 +8,13 @@ broker's net positions every ``RECON_EVERY_CYCLES`` cycles (``engine.execution.r
 per security and product, over every open live trade (a trade's product from its order
 intents): new findings are appended to reconciliation_audit, confirmed mismatches and orphans
 are published as ``AlertRaised`` naming the position, and pause new entries (a position the
-books do not explain). Nothing is adopted.
+books do not explain). Auto-heal (``engine.execution.recon_heal``, booked by the executor
+with its audit row in one transaction): a confirmed orphan NIFTY F&O position is sent as
+``AdoptPosition`` (``RECON_ADOPT_ORPHANS``; otherwise alerted only), a confirmed mismatch the
+trade book explains as a partial exit by hand as ``HealPartialExit``. A check that cannot
+read the broker changes nothing and is retried; until the first checks after start have
+reconciled (books and broker agree, or the differences are recorded on the second check), the
+start-up gate keeps live entries out (the RiskActor asks it).
 
 Closes the broker makes (``engine.execution.broker_closes``): on each check, a live trade
 whose every leg the broker closed by itself — an RMS square-off, a P&L exit, the 15:20
@@ -30,11 +36,14 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
+from engine.execution import recon_heal
 from engine.execution import repository as trades_repo
 from engine.execution.broker_closes import BrokerCloses, BrokerFill, CloseState, decide
 from engine.execution.paper import NoQuote
 from engine.execution.reconcile import (
+    CONFIRM_AFTER,
     DEFAULT_PRODUCT,
+    ORPHAN,
     PENDING,
     ReconState,
     book_positions,
@@ -45,9 +54,11 @@ from engine.execution.settlement import session_close_of, settlement_source
 from engine.execution.trades import Trade
 from engine.market.calendar import NseCalendar
 from engine.messages.commands import (
+    AdoptPosition,
     BookBrokerClose,
     ClosePosition,
     FlattenSurplus,
+    HealPartialExit,
     HoldTrade,
     MonitorTick,
     PauseEntries,
@@ -58,8 +69,9 @@ from engine.settings import all_knobs
 from engine.store.tx import transaction
 from engine.strategies import registry
 from engine.strategies.exits import exit_reason, mark_to_market
-from engine.strategies.market_view import MarketView, build_market_view
+from engine.strategies.market_view import MarketView
 from engine.strategies.registry import specs
+from engine.strategies.view_cache import shared as snapshot_views
 from engine.timeutil import now_ist
 
 logger = logging.getLogger(__name__)
@@ -70,6 +82,7 @@ EXIT_KEYS = sorted({k for spec in specs() for k in spec.param_keys}
                    | {k.key for k in all_knobs() if k.key.endswith("_PCT")})
 RESEND_AFTER_CYCLES = 2
 HEARTBEAT_EVERY = timedelta(seconds=2)  # wall clock; an accelerated market ticks far faster
+_UNAVAILABLE = object()  # the broker's trade book could not be read
 
 
 class MonitorActor(SupervisedActor):
@@ -85,6 +98,12 @@ class MonitorActor(SupervisedActor):
         self._recon = ReconState()
         self._recon_wait = 0
         self._live = self.ctx.services.get("live_broker")
+        # the start-up gate (BROKER=dhan): shut until this process has reconciled
+        self._gate = recon_heal.gate_of(self.ctx.services) if self._positions is not None \
+            else None
+        self._recon_clean = 0
+        self._gate_alerted = False
+        self._last_check: dict[str, Any] = {}
         self._calendar = self.ctx.services.get("calendar")
         self._closes = CloseState()
         self._settlement = self.ctx.services.get("settlement_price") or settlement_source(
@@ -159,7 +178,8 @@ class MonitorActor(SupervisedActor):
     def _view(self, at: datetime) -> MarketView | None:
         """The market as the strategies' exit rules see it (chains, exit-side quotes)."""
         try:
-            return build_market_view(self._market.snapshot(), self._current_calendar())
+            # the scanner's view when it is the same snapshot (engine.strategies.view_cache)
+            return snapshot_views.view(self._market.snapshot(), self._current_calendar())
         except Exception as exc:  # no view, no rule fires on a stale mark (time rules wait)
             logger.warning("no market view for the exit rules at %s: %s", at, exc)
             return None
@@ -194,20 +214,25 @@ class MonitorActor(SupervisedActor):
                      f"closed automatically ({why}); settle it by hand"))
 
     def _maybe_reconcile(self) -> None:
-        """Every RECON_EVERY_CYCLES cycles: broker positions vs the live trades in the books.
+        """Every RECON_EVERY_CYCLES cycles (every cycle until the start-up reconciliation is
+        done): broker positions vs the live trades in the books, then the heals
+        (``engine.execution.recon_heal``).
 
-        Broker first, books second (a trade recorded in between is seen with its fills). A
-        broker error skips the check; it does not count as one.
+        Everything the check needs from the broker is read first — positions, then (when the
+        books and the broker differ) the trade book; a broker error skips the whole check: it
+        changes nothing, does not count as a check, and is retried next cycle.
         """
+        gate = self._gate
         self._recon_wait += 1
-        if self._recon_wait < int(self._settings.get("RECON_EVERY_CYCLES")):
+        every = 1 if gate is not None and not gate.done else int(
+            self._settings.get("RECON_EVERY_CYCLES"))
+        if self._recon_wait < every:
             return
         self._recon_wait = 0
         try:
             broker = self._positions()
         except Exception as exc:
-            logger.warning("reconciliation skipped: broker positions unavailable (%s: %s)",
-                           exc.__class__.__name__, exc)
+            self._recon_failed("broker positions unavailable", exc)
             return
         # after the positions: an order that had filled when they were read was written
         # (intent first) before, so it shows here as unsettled or is booked by now
@@ -218,28 +243,58 @@ class MonitorActor(SupervisedActor):
             unsettled = [(r["trade_tag"], r["security_id"]) for r in conn.execute(
                 "SELECT trade_tag, security_id FROM order_intents WHERE settled_at IS NULL"
                 " AND NOT sliced").fetchall()]
+            # securities of the engine's own orders whose trade is not in the books yet (an
+            # entry in flight or in doubt, a fill not recorded): never an orphan to adopt
+            in_flight = {r["security_id"] for r in conn.execute(
+                "SELECT DISTINCT i.security_id FROM order_intents i WHERE i.trade_date >="
+                " (SELECT max(trade_date) FROM order_intents) - 7 AND NOT EXISTS (SELECT 1 FROM open_trades o WHERE"
+                " o.tag = i.trade_tag) AND (i.settled_at IS NULL OR NOT EXISTS (SELECT 1 FROM"
+                " closed_trades c WHERE c.tag = i.trade_tag))").fetchall()}
         open_trades = trades_repo.load_open(self._pool)
+        for tag, trade in open_trades.items():  # an adopted trade has no entry intents
+            if tag not in products and trade.context.get("product"):
+                products[tag] = str(trade.context["product"])
+        fills = self._trade_book_if_needed(open_trades, broker, products)
+        if fills is _UNAVAILABLE:
+            return
         busy = {sid for _, sid in unsettled}
         result = reconcile(open_trades.values(), broker, self._recon, products=products,
                            busy=busy)
-        if result.findings:
+        adopt = self._adoptable(result) if result.state.sightings else {}
+        adopt = {k: v for k, v in adopt.items() if k[0] not in in_flight}
+        heals = self._partial_heals(open_trades, broker, fills, products, result, unsettled)
+        healed = {h.tag for h in heals}
+        audited = [f for f in result.findings
+                   if not (f.action == ORPHAN and (f.security_id, f.product) in adopt)]
+        if audited:
             with transaction(self._pool) as conn:
-                for f in result.findings:
+                for f in audited:
                     conn.execute(
                         "INSERT INTO reconciliation_audit (action, trade_tag, security_id,"
                         " details) VALUES (%s, %s, %s, %s)",
                         (f.action, ",".join(f.trade_tags) or None, f.security_id,
                          Jsonb(f.details())))
         self._recon = result.state  # only once audited: a failed write is retried next check
-        closes = self._broker_closes(open_trades, broker, products, unsettled)
+        for heal in heals:  # the executor books it with its audit row (one transaction)
+            logger.warning("reconciliation: %s: %s (healing)", heal.tag, heal.reason)
+            self.send("executor", self.new(HealPartialExit, tag=heal.tag, reason=heal.reason,
+                                           legs=heal.legs, books=heal.books))
+        for (sid, product), (leg, details) in adopt.items():
+            self.send("executor", self.new(
+                AdoptPosition, tag=recon_heal.adopted_tag(sid, self.clock.now()), legs=(leg,),
+                product=product, details=details,
+                reason=(f"reconciliation: broker holds {details['broker']:+d} of security {sid} "
+                        f"({product}) that no live trade holds ({details['checks']} checks)")))
+        closes = self._broker_closes({t: x for t, x in open_trades.items() if t not in healed},
+                                     broker, products, unsettled, fills or [])
         handled = set(closes.decided + closes.pending) if closes is not None else set()
         # a surplus is said in the alert of its confirmed mismatch (one alert per event)
         surplus_of = {(x.security_id, x.product): x for x in
                       result.buy_backs + result.surplus_longs}
-        for f in result.findings:
+        for f in audited:
             logger.log(logging.INFO if f.action == PENDING else logging.WARNING,
                        "reconciliation %s: %s", f.action, f.text())
-            if f.action != PENDING:
+            if f.action != PENDING and not (f.trade_tags and set(f.trade_tags) <= healed):
                 extra = surplus_of.pop((f.security_id, f.product), None)
                 text = f.text() + (f"; {extra.text()}" if extra is not None else "")
                 self.publish(self.new(AlertRaised, source="reconciliation", text=text))
@@ -261,21 +316,158 @@ class MonitorActor(SupervisedActor):
             if tag in handled:  # a broker close booked or held: said there
                 continue
             text = (f"trade {tag} is flat at the broker on every leg (2 checks) but still open in "
-                    "the books, where any close would send new orders. Not removed "
-                    "(reconciliation is alert-only): settle it by hand")
+                    "the books, and the broker's trade book does not explain it: not removed "
+                    "(any close would send new orders); settle it by hand")
             logger.warning("reconciliation: %s", text)
             self.publish(self.new(AlertRaised, source="reconciliation", text=text))
         for sid in result.resolved:
             logger.info("reconciliation: security %s agrees with the broker again", sid)
+        self._recon_done(result, closes, heals, adopt)
+
+    def _trade_book_if_needed(self, open_trades: dict[str, Trade], broker: dict,
+                              products: dict) -> Any:
+        """The broker's trade book as ``BrokerFill`` rows when the books and the broker
+        differ (``None`` when they agree or no trade book is available); ``_UNAVAILABLE``
+        when it could not be read (the check is skipped)."""
+        live = [t for t in open_trades.values() if t.mode == "live"]
+        now = self.clock.now()
+        expected, _ = book_positions(live, products)
+        net = broker_net(broker)
+        differs = any(net.get(k, 0) != expected.get(k, 0) for k in set(net) | set(expected)) \
+            or any(x.leg.expiry is not None and now >= self._session_close(x.leg.expiry)
+                   for t in live for x in t.legs)
+        book = getattr(self._live, "trade_book", None)
+        if not differs or book is None:
+            return None
+        try:
+            return [BrokerFill.from_trade(t) for t in book()]
+        except Exception as exc:
+            self._recon_failed("broker trade book unavailable", exc)
+            return _UNAVAILABLE
+
+    def _recon_failed(self, what: str, exc: Exception) -> None:
+        """A check that could not read the broker: nothing changed; retried next cycle."""
+        logger.warning("reconciliation skipped: %s (%s: %s)", what, exc.__class__.__name__, exc)
+        gate = self._gate
+        if gate is not None and not gate.done:
+            why = (f"start-up reconciliation failed ({what}: {exc.__class__.__name__}); "
+                   "retrying every monitor cycle")
+            gate.waiting(why)
+            self._recon_clean = 0
+            if not self._gate_alerted:
+                self._gate_alerted = True
+                self.publish(self.new(AlertRaised, source="reconciliation",
+                                      text=f"{why}: no live entry until it succeeds"))
+            self._save_gate(why)
+
+    def _adoptable(self, result: Any) -> dict[tuple[str, str], tuple[Any, dict[str, Any]]]:
+        """Confirmed orphans (two checks or more) to adopt: NIFTY F&O, of the product the
+        live broker sends, with ``RECON_ADOPT_ORPHANS`` on. ``{(sid, product): (leg, audit
+        details)}``; an orphan that cannot be adopted stays an ``ORPHAN_ALERT``."""
+        orphans = {k: v for k, v in result.state.sightings.items()
+                   if v.kind == "orphan" and v.count >= CONFIRM_AFTER}
+        if not orphans or not bool(self._settings.get("RECON_ADOPT_ORPHANS")):
+            return {}
+        rows_of = getattr(self._positions, "rows", None)
+        product_sent = getattr(self._live, "product_type", DEFAULT_PRODUCT)
+        if rows_of is None:
+            return {}
+        try:
+            rows = {(p.security_id, p.product_type or DEFAULT_PRODUCT): p for p in rows_of()}
+        except Exception as exc:
+            logger.warning("orphan adoption not decided: positions unavailable (%s)", exc)
+            return {}
+        out: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        for name, seen in orphans.items():
+            sid, product = name.rsplit(":", 1)
+            row = rows.get((sid, product))
+            if row is None or product != product_sent or int(row.net_qty) != seen.broker:
+                continue
+            try:
+                leg, price = recon_heal.adoption_legs(row)
+            except ValueError as exc:
+                logger.info("orphan %s not adoptable: %s", name, exc)
+                continue
+            out[(sid, product)] = (leg, {
+                "security_id": sid, "product": product, "broker": seen.broker,
+                "checks": seen.count, "average_price": str(price),
+                "trading_symbol": row.trading_symbol, "kind": leg.kind.value,
+                "option_type": leg.option_type.value if leg.option_type else None,
+                "strike": str(leg.strike) if leg.strike is not None else None,
+                "expiry": leg.expiry.isoformat() if leg.expiry else None})
+        return out
+
+    def _partial_heals(self, open_trades: dict[str, Trade], broker: dict, fills: Any,
+                       products: dict, result: Any, unsettled: list[tuple[str, str]]) -> list:
+        """Confirmed mismatches the trade book explains as partial exits by hand."""
+        confirmed = [k for k, v in result.state.sightings.items()
+                     if v.kind == "mismatch" and v.count >= CONFIRM_AFTER]
+        if not confirmed or not fills:
+            return []
+        live = [t for t in open_trades.values() if t.mode == "live"]
+        return recon_heal.partial_heals(
+            live, broker_net(broker), fills, known_order_ids=self._known_order_ids(live),
+            products=products, confirmed=confirmed,
+            busy={x for pair in unsettled for x in pair})
+
+    def _known_order_ids(self, live: list[Trade]) -> set[str]:
+        if not live:
+            return set()
+        since = min(t.trade_date for t in live)
+        with self._pool.connection() as conn:
+            return {r["order_id"] for r in conn.execute(
+                "SELECT order_id FROM order_intents WHERE order_id IS NOT NULL AND trade_date"
+                " >= %s UNION SELECT unnest(string_to_array(order_id, ',')) FROM executions"
+                " WHERE order_id IS NOT NULL AND trade_date >= %s", (since, since)).fetchall()}
+
+    def _recon_done(self, result: Any, closes: Any, heals: list, adopt: dict) -> None:
+        """A successful check: the start-up gate opens when the books and the broker agree,
+        or on the second check in a row (the differences are recorded by then)."""
+        self._last_check = {"at": self.clock.now().isoformat(), "findings": len(
+            result.findings), "heals": len(heals), "adoptions": len(adopt),
+            "differences": sorted(result.state.sightings)}
+        gate = self._gate
+        if gate is None or gate.done:
+            return
+        self._recon_clean += 1
+        agreed = not result.state.sightings and not result.state.flat and not (
+            closes is not None and (closes.pending or closes.decided))
+        if not agreed and self._recon_clean < CONFIRM_AFTER:
+            gate.waiting("start-up reconciliation: differences with the broker are being "
+                         "confirmed (second check)")
+            self._save_gate("confirming differences")
+            return
+        details = {"agreed": agreed, "checks": self._recon_clean,
+                   "differences": sorted(result.state.sightings),
+                   "flat_at_broker": sorted(result.state.flat)}
+        try:
+            with transaction(self._pool) as conn:
+                recon_heal.audit(conn, recon_heal.STARTUP, None, None, details)
+        except Exception as exc:  # not recorded: stays shut, the next check tries again
+            logger.warning("start-up reconciliation not recorded (%s); retrying", exc)
+            return
+        gate.open()
+        self._save_gate(None)
+        logger.warning("start-up reconciliation done (%s): live entries allowed",
+                       "books and broker agree" if agreed else "differences recorded")
+
+    def _save_gate(self, waiting: str | None) -> None:
+        try:
+            recon_heal.save_gate_state(self._pool, {
+                "startup_done": waiting is None, "waiting": waiting,
+                "last_check": self._last_check, "updated_at": self.clock.now().isoformat()})
+        except Exception as exc:
+            logger.debug("reconciliation state not saved (%s)", exc)
 
     # ------------------------------------------------------------------ broker closes
     def _session_close(self, d) -> datetime:
         return session_close_of(self._calendar, d)
 
     def _broker_closes(self, open_trades: dict[str, Trade], broker: dict, products: dict,
-                       unsettled: list[tuple[str, str]]) -> BrokerCloses | None:
+                       unsettled: list[tuple[str, str]], fills: list[BrokerFill]
+                       ) -> BrokerCloses | None:
         """Did the broker close live trades by itself? Book or hold them (module docstring).
-        ``None``: not decided this check (the trade book could not be read)."""
+        ``fills``: the broker's trade book, read by the caller."""
         live = [t for t in open_trades.values() if t.mode == "live"]
         now = self.clock.now()
         expected, _ = book_positions(live, products)
@@ -288,15 +480,6 @@ class MonitorActor(SupervisedActor):
         if not changed:
             self._closes = CloseState()
             return BrokerCloses(state=self._closes, closes=(), holds=(), decided=(), pending=())
-        fills: list[BrokerFill] = []
-        book = getattr(self._live, "trade_book", None)
-        if book is not None:
-            try:
-                fills = [BrokerFill.from_trade(t) for t in book()]
-            except Exception as exc:
-                logger.warning("broker closes not checked: trade book unavailable (%s: %s)",
-                               type(exc).__name__, exc)
-                return None
         since = min(t.trade_date for t in live)
         with self._pool.connection() as conn:
             known = {r["order_id"] for r in conn.execute(
@@ -312,22 +495,8 @@ class MonitorActor(SupervisedActor):
             self.send("executor", self.new(
                 SuspendExits, tag=tag, reason="a close by the broker is being confirmed",
                 seconds=max(300, 45 * int(self._settings.get("RECON_EVERY_CYCLES")))))
-        for close in decision.closes:
+        for close in decision.closes:  # the executor books it with its CONFIRMED_FLAT_REMOVAL
             logger.warning("broker close of %s: %s", close.tag, close.reason)
-            try:
-                with transaction(self._pool) as conn:
-                    conn.execute(
-                        "INSERT INTO reconciliation_audit (action, trade_tag, security_id,"
-                        " details) VALUES ('CONFIRMED_FLAT_REMOVAL', %s, NULL, %s)",
-                        (close.tag, Jsonb({"booked_as": "broker close", "kind": close.kind,
-                                           "reason": close.reason,
-                                           "legs": [{"security_id": x.security_id,
-                                                     "quantity": x.quantity,
-                                                     "price": str(x.price), "how": x.how,
-                                                     "order_ids": list(x.order_ids)}
-                                                    for x in close.legs]})))
-            except Exception:
-                logger.exception("broker close of %s not audited; booking it anyway", close.tag)
             self.send("executor", self.new(BookBrokerClose, tag=close.tag, reason=close.reason,
                                            kind=close.kind, legs=close.legs))
         for hold in decision.holds:

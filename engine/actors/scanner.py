@@ -22,12 +22,14 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
+from engine.ai.wiring import scan_hints
 from engine.events.guard import input_events
 from engine.events.store import events_between
 from engine.execution import journal
 from engine.execution import repository as trades_repo
 from engine.execution.paper import ExecutionRefused
 from engine.market.calendar import NseCalendar, uncovered_reason
+from engine.market.chain_record import with_chain
 from engine.market.snapshot import price_decimal
 from engine.market.snapshot_store import (
     decimal_or_none,
@@ -49,14 +51,18 @@ from engine.scan_inputs import HISTORY_KEEP, futures_quote, next_spread_history,
 from engine.store.tx import transaction
 from engine.strategies.base import FuturesQuote
 from engine.strategies.cycle import CycleResult, run_cycle
-from engine.strategies.market_view import build_market_view
 from engine.strategies.registry import specs
 from engine.strategies.slots import strategy_slots
+from engine.strategies.view_cache import shared as snapshot_views
 
 logger = logging.getLogger(__name__)
 
 DAILY_CLOSES = 30  # sessions of closes handed to strategies (IC's realized volatility)
 EVENTS_REFRESH = timedelta(minutes=30)  # engine time between reads of market_events
+
+
+class _AlreadyApplied(Exception):
+    """The cycle's battle-log row exists: roll the cycle's transaction back."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -192,7 +198,10 @@ class ScannerActor(SupervisedActor):
         self._session_range = (at.date(), hi, lo)
         surface = None
         try:
-            surface = compute_surface(snap, spot_high=hi, spot_low=lo)
+            # one IV solve per snapshot, shared with the market view (and the monitor's)
+            surface = compute_surface(snap, spot_high=hi, spot_low=lo,
+                                      expiries=snapshot_views.analysis(snap))
+            surface = with_chain(surface, snap)  # + payload["chain"] (the dashboard's Chain page)
         except (ValueError, ArithmeticError) as exc:
             logger.warning("IV surface skipped at %s: %s", at, exc)
         result = self._decide(snap, at, surface, hi - lo)
@@ -205,33 +214,40 @@ class ScannerActor(SupervisedActor):
         funnel = {"cycles": 1, "signals": len(result.entries)}
         if len(entries) < len(result.entries):
             funnel["denied"] = len(result.entries) - len(entries)
-        with transaction(self._pool) as conn:
-            # the row is the cycle's commit record: when it exists already, this cycle was
-            # applied before a restart and nothing of it is written or sent again
-            row = conn.execute(
-                "INSERT INTO strategy_battle_log (created_at, trade_date, spot, iv, realized_range,"
-                " near_straddle, selected_strategy, eligibility, rejections, payload) VALUES"
-                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (created_at) DO NOTHING"
-                " RETURNING id",
-                (at, at.date(), price_decimal(snap.spot),
-                 iv_percent(surface.near_atm_iv if surface else None),
-                 decimal_or_none(surface.realized_range if surface else None, 2),
-                 decimal_or_none(surface.near_straddle if surface else None, 2),
-                 result.selected_strategy if entries else None,
-                 Jsonb(dict(result.eligibility)),
-                 Jsonb(rejections),
-                 Jsonb(_jsonable({"metrics": result.metrics,
-                                  "entry_tags": [e.tag for e in result.entries],
-                                  "exit_tags": [x.tag for x in result.exits]})))).fetchone()
-            if row is None:
-                logger.warning("scan %s was already applied (replayed after a restart): skipped", at)
-                return
-            if surface is not None:
-                record_iv_snapshot(conn, surface)
-            sampled = (self._sample_spread(conn, at, near, far)
-                       if near is not None and far is not None else None)
-            self._futures_cache(conn, near, far, snap.lot_size)
-            trades_repo.bump_funnel(conn, at.date(), funnel)
+        try:
+            # one transaction in pipeline mode: two round trips (the writes up to the IV sample
+            # with the commit record's answer, then the rest with the commit) instead of one
+            # per statement; a kill or error anywhere before the commit leaves none of them
+            with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+                # the row is the cycle's commit record: when it exists already, this cycle was
+                # applied before a restart and nothing of it is written or sent again
+                battle = conn.execute(
+                    "INSERT INTO strategy_battle_log (created_at, trade_date, spot, iv,"
+                    " realized_range, near_straddle, selected_strategy, eligibility, rejections,"
+                    " payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (created_at) DO NOTHING RETURNING id",
+                    (at, at.date(), price_decimal(snap.spot),
+                     iv_percent(surface.near_atm_iv if surface else None),
+                     decimal_or_none(surface.realized_range if surface else None, 2),
+                     decimal_or_none(surface.near_straddle if surface else None, 2),
+                     result.selected_strategy if entries else None,
+                     Jsonb(dict(result.eligibility)),
+                     Jsonb(rejections),
+                     Jsonb(_jsonable({"metrics": result.metrics,
+                                      "entry_tags": [e.tag for e in result.entries],
+                                      "exit_tags": [x.tag for x in result.exits]}))))
+                if surface is not None:  # its answer is read with the battle log's (one trip)
+                    record_iv_snapshot(conn, surface)
+                row = battle.fetchone()
+                if row is None:  # the IV sample above goes with the rollback
+                    raise _AlreadyApplied
+                sampled = (self._sample_spread(conn, at, near, far)
+                           if near is not None and far is not None else None)
+                self._futures_cache(conn, near, far, snap.lot_size)
+                trades_repo.bump_funnel(conn, at.date(), funnel)
+        except _AlreadyApplied:
+            logger.warning("scan %s was already applied (replayed after a restart): skipped", at)
+            return
         if sampled is not None:  # committed: the in-memory window follows the table
             self._history, self._pair = sampled
         logger.debug("scan %s battle_log=%s %s", at, row["id"], rejections)
@@ -263,21 +279,26 @@ class ScannerActor(SupervisedActor):
         calendar = calendar or NseCalendar()
         view = None
         try:
-            view = build_market_view(snap, calendar, events=self._market_events(at),
-                                     realized_range=session_range)
+            view = snapshot_views.view(snap, calendar, events=self._market_events(at),
+                                       realized_range=session_range)
         except (ValueError, ArithmeticError, KeyError) as exc:
             logger.warning("market view skipped at %s: %s", at, exc)
         self._view = view
         trades = list(self._open.values())
         inp = strategy_input(snap, at, self._history, trades, None)
+        hints = scan_hints(self._pool, self._settings, at)  # AI predictions (off by default)
+        extra = {"daily_closes": self._daily_closes(at),
+                 "surface_near_atm_iv": surface.near_atm_iv if surface else None}
+        if hints.enabled:
+            extra["ai_hints"] = hints.to_json()
         inp = replace(inp, market=view, slots=strategy_slots(trades, self._settings),
-                      extra={"daily_closes": self._daily_closes(at),
-                             "surface_near_atm_iv": surface.near_atm_iv if surface else None})
+                      extra=extra)
         values = self._settings.snapshot(self._param_keys)
         values["_calendar"] = calendar
         params = {spec.name: values for spec in specs()}
         self._events = input_events(inp)
-        paused = {spec.name: self._paused_reason(at, spec.name) for spec in specs()}
+        paused = {spec.name: self._paused_reason(at, spec.name) or hints.blocks.get(spec.name)
+                  for spec in specs()}
         return run_cycle(inp, params, paused=paused)
 
     def _market_events(self, at: datetime) -> tuple[Any, ...]:

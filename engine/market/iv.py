@@ -92,6 +92,10 @@ class IVStatus(IntEnum):
     NOT_CONVERGED = 7  # did not converge within the iteration cap (never seen in tests)
 
 
+_OK = int(IVStatus.OK)
+_NOT_CONVERGED = int(IVStatus.NOT_CONVERGED)
+
+
 class IVResult:
     """Implied vols (NaN where no solution) and a per-element :class:`IVStatus` code."""
 
@@ -296,9 +300,27 @@ def _solve_safeguarded(a: F64, lnb: F64) -> tuple[F64, F64, int]:
 
 
 def _flat_inputs(price, f, k, t, is_call, r):
-    """Broadcast the inputs; 1-D views (no copies for 1-D or scalar inputs) and the shape."""
-    arrs = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (price, f, k, t, r)),
-                               np.asarray(is_call, dtype=bool))
+    """Broadcast the inputs; 1-D arrays (no copies for 1-D inputs) and the shape.
+
+    The usual call (1-D arrays of one length and scalars) takes a short path: each scalar
+    becomes one filled array, without ``np.broadcast_arrays``' general set-up.
+    """
+    arrs = [np.asarray(v, dtype=np.float64) for v in (price, f, k, t, r)]
+    arrs.append(np.asarray(is_call, dtype=bool))
+    n = None
+    for a in arrs:
+        if a.ndim == 1:
+            if n is None:
+                n = a.shape[0]
+            elif a.shape[0] != n:
+                n = -1
+                break
+        elif a.ndim != 0:
+            n = -1
+            break
+    if n is not None and n >= 0:
+        return (n,), [a if a.ndim == 1 else np.full(n, a, dtype=a.dtype) for a in arrs]
+    arrs = np.broadcast_arrays(*arrs)
     shape = arrs[0].shape
     if len(shape) != 1:
         arrs = [v.ravel() for v in arrs]
@@ -329,7 +351,7 @@ def _normalize(p, fa, ka, ta, ra, call):
             good = None
         else:
             status = _classify(p, fa, ka, ta, ra, und, tv, beta, em, call)
-            good = np.flatnonzero(status == IVStatus.OK)
+            good = np.flatnonzero(status == _OK)
             a, beta = a[good], beta[good]
         lnbeta = np.log(beta)
     return status, good, (x, fk, intrinsic, a, beta, lnbeta)
@@ -384,7 +406,7 @@ def _kernel(p, fa, ka, ta, ra, call, greeks: bool):
     all_ok = bool(ok.all())
     if not all_ok:
         sig = np.where(ok, sig, np.nan)
-        status[~ok if todo is None else todo[~ok]] = IVStatus.NOT_CONVERGED
+        status[~ok if todo is None else todo[~ok]] = _NOT_CONVERGED
     if todo is None:
         iv = sig
     else:
@@ -416,8 +438,9 @@ def _implied_vol(price, f, k, t, is_call, r, greeks: bool):
     """
     shape, (p, fa, ka, ta, ra, call) = _flat_inputs(price, f, k, t, is_call, r)
     n = p.size
-    if n <= _BLOCK:
-        iv, status, iters, vals = _kernel(p, fa, ka, ta, ra, call, greeks)
+    if n <= _BLOCK:  # one block: no block set-up
+        with np.errstate(**_ERRS):
+            iv, status, iters, vals = _kernel(p, fa, ka, ta, ra, call, greeks)
     else:
         iv = np.empty(n)
         status = np.empty(n, dtype=np.int8)

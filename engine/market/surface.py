@@ -35,7 +35,7 @@ from engine.market.pricing import black76_greeks, year_fraction
 from engine.market.snapshot import MarketSnapshot, OptionChain
 from engine.timeutil import to_ist
 
-__all__ = ["ExpiryIV", "IvSurface", "compute_surface"]
+__all__ = ["ExpiryIV", "IvSurface", "analyze_expiries", "analyze_expiry", "compute_surface", "live_chains"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -131,22 +131,56 @@ def _forward(chain: OptionChain, spot: float, t: float, r: float,
 
 def analyze_expiry(snap: MarketSnapshot, chain: OptionChain, r: float) -> ExpiryIV:
     """Forward, per-leg IVs (source or estimated) and prices for one chain."""
-    t = year_fraction(snap.time, chain.expiry)
-    ce, pe = _prices(chain.ce), _prices(chain.pe)
-    fwd = _forward(chain, snap.spot, t, r, ce, pe)
-    k = chain.strikes
-    n = k.size
-    est = implied_vol_black76(np.concatenate([ce, pe]), fwd, np.concatenate([k, k]), t,
-                              np.r_[np.ones(n, bool), np.zeros(n, bool)], r).iv
-    src_ce = np.isfinite(chain.ce.iv) & (chain.ce.iv > 0)
-    src_pe = np.isfinite(chain.pe.iv) & (chain.pe.iv > 0)
-    return ExpiryIV(
-        expiry=chain.expiry, dte=(chain.expiry - to_ist(snap.time).date()).days, t=t,
-        forward=fwd, atm_strike=snap.atm_strike(chain.expiry), strikes=k,
-        ce_price=ce, pe_price=pe,
-        ce_iv=np.where(src_ce, chain.ce.iv, est[:n]), pe_iv=np.where(src_pe, chain.pe.iv, est[n:]),
-        ce_source=src_ce, pe_source=src_pe,
-    )
+    return analyze_expiries(snap, (chain,), r)[0]
+
+
+def live_chains(snap: MarketSnapshot) -> tuple[OptionChain, ...]:
+    """The chains of ``snap`` with time left and at least one strike (surface and view)."""
+    return tuple(c for c in snap.chains if year_fraction(snap.time, c.expiry) > 0 and c.strikes.size)
+
+
+def analyze_expiries(snap: MarketSnapshot, chains: Sequence[OptionChain], r: float
+                     ) -> tuple[ExpiryIV, ...]:
+    """:func:`analyze_expiry` of every chain in ``chains``, with one IV solve for all of them.
+
+    The solver is elementwise, so each expiry's IVs are the same as a solve of its own chain.
+    """
+    if not chains:
+        return ()
+    today = to_ist(snap.time).date()
+    parts = []
+    for chain in chains:
+        t = year_fraction(snap.time, chain.expiry)
+        ce, pe = _prices(chain.ce), _prices(chain.pe)
+        parts.append((chain, t, ce, pe, _forward(chain, snap.spot, t, r, ce, pe)))
+    sizes = [c.strikes.size for c, *_ in parts]
+    total = 2 * sum(sizes)
+    price, fwd, strike, years = (np.empty(total) for _ in range(4))
+    call = np.zeros(total, bool)
+    i = 0
+    for (chain, t, ce, pe, f), n in zip(parts, sizes, strict=True):
+        j = i + 2 * n
+        price[i:i + n], price[i + n:j] = ce, pe
+        strike[i:i + n], strike[i + n:j] = chain.strikes, chain.strikes
+        fwd[i:j], years[i:j] = f, t
+        call[i:i + n] = True
+        i = j
+    est = implied_vol_black76(price, fwd, strike, years, call, r).iv
+    out = []
+    i = 0
+    for (chain, t, ce, pe, f), n in zip(parts, sizes, strict=True):
+        src_ce = np.isfinite(chain.ce.iv) & (chain.ce.iv > 0)
+        src_pe = np.isfinite(chain.pe.iv) & (chain.pe.iv > 0)
+        out.append(ExpiryIV(
+            expiry=chain.expiry, dte=(chain.expiry - today).days, t=t,
+            forward=f, atm_strike=snap.atm_strike(chain.expiry), strikes=chain.strikes,
+            ce_price=ce, pe_price=pe,
+            ce_iv=np.where(src_ce, chain.ce.iv, est[i:i + n]),
+            pe_iv=np.where(src_pe, chain.pe.iv, est[i + n:i + 2 * n]),
+            ce_source=src_ce, pe_source=src_pe,
+        ))
+        i += 2 * n
+    return tuple(out)
 
 
 def _iv_at_delta(e: ExpiryIV, target: float, r: float) -> float | None:
@@ -184,6 +218,7 @@ def compute_surface(
     snap: MarketSnapshot, *, r: float = 0.065, spot_high: float | None = None,
     spot_low: float | None = None, spot_history: Sequence[float] | None = None,
     smile_half_width: int = 10, far_smile_half_width: int = 20,
+    expiries: Sequence[ExpiryIV] | None = None,
 ) -> IvSurface:
     """Summarize ``snap`` into one iv_snapshots sample.
 
@@ -193,11 +228,12 @@ def compute_surface(
         spot_high / spot_low: the session's spot range so far (both or neither).
         spot_history: alternatively, spot prices of the session.
         smile_half_width / far_smile_half_width: strikes each side of ATM in the payload.
+        expiries: :func:`analyze_expiries` of :func:`live_chains` at ``r``, when the caller
+            has it already (the scanner shares it with the market view); computed otherwise.
     """
     if (spot_high is None) != (spot_low is None):
         raise ValueError("give both spot_high and spot_low, or neither")
-    live = [c for c in snap.chains if year_fraction(snap.time, c.expiry) > 0 and c.strikes.size]
-    exps = tuple(analyze_expiry(snap, c, r) for c in live)
+    exps = tuple(expiries) if expiries is not None else analyze_expiries(snap, live_chains(snap), r)
     near = exps[0] if exps else None
     far = exps[-1] if exps else None
     mid = exps[1] if len(exps) >= 3 else None

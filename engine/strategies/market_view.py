@@ -34,16 +34,17 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 
 from engine.execution.paper import NoQuote, Quote
 from engine.market.calendar import NseCalendar
-from engine.market.pricing import black76_greeks, year_fraction
+from engine.market.pricing import black76_greeks
 from engine.market.snapshot import MarketSnapshot, price_decimal
-from engine.market.surface import analyze_expiry
+from engine.market.surface import ExpiryIV, analyze_expiries, live_chains
 from engine.timeutil import IST, MARKET_CLOSE, MARKET_OPEN
 
 __all__ = [
@@ -306,8 +307,8 @@ def _nearest(strikes: Sequence[Decimal], target: float, spot: float) -> Decimal 
 # ---------------------------------------------------------------------------- builder
 def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
                       events: Sequence[Any] = (), realized_range: float | None = None,
-                      rate: float = 0.065, monthlies: Iterable[date] | None = None
-                      ) -> MarketView:
+                      rate: float = 0.065, monthlies: Iterable[date] | None = None,
+                      analysis: Sequence[ExpiryIV] | None = None) -> MarketView:
     """Every chain of ``snapshot`` with time left, as :class:`ExpiryView` s.
 
     Args:
@@ -317,6 +318,9 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
         realized_range: the session's spot high − low so far, passed through.
         rate: discount rate for parity forwards and Black-76.
         monthlies: monthly expiry dates; default from ``calendar``.
+        analysis: ``engine.market.surface.analyze_expiries`` of the snapshot's
+            ``live_chains`` at ``rate``, when the caller has it (one IV solve per snapshot
+            for the surface and the view); computed here otherwise.
     """
     now = snapshot.time
     today = now.astimezone(IST).date()
@@ -325,12 +329,16 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
                        for y, m in {(c.expiry.year, c.expiry.month) for c in snapshot.chains}}
     else:
         monthly_set = set(monthlies)
+    chains = live_chains(snapshot)  # time left (so none before today) and some strikes
+    if analysis is None:
+        analysis = analyze_expiries(snapshot, chains, rate)
+    elif len(analysis) != len(chains):
+        raise ValueError(f"analysis has {len(analysis)} expiries, the snapshot {len(chains)}"
+                         " chains with time left")
     views = []
-    for chain in snapshot.chains:
-        if chain.expiry < today or year_fraction(now, chain.expiry) <= 0 or not chain.strikes.size:
-            continue
-        e = analyze_expiry(snapshot, chain, rate)
+    for chain, e in zip(chains, analysis, strict=True):
         lot = calendar.lot_size(today, chain.expiry)
+        strikes = [_strike(k) for k in chain.strikes.tolist()]
         calls: dict[Decimal, OptionView] = {}
         puts: dict[Decimal, OptionView] = {}
         for kind, side, ivs, out in (("CE", chain.ce, e.ce_iv, calls),
@@ -340,23 +348,27 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
             if ok.any() and e.t > 0:
                 g = black76_greeks(e.forward, chain.strikes[ok], e.t, ivs[ok], kind == "CE", 0.0)
                 delta[ok] = g.delta
-            for i, k in enumerate(chain.strikes.tolist()):
-                strike = price_decimal(k)
+            n = len(strikes)
+            bid_qty = side.bid_qty.tolist() if side.bid_qty is not None else [None] * n
+            ask_qty = side.ask_qty.tolist() if side.ask_qty is not None else [None] * n
+            for strike, sid, bid, ask, ltp, iv, good, d, vol, oi, bq, aq in zip(
+                    strikes, side.security_id.tolist(), side.bid.tolist(), side.ask.tolist(),
+                    side.ltp.tolist(), ivs.tolist(), ok.tolist(), delta.tolist(),
+                    side.volume.tolist(), side.oi.tolist(), bid_qty, ask_qty, strict=True):
                 out[strike] = OptionView(
-                    security_id=str(int(side.security_id[i])), expiry=chain.expiry,
+                    security_id=str(int(sid)), expiry=chain.expiry,
                     strike=strike, option_type=kind,  # type: ignore[arg-type]
-                    bid=_money(side.bid[i]), ask=_money(side.ask[i]), ltp=_money(side.ltp[i]),
-                    iv=float(ivs[i]) if ok[i] else None,
-                    delta=float(delta[i]) if np.isfinite(delta[i]) else None,
-                    volume=int(side.volume[i]), oi=int(side.oi[i]), lot_size=lot,
-                    bid_qty=int(side.bid_qty[i]) if side.bid_qty is not None else None,
-                    ask_qty=int(side.ask_qty[i]) if side.ask_qty is not None else None)
+                    bid=_money(bid), ask=_money(ask), ltp=_money(ltp),
+                    iv=float(iv) if good else None,
+                    delta=float(d) if math.isfinite(d) else None,
+                    volume=int(vol), oi=int(oi), lot_size=lot,
+                    bid_qty=int(bq) if bq is not None else None,
+                    ask_qty=int(aq) if aq is not None else None)
         views.append(ExpiryView(
             expiry=chain.expiry, dte=dte(calendar, today, chain.expiry), t=e.t,
             t_trading=trading_years(calendar, now, chain.expiry), forward=e.forward,
             atm_strike=price_decimal(e.atm_strike), atm_iv=e.atm_iv, lot_size=lot,
-            monthly=chain.expiry in monthly_set,
-            strikes=tuple(price_decimal(k) for k in chain.strikes.tolist()),
+            monthly=chain.expiry in monthly_set, strikes=tuple(strikes),
             calls=calls, puts=puts))
     futures = {str(f.security_id): Quote(price_decimal(f.bid), price_decimal(f.ask),
                                          price_decimal(f.ltp))
@@ -368,8 +380,22 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
                       futures=futures)
 
 
+_CENT = Decimal("0.01")
+
+
+@lru_cache(maxsize=1 << 16)
+def _cents(x: float) -> Decimal:
+    """``price_decimal`` of a positive finite float (the same expression, without its
+    finiteness check, done by the callers), memoized: chains repeat their prices."""
+    return Decimal(repr(x)).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+
+
+def _strike(k: float) -> Decimal:
+    return _cents(k) if k > 0 and math.isfinite(k) else price_decimal(k)
+
+
 def _money(x: float) -> Decimal | None:
     x = float(x)
     if not math.isfinite(x) or x <= 0:
         return None
-    return price_decimal(x)
+    return _cents(x)
