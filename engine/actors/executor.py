@@ -49,7 +49,7 @@ from psycopg.types.json import Jsonb
 from engine.actors.base import SupervisedActor
 from engine.execution import broker_closes, recon_heal
 from engine.execution import repository as repo
-from engine.execution.charges import Charges, order_charges
+from engine.execution.charges import order_charges, sum_charges
 from engine.execution.expiry import expired, settlement_fill
 from engine.execution.intents import IntentStore, exposure_text, group_of
 from engine.execution.journal import build_journal_row, capture_market
@@ -598,9 +598,7 @@ class ExecutorActor(SupervisedActor):
         charges = [order_charges(kind=leg.kind.value, side=leg.side.value, quantity=sum(
                        q for q, _ in ps), price=sum((px * q for q, px in ps), Decimal(0))
                        / sum(q for q, _ in ps), on=day) for ps in per_order.values()]
-        total = Charges(**{name: sum((getattr(c, name) for c in charges), Decimal(0))
-                           for name in ("brokerage", "exchange", "sebi", "ipft", "stt", "stamp",
-                                        "gst")})
+        total = sum_charges(charges)
         cid = None
         if own & set(per_order):
             with self._pool.connection() as conn:

@@ -16,13 +16,13 @@ from datetime import date, datetime, time
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from engine.ai.verdict import MarketVerdict
+from engine.execution.paper import TICK  # NSE option tick
 from engine.messages.legs import InstrumentKind, Leg, OptionType, Side
 from engine.timeutil import IST
 
 __all__ = ["STRATEGY", "TradePlan", "exit_due", "levels", "plan_trade"]
 
 STRATEGY = "AI_MARKET"
-TICK = Decimal("0.05")
 
 
 @dataclass(frozen=True, slots=True)

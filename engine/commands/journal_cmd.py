@@ -6,17 +6,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
 
+from engine.commands import iso_day
 from engine.execution.journal_backfill import backfill
 from engine.store.pool import get_pool
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +18,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     s = p.add_subparsers(dest="action", metavar="<action>", required=True)
     b = s.add_parser("backfill", help="fill missing journal rows and fields from closed_trades, "
                      "iv_snapshots, strategy_battle_log and ai_market_analysis (idempotent)")
-    b.add_argument("--from", dest="start", type=_day, default=None,
+    b.add_argument("--from", dest="start", type=iso_day, default=None,
                    help="first close date (YYYY-MM-DD; default: the first close)")
-    b.add_argument("--to", dest="end", type=_day, default=None,
+    b.add_argument("--to", dest="end", type=iso_day, default=None,
                    help="last close date (YYYY-MM-DD; default: the last close)")
     b.set_defaults(handler=_backfill)
 

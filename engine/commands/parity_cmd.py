@@ -8,19 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
 
 from engine.backtest import parity
+from engine.commands import iso_day
 from engine.settings import Settings
 from engine.store.pool import get_pool
 from engine.timeutil import now_ist
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +22,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
                        "with the engine's parameters and diff against what the engine did.")
     s = p.add_subparsers(dest="action", metavar="<action>", required=True)
     r = s.add_parser("run", help="build, store and send the report of a day")
-    r.add_argument("--date", type=_day, default=None, help="trading day (default: today, IST)")
+    r.add_argument("--date", type=iso_day, default=None, help="trading day (default: today, IST)")
     r.add_argument("--strategies", default=None,
                    help="comma-separated (default: the PARITY_STRATEGIES setting)")
     r.add_argument("--every-minutes", type=int, default=1,
@@ -37,7 +30,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--no-notify", action="store_true", help="store it, send nothing to chat")
     r.set_defaults(handler=_run)
     show = s.add_parser("show", help="print a stored report as JSON")
-    show.add_argument("--date", type=_day, default=None, help="trading day (default: latest)")
+    show.add_argument("--date", type=iso_day, default=None, help="trading day (default: latest)")
     show.set_defaults(handler=_show)
 
 

@@ -52,7 +52,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from engine.execution.charges import ZERO_CHARGES, Charges, order_charges
+from engine.execution.charges import ZERO_CHARGES, order_charges, sum_charges
 from engine.execution.expiry import settlement_charges, settlement_value
 from engine.execution.intents import exposure_text
 from engine.execution.paper import Fill
@@ -446,9 +446,7 @@ def close_fills(trade: Trade, legs: Sequence[BrokerClosedLeg], on: date) -> list
             per = [order_charges(kind=leg.kind.value, side=closing.side.value, price=px,
                                  quantity=q, on=on) for q, px in (x.parts or ((leg.quantity,
                                                                                 x.price),))]
-            charges = Charges(**{name: sum((getattr(c, name) for c in per), Decimal(0))
-                                 for name in ("brokerage", "exchange", "sebi", "ipft", "stt",
-                                              "stamp", "gst")})
+            charges = sum_charges(per)
         fills.append(Fill(leg=closing, price=x.price, charges=charges,
                           order_id=",".join(x.order_ids),
                           correlation_id=None))  # type: ignore[arg-type]  # not our order

@@ -19,6 +19,7 @@ charge to the paisa (ROUND_HALF_UP).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -81,6 +82,13 @@ class Charges:
 
 
 ZERO_CHARGES = Charges(*(Decimal("0"),) * 7)
+
+
+def sum_charges(charges: Iterable[Charges]) -> Charges:
+    """The charges of several orders (each already rounded as on its contract note)."""
+    items = list(charges)
+    return Charges(**{name: sum((getattr(c, name) for c in items), Decimal(0)) for name in
+                      ("brokerage", "exchange", "sebi", "ipft", "stt", "stamp", "gst")})
 
 
 def order_charges(*, kind: str, side: str, price: Decimal, quantity: int, on: date) -> Charges:

@@ -44,7 +44,7 @@ from psycopg.types.json import Jsonb
 
 from engine.execution import repository as repo
 from engine.execution.broker_closes import BrokerFill
-from engine.execution.charges import Charges, order_charges
+from engine.execution.charges import order_charges, sum_charges
 from engine.execution.paper import Fill
 from engine.execution.reconcile import DEFAULT_PRODUCT, Key
 from engine.execution.trades import OpenLeg, Trade, sign
@@ -342,9 +342,7 @@ def split_partial(trade: Trade, legs: Sequence[BrokerClosedLeg], part_tag: str, 
                       expiry=leg.expiry, strike=leg.strike)
         per = [order_charges(kind=leg.kind.value, side=closing.side.value, price=px,
                              quantity=q, on=on) for q, px in (c.parts or ((c.quantity, c.price),))]
-        charges = Charges(**{name: sum((getattr(x, name) for x in per), Decimal(0))
-                             for name in ("brokerage", "exchange", "sebi", "ipft", "stt",
-                                          "stamp", "gst")})
+        charges = sum_charges(per)
         fills.append(Fill(leg=closing, price=c.price, charges=charges,
                           order_id=",".join(c.order_ids),
                           correlation_id=None))  # type: ignore[arg-type]  # not our order

@@ -81,7 +81,7 @@ from engine.broker.dhan.errors import (
 from engine.broker.dhan.models import FINAL_STATUSES, Order, OrderRequest
 from engine.broker.dhan.slicing import slice_quantities
 from engine.clock import Clock
-from engine.execution.charges import Charges, order_charges
+from engine.execution.charges import order_charges, sum_charges
 from engine.execution.intents import (
     Intent,
     IntentStore,
@@ -187,11 +187,6 @@ class _Book:
         self.parts.extend(done.parts)
         self.order_ids.extend(i for i in done.order_id.split(",") if i)
         self.last = f"{done.status}: {done.reason}"
-
-
-def _sum_charges(charges: list[Charges]) -> Charges:
-    return Charges(**{name: sum((getattr(c, name) for c in charges), Decimal(0)) for name in
-                      ("brokerage", "exchange", "sebi", "ipft", "stt", "stamp", "gst")})
 
 
 def _opposite(side: Side) -> Side:
@@ -1023,7 +1018,7 @@ class DhanLiveBroker:
         price = _vwap(parts)
         if price is None:
             raise ValueError(f"no fill for leg {leg.security_id}")
-        charges = _sum_charges([order_charges(kind=leg.kind.value, side=leg.side.value, price=px,
+        charges = sum_charges([order_charges(kind=leg.kind.value, side=leg.side.value, price=px,
                                               quantity=qty, on=trade_date) for qty, px in parts])
         return Fill(leg=leg, price=price, charges=charges,
                     order_id=",".join(i for i in order_ids if i), correlation_id=cid)
