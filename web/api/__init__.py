@@ -43,6 +43,17 @@ def services():
     return current_app.extensions["engine"]
 
 
+def runtime_settings():
+    """This worker's engine.settings.Settings (runtime knobs, audited), made on first use."""
+    from engine.settings import Settings
+
+    svc = services()
+    with svc.lock:
+        if svc.settings is None:
+            svc.settings = Settings(svc.pool)
+        return svc.settings
+
+
 def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
     return jsonify({"error": message, **extra}), status
 

@@ -32,14 +32,14 @@ def chat_control() -> tuple[ChatControl, str]:
     ext = current_app.extensions
     if "chat_control" not in ext:
         from engine import config as engine_config
-        from web.api.control import _settings
+        from web.api import runtime_settings
 
         cfg = current_app.config
         env = engine_config.load()
         secret = cfg.get("CLIQ_WEBHOOK_SECRET", env.cliq_webhook_secret) or ""
         users = cfg.get("CLIQ_ALLOWED_USERS", env.cliq_allowed_users) or ()
         log_dir = services().engine_log_dir or services().log_dir
-        control = ChatControl(_settings(), AllowList.of((), users),
+        control = ChatControl(runtime_settings(), AllowList.of((), users),
                               totp_secret=cfg.get("DASHBOARD_TOTP_SECRET") or "",
                               log_path=Path(log_dir) / "engine.log")
         ext["chat_control"] = (control, secret)

@@ -12,9 +12,9 @@ from flask import jsonify
 
 from engine.bus.commands import enqueue_command
 from engine.bus.dispatch import strategy_problem, task_problem
-from engine.settings import SettingError, Settings, knob
+from engine.settings import SettingError, knob
 from engine.store.tx import transaction
-from web.api import bp, error, one, rows, services
+from web.api import bp, error, one, rows, runtime_settings, services
 from web.validate import (
     BadRequest,
     Bool,
@@ -153,14 +153,6 @@ def command_get(command_id: int) -> Any:
 
 
 # ---------------------------------------------------------------- settings
-def _settings() -> Settings:
-    svc = services()
-    with svc.lock:
-        if svc.settings is None:
-            svc.settings = Settings(svc.pool)
-        return svc.settings
-
-
 def _known(key: str) -> None:
     try:
         knob(key)
@@ -174,7 +166,7 @@ def _known(key: str) -> None:
 def settings_list() -> Any:
     from dataclasses import asdict
 
-    return jsonify({"settings": [asdict(v) for v in _settings().list()]})
+    return jsonify({"settings": [asdict(v) for v in runtime_settings().list()]})
 
 
 @bp.put("/settings/<key>")
@@ -185,7 +177,7 @@ def settings_set(key: str) -> Any:
     if isinstance(raw, bool):
         raw = "true" if raw else "false"
     try:
-        change = _settings().set(key, str(raw), updated_by=DASHBOARD)
+        change = runtime_settings().set(key, str(raw), updated_by=DASHBOARD)
     except SettingError as exc:
         raise BadRequest("value", str(exc)) from None
     return jsonify({"key": change.key, "old_value": change.old_value,
@@ -195,7 +187,7 @@ def settings_set(key: str) -> Any:
 @bp.delete("/settings/<key>")
 def settings_reset(key: str) -> Any:
     _known(key)
-    change = _settings().reset(key, updated_by=DASHBOARD)
+    change = runtime_settings().reset(key, updated_by=DASHBOARD)
     return jsonify({"key": change.key, "old_value": change.old_value, "new_value": None,
                     "updated_by": change.updated_by})
 
@@ -204,4 +196,4 @@ def settings_reset(key: str) -> Any:
 def settings_history(key: str) -> Any:
     _known(key)
     values = query({"limit": Int(optional=True, default=100, minimum=1, maximum=1000)})
-    return jsonify({"key": key, "history": _settings().history(key, values["limit"])})
+    return jsonify({"key": key, "history": runtime_settings().history(key, values["limit"])})

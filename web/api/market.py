@@ -26,7 +26,7 @@ from typing import Any
 
 from flask import jsonify
 
-from web.api import bp, one, rows
+from web.api import bp, one, rows, runtime_settings
 from web.validate import BadRequest, Date, Int, date_range, query
 
 SNAP_COLS = ("created_at, trade_date, spot, near_expiry, far_expiry, near_dte, far_dte,"
@@ -34,12 +34,6 @@ SNAP_COLS = ("created_at, trade_date, spot, near_expiry, far_expiry, near_dte, f
              " far_straddle, realized_range")
 CLOSES_BACK = timedelta(days=60)  # calendar days of closes read before ``from`` (RV window)
 
-
-
-def _settings() -> Any:
-    from web.api.control import _settings as settings
-
-    return settings()
 
 
 def _f(v: Any) -> float | None:
@@ -235,7 +229,7 @@ def market_realized() -> Any:
     if end is None:
         return jsonify({"sessions": [], "reason": "no IV snapshots yet"})
     start = values["from"] or end - timedelta(days=30)
-    n = int(_settings().get("IC_RV_SESSIONS"))
+    n = int(runtime_settings().get("IC_RV_SESSIONS"))
     closes = rows("SELECT DISTINCT ON (trade_date) trade_date, spot, near_atm_iv, far_atm_iv"
                   " FROM iv_snapshots WHERE trade_date BETWEEN %s AND %s"
                   " ORDER BY trade_date, created_at DESC", (start - CLOSES_BACK, end))
@@ -272,7 +266,7 @@ def market_realized() -> Any:
 def market_spread() -> Any:
     """Near/far futures calendar spread samples with CAL_ARB's z-score at each."""
     from engine.strategies.cal_arb import zscore
-    st = _settings()
+    st = runtime_settings()
     window, min_samples = int(st.get("CAL_ARB_WINDOW")), int(st.get("CAL_ARB_MIN_SAMPLES"))
     samples = rows("SELECT sampled_at, near_expiry, far_expiry, near_price, far_price, spread"
                    " FROM calendar_spread_history ORDER BY sampled_at, id")

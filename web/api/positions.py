@@ -89,9 +89,9 @@ def _latest_snapshot() -> dict[str, Any] | None:
 
 
 def _settings_snapshot() -> dict[str, Any]:
-    from web.api.control import _settings
+    from web.api import runtime_settings
 
-    return _settings().snapshot(_exit_keys())
+    return runtime_settings().snapshot(_exit_keys())
 
 
 def _leg_rows(trade: Trade, snap: dict[str, Any] | None, at: datetime) -> list[dict[str, Any]]:
