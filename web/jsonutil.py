@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
+
+
+def decimal_or_none(raw: Any) -> Decimal | None:
+    """A rupee amount stored in a JSON payload (text or number) as Decimal; None if absent or
+    not a number."""
+    if raw is None:
+        return None
+    try:
+        return Decimal(str(raw))
+    except InvalidOperation:
+        return None
 
 
 def to_jsonable(value: Any) -> Any:

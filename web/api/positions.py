@@ -28,6 +28,7 @@ from engine.market.surface_marks import leg_mark
 from engine.messages.legs import Side
 from engine.timeutil import IST, now_ist
 from web.api import bp, one, rows
+from web.jsonutil import decimal_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +48,6 @@ def _exit_keys() -> list[str]:
     from engine.actors.monitor import EXIT_KEYS
 
     return [*EXIT_KEYS, "PAPER_SLIPPAGE_TICKS"]
-
-
-def _dec(raw: Any) -> Decimal | None:
-    if raw is None:
-        return None
-    try:
-        return Decimal(str(raw))
-    except InvalidOperation:
-        return None
 
 
 def engine_now() -> tuple[datetime, str]:
@@ -195,12 +187,12 @@ def close_now(trade: Trade, legs: list[dict[str, Any]], mtm: Decimal | None, on:
 def describe(item: dict[str, Any], snap: dict[str, Any] | None, at: datetime,
              params: dict[str, Any]) -> dict[str, Any]:
     payload = item["payload"] if isinstance(item["payload"], dict) else {}
-    mtm = _dec(payload.get("mtm"))
+    mtm = decimal_or_none(payload.get("mtm"))
     base = {"tag": item["tag"], "strategy": item["strategy"], "mode": item["mode"],
             "trade_date": item["trade_date"], "opened_at": item["opened_at"],
             "entry_price": item["entry_price"], "quantity": item["quantity"],
             "updated_at": item.get("updated_at"), "mtm": mtm,
-            "mfe": _dec(payload.get("mfe")), "mae": _dec(payload.get("mae")),
+            "mfe": decimal_or_none(payload.get("mfe")), "mae": decimal_or_none(payload.get("mae")),
             "hold": payload.get("hold"), "closing": payload.get("closing"),
             "legs": [], "greeks": None, "payoff": None, "exits": None, "close_now": None,
             "spot": snap["spot"] if snap else None,

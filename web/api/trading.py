@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from flask import jsonify
 
 from engine.timeutil import now_ist
 from web.api import bp, error, one, rows, services
+from web.jsonutil import decimal_or_none
 from web.validate import Date, Int, Str, check, clean_text, date_range, query, request_json
 
 LIMIT = Int(optional=True, default=200, minimum=1, maximum=5000)
@@ -20,16 +21,6 @@ def _range(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     values = query({**RANGE, **(extra or {})})
     date_range(values)
     return values
-
-
-def _mtm(payload: Any) -> Decimal | None:
-    raw = (payload or {}).get("mtm") if isinstance(payload, dict) else None
-    if raw is None:
-        return None
-    try:
-        return Decimal(str(raw))
-    except InvalidOperation:
-        return None
 
 
 def engine_today():
@@ -49,7 +40,7 @@ def pnl_today() -> Any:
     One statement: the day, the closed trades' sums and every open trade's payload.mtm."""
     closed = one(PNL_TODAY_SQL)
     mtms = closed["mtms"] if isinstance(closed["mtms"], list) else []
-    unrealized = sum((_mtm({"mtm": m}) or Decimal(0) for m in mtms), Decimal(0))
+    unrealized = sum((decimal_or_none(m) or Decimal(0) for m in mtms), Decimal(0))
     realized = closed["realized"]
     return jsonify({"date": closed["day"], "realized": realized, "unrealized": unrealized,
                     "total": realized + unrealized, "trades_closed": closed["closed"],
