@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 
-from engine.backtest import parity
 from engine.commands import iso_day
 from engine.settings import Settings
 from engine.store.pool import get_pool
@@ -35,6 +34,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from engine.backtest import parity  # scipy and the replay: only when a report runs
+
     pool = get_pool()
     settings = Settings(pool)
     names = args.strategies or str(settings.get("PARITY_STRATEGIES"))

@@ -69,7 +69,6 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 from numpy.random import PCG64, Generator
-from scipy.signal import lfilter
 
 from engine.market.calendar import NseCalendar
 from engine.market.pricing import black76_price, year_fraction
@@ -253,8 +252,20 @@ def _ou(innov: np.ndarray, start: tuple[float, float], kappa: float,
     out = np.empty((2, MINUTES + 1))
     for j in range(2):
         x = innov[j] * (std[j] * math.sqrt(1 - phi**2))
-        filtered, _ = lfilter([1.0], [1.0, -phi], x, zi=[phi * start[j]])
-        out[j] = np.concatenate([[start[j]], filtered])
+        out[j, 0] = start[j]
+        out[j, 1:] = _ar1(x, phi, float(start[j]))
+    return out
+
+
+def _ar1(x: np.ndarray, phi: float, start: float) -> np.ndarray:
+    """y[n] = x[n] + phi * y[n-1] with y[-1] = start: the operations, in the order, of
+    ``scipy.signal.lfilter([1], [1, -phi], x, zi=[phi * start])`` (bit for bit the same
+    floats), without importing scipy.signal (0.6 s at every engine start)."""
+    out = np.empty(len(x))
+    prev = start
+    for n, value in enumerate(x.tolist()):
+        prev = phi * prev + value
+        out[n] = prev
     return out
 
 

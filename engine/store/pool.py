@@ -1,7 +1,9 @@
 """One psycopg_pool.ConnectionPool per process.
 
 Connections are checked before they are handed out, so after a server restart the next
-query reconnects instead of failing. Rows come back as dicts, NUMERIC as Decimal, and JSONB
+query reconnects instead of failing. The check costs no round trip
+(:func:`check_without_round_trip`): an idle connection that does not LISTEN has nothing to
+read unless the server closed it. Rows come back as dicts, NUMERIC as Decimal, and JSONB
 floats as Decimal (money never passes through a binary float on its way out of the store).
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import threading
 from decimal import Decimal
 from functools import partial
@@ -47,6 +50,26 @@ def configure_connection(conn: psycopg.Connection[Any]) -> None:
     conn.autocommit = autocommit
 
 
+def connection_dropped(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection is already dead, without a round trip: an idle connection
+    that does not LISTEN has nothing to read unless the server closed it (a terminated
+    backend sends its FATAL error, then end-of-file)."""
+    if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+        return True
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def check_without_round_trip(conn: psycopg.Connection[Any]) -> None:
+    """The pool's ``check``: refuse a connection the server closed while it sat idle (the
+    pool then discards it and hands out another or a new one). ``ConnectionPool.
+    check_connection`` would ask the server, one round trip per checkout."""
+    if connection_dropped(conn):
+        conn.close()  # so the pool discards it instead of handing it out again
+        raise psycopg.OperationalError("the server closed this connection while it was idle")
+
+
 def _reconnect_failed(pool: ConnectionPool) -> None:
     logger.critical("database pool %s could not reconnect; the process cannot work without it",
                     pool.name)
@@ -65,10 +88,10 @@ def open_pool(
 ) -> ConnectionPool:
     """Open a pool on ``dsn`` and wait until it has its first connections.
 
-    ``checked`` (the default) tests every connection with a round trip before handing it
-    out. ``autocommit=True, checked=False`` is the dashboard's read pool: every statement is
-    its own transaction and the caller detects a dead connection without a round trip
-    (web.api.read_connection)."""
+    ``checked`` (the default) tests every connection before handing it out
+    (:func:`check_without_round_trip`). ``autocommit=True, checked=False`` is the
+    dashboard's read pool: every statement is its own transaction and the caller detects a
+    dead connection itself (web.api.read_connection)."""
     pool = ConnectionPool(
         dsn,
         min_size=min_size,
@@ -77,7 +100,7 @@ def open_pool(
         open=False,
         kwargs={"row_factory": dict_row, "autocommit": autocommit},
         configure=configure_connection,
-        check=ConnectionPool.check_connection if checked else None,
+        check=check_without_round_trip if checked else None,
         timeout=timeout,
         reconnect_timeout=reconnect_timeout,
         reconnect_failed=_reconnect_failed,

@@ -1,4 +1,6 @@
-"""Pool behaviour against a real server: reconnect after every backend is terminated."""
+"""Pool behaviour against a real server: reconnect after every backend is terminated
+(``pg_terminate_backend(pid, timeout)`` waits until the backend has gone, as a restarted
+server has closed every socket before anyone reconnects)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ def test_pool_after_backends_terminated_next_query_succeeds(pool, db_url: str) -
         assert conn.execute("SELECT 1 AS one").fetchone()["one"] == 1
     with psycopg.connect(db_url, autocommit=True) as admin:
         killed = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
     assert killed >= 1
     with pool.connection() as conn:
@@ -50,3 +52,37 @@ def test_listener_receives_notify_after_commit(pool, db_url: str) -> None:
         assert got == [{"x": "1.5"}]
     finally:
         listener.stop()
+
+
+
+def test_pool_check_sends_nothing_to_the_server(db_url: str, tmp_path) -> None:
+    """The checkout check is a local poll: libpq's wire trace stays empty while it runs."""
+    from engine.store.pool import check_without_round_trip
+
+    trace = tmp_path / "wire.trace"
+    with psycopg.connect(db_url, autocommit=True) as conn, trace.open("w") as sink:
+        conn.execute("SELECT 1")
+        conn.pgconn.trace(sink.fileno())
+        check_without_round_trip(conn)
+        conn.pgconn.untrace()
+        assert trace.read_text() == ""
+        conn.pgconn.trace(sink.fileno())
+        conn.execute("SELECT 1")  # the trace does record a real round trip
+        conn.pgconn.untrace()
+    assert trace.read_text() != ""
+
+
+def test_pool_discards_a_connection_the_server_closed_while_idle(db_url: str) -> None:
+    from engine.store.pool import connection_dropped, open_pool
+
+    pool = open_pool(db_url, min_size=1, max_size=1, name="check-test")
+    try:
+        with pool.connection() as conn:
+            pid = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+            assert not connection_dropped(conn)
+        with psycopg.connect(db_url, autocommit=True) as admin:  # waits until it is gone
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        with pool.connection() as conn:  # the check discarded the dead one
+            assert conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"] != pid
+    finally:
+        pool.close()
