@@ -47,6 +47,7 @@ class WebServices:
     actor: Any = None
     settings: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    health_rows: tuple[float, list[Any]] | None = None  # (monotonic, rows): web.api.system
 
 
 _apps: list[Flask] = []
@@ -93,6 +94,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     policy = app.config.get("AUTH_POLICY") or AuthPolicy()
     policy = AuthPolicy(**{**{f: getattr(policy, f) for f in policy.__dataclass_fields__},
                            "totp_secret": app.config.get("DASHBOARD_TOTP_SECRET") or "",
+                           "session_cache_s": float(app.config["SESSION_CACHE_S"]),
                            "chat_channels": tuple(app.config.get("CHAT_CHANNELS") or ())})
     services = WebServices(pool=pool, dsn=dsn, hub=Hub(int(app.config["WS_QUEUE_SIZE"])),
                            auth=Authenticator(pool, app.config["SECRET_KEY"], policy),
@@ -120,7 +122,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(api.release_read_connection)
 
     if app.config.get("START_BRIDGE", True):
-        services.actor = WebActor.start(dsn, services.hub)
+        services.actor = WebActor.start(dsn, services.hub, services.auth.forget)
     _apps.append(app)
     return app
 

@@ -4,8 +4,11 @@ Keys (all optional in the mapping given to ``create_app``): DATABASE_URL, POOL (
 ConnectionPool to use instead of opening one), SECRET_KEY, DASHBOARD_TOTP_SECRET,
 SESSION_COOKIE_SECURE, CHAT_CHANNELS, LOG_DIR, VAR_DIR, WS_QUEUE_SIZE, START_BRIDGE,
 TRUST_PROXY, ALLOWED_ORIGINS (origins besides the app's own allowed to open /ws),
-SETUP_LOGGING, AUTH_POLICY (a web.authn.AuthPolicy) and MAX_CONTENT_LENGTH (the largest
-request body in bytes, default WEB_MAX_BODY_BYTES = 1 MiB; larger ones get 413).
+SETUP_LOGGING, AUTH_POLICY (a web.authn.AuthPolicy), MAX_CONTENT_LENGTH (the largest
+request body in bytes, default WEB_MAX_BODY_BYTES = 1 MiB; larger ones get 413),
+SESSION_CACHE_S (WEB_SESSION_CACHE_S, default 2: how long a worker trusts a session it found
+live) and HEALTH_CACHE_S (WEB_HEALTH_CACHE_S, default 1: how old /api/health's database read
+may be).
 """
 
 from __future__ import annotations
@@ -34,6 +37,21 @@ def max_body_bytes(raw: str | None) -> int:
         raise ValueError(f"configuration error: WEB_MAX_BODY_BYTES={raw!r}: expected an "
                          "integer number of bytes, at least 1024")
     return int(text)
+
+
+def cache_seconds(name: str, raw: str | None, default: float) -> float:
+    """WEB_SESSION_CACHE_S / WEB_HEALTH_CACHE_S: seconds from 0 (no cache) to 10."""
+    text = (raw or "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 10:
+        raise ValueError(f"configuration error: {name}={raw!r}: expected seconds from 0 "
+                         "(no cache) to 10")
+    return value
 
 
 def persistent_secret_key(var_dir: Path) -> str:
@@ -80,6 +98,12 @@ def build_config(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         "SETUP_LOGGING": overrides is None,
         "JSON_SORT_KEYS": False,
         "MAX_CONTENT_LENGTH": max_body_bytes(os.environ.get("WEB_MAX_BODY_BYTES")),
+        # how long a worker trusts a session it found live (web.authn.AuthPolicy)
+        "SESSION_CACHE_S": cache_seconds("WEB_SESSION_CACHE_S",
+                                         os.environ.get("WEB_SESSION_CACHE_S"), 2.0),
+        # how old the database part of /api/health may be (web.api.system.health)
+        "HEALTH_CACHE_S": cache_seconds("WEB_HEALTH_CACHE_S",
+                                        os.environ.get("WEB_HEALTH_CACHE_S"), 1.0),
     }
     out.update(over)
     if not out.get("SECRET_KEY"):

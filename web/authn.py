@@ -21,6 +21,8 @@ import hmac
 import logging
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 from itsdangerous import BadSignature, URLSafeSerializer
 from psycopg_pool import ConnectionPool
 
+from engine.bus.events import SESSIONS_ENDED, publish_event
 from engine.commands.auth import TOTP_STATE_KEY  # noqa: F401  (the last accepted TOTP step)
 from engine.store.notify import notify
 from engine.store.tx import transaction
@@ -35,6 +38,7 @@ from engine.store.tx import transaction
 logger = logging.getLogger(__name__)
 
 CODE_RE = re.compile(r"\d{6}")
+MAX_CACHED_SESSIONS = 1024
 OUTBOX_CHANNEL = "chat_outbox"
 
 
@@ -52,6 +56,12 @@ class AuthPolicy:
     global_threshold: int = 30
     lock_base_s: float = 30.0
     lock_max_s: float = 3600.0
+    #: How long a worker trusts a session it found live without asking the database again
+    #: (WEB_SESSION_CACHE_S; 0 = ask on every request). Logout and ``auth logout-all`` end
+    #: the session at once in the worker that served them and, through the engine_events
+    #: NOTIFY each worker LISTENs to, in the others; this bound only matters if that
+    #: notification is lost.
+    session_cache_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +115,9 @@ class Authenticator:
         self._signer = URLSafeSerializer(secret_key, salt="web-session")
         self._request_signer = URLSafeSerializer(secret_key, salt="chat-code-request")
         self.policy = policy
+        # cookie value -> (token, monotonic deadline): sessions found live recently
+        self._live: dict[str, tuple[str, float]] = {}
+        self._live_lock = threading.Lock()
 
     # ------------------------------------------------------------ cookies and CSRF
     def cookie_value(self, token: str) -> str:
@@ -124,6 +137,46 @@ class Authenticator:
 
     def csrf_ok(self, token: str, presented: str | None) -> bool:
         return bool(presented) and hmac.compare_digest(self.csrf_token(token), presented or "")
+
+    # ------------------------------------------------------------ recently live sessions
+    def cached_token(self, cookie: str | None) -> str | None:
+        """The token of ``cookie`` when its session was found live less than
+        ``policy.session_cache_s`` ago (and has not expired since), else None."""
+        if not cookie:
+            return None
+        entry = self._live.get(cookie)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            with self._live_lock:
+                self._live.pop(cookie, None)
+            return None
+        return entry[0]
+
+    def remember(self, cookie: str, token: str, info: SessionInfo) -> None:
+        """Trust ``cookie``'s live session for ``session_cache_s`` (never past its expiry)."""
+        ttl = self.policy.session_cache_s
+        if ttl <= 0:
+            return
+        left = (info.expires_at - datetime.now(info.expires_at.tzinfo)).total_seconds()
+        deadline = time.monotonic() + min(ttl, left)
+        with self._live_lock:
+            if len(self._live) >= MAX_CACHED_SESSIONS:
+                now = time.monotonic()
+                for key in [k for k, (_t, d) in self._live.items() if d <= now]:
+                    del self._live[key]
+                if len(self._live) >= MAX_CACHED_SESSIONS:
+                    self._live.clear()
+            self._live[cookie] = (token, deadline)
+
+    def forget(self, token: str | None = None) -> None:
+        """Stop trusting ``token``'s cached session (every one when ``token`` is None)."""
+        with self._live_lock:
+            if token is None:
+                self._live.clear()
+                return
+            for key in [k for k, (t, _d) in self._live.items() if t == token]:
+                del self._live[key]
 
     # ------------------------------------------------------------ sessions
     def session(self, token: str | None, conn: Any = None) -> SessionInfo | None:
@@ -151,8 +204,12 @@ class Authenticator:
                            expires_at=row["expires_at"], method=row["method"])
 
     def logout(self, token: str) -> None:
+        """End ``token``'s session: in the database, in this worker's cache, and (by the
+        NOTIFY sent with the commit) in every other worker's."""
+        self.forget(token)
         with transaction(self._pool) as conn:
             conn.execute("DELETE FROM web_sessions WHERE id_hash = %s", (_sha256(token),))
+            publish_event(conn, SESSIONS_ENDED, {})
 
     def open_session(self, ip: str, method: str = "totp") -> str:
         """Create a session without a code (CLI and tests); returns the token."""

@@ -21,7 +21,7 @@ from typing import Any
 import pykka
 
 from engine.bus.commands import RESULTS_CHANNEL
-from engine.bus.events import EVENTS_CHANNEL
+from engine.bus.events import EVENTS_CHANNEL, SESSIONS_ENDED
 from engine.store.notify import Listener
 from engine.store.pool import json_dumps
 from engine.timeutil import now_ist
@@ -117,10 +117,12 @@ class WebActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, dsn: str, hub: Hub) -> None:
+    def __init__(self, dsn: str, hub: Hub,
+                 forget_sessions: Callable[[], None] | None = None) -> None:
         super().__init__()
         self._dsn = dsn
         self._hub = hub
+        self._forget_sessions = forget_sessions  # Authenticator.forget: see SESSIONS_ENDED
         self._listener: Listener | None = None
 
     def on_start(self) -> None:
@@ -138,6 +140,10 @@ class WebActor(pykka.ThreadingActor):
             self.actor_ref.tell(EngineEventReceived(channel=channel, payload=payload))
 
     def _on_reconnect(self) -> None:
+        # a notification may have been missed while the listener was away: trust no cached
+        # session (web.authn.Authenticator.cached_token)
+        if self._forget_sessions is not None:
+            self._forget_sessions()
         self._on_notify(EVENTS_CHANNEL, {"kind": "reconnected", "data": {}})
 
     def on_receive(self, message: Any) -> Any:
@@ -145,6 +151,10 @@ class WebActor(pykka.ThreadingActor):
             case EngineEventReceived(channel=channel, payload=payload):
                 if channel == RESULTS_CHANNEL:
                     payload = {"kind": "command_result", "data": payload}
+                elif payload.get("kind") == SESSIONS_ENDED:
+                    if self._forget_sessions is not None:
+                        self._forget_sessions()
+                    return None
                 payload.setdefault("ts", now_ist().isoformat(timespec="milliseconds"))
                 try:
                     self._hub.publish(json_dumps(payload))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flask import Request, Response, request
@@ -87,15 +88,24 @@ def origin_allowed(req: Request, allowed: Iterable[str]) -> bool:
 
 # ---------------------------------------------------------------- response headers
 def content_security_policy(req: Request) -> str:
-    host = req.host if _HOST.fullmatch(req.host or "") else ""
-    ws = f" {'wss' if req.scheme == 'https' else 'ws'}://{host}" if host else ""
+    return _csp(req.scheme, req.host or "")
+
+
+@lru_cache(maxsize=64)  # per (scheme, Host): a handful in practice; bounded against junk
+def _csp(scheme: str, host: str) -> str:
+    host = host if _HOST.fullmatch(host) else ""
+    ws = f" {'wss' if scheme == 'https' else 'ws'}://{host}" if host else ""
     return CSP.format(ws=ws)
 
 
+_HEADER_ITEMS = tuple(HEADERS.items())
+
+
 def add_security_headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = content_security_policy(request)
-    for name, value in HEADERS.items():
-        response.headers[name] = value
+    headers = response.headers
+    headers["Content-Security-Policy"] = content_security_policy(request)
+    for name, value in _HEADER_ITEMS:
+        headers[name] = value
     if request.endpoint != "static":
-        response.headers["Cache-Control"] = "no-store"
+        headers["Cache-Control"] = "no-store"
     return response

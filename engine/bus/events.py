@@ -28,8 +28,12 @@ EVENTS_CHANNEL = "engine_events"
 EVENT_KINDS = frozenset({
     "position_opened", "position_closed", "mtm", "risk_paused", "risk_resumed",
     "actor_restarted", "backtest_progress", "heartbeat", "entry_denied", "order_rejected",
+    "sessions_ended",  # dashboard sessions were ended: web workers drop their cached ones
 })
 HEARTBEAT_KEY = "engine_heartbeat"
+#: dashboard sessions were ended (logout, ``auth logout-all``): every web worker drops the
+#: sessions it trusted without asking the database (web.authn.Authenticator.cached_token)
+SESSIONS_ENDED = "sessions_ended"
 
 
 class EventTooLarge(ValueError):

@@ -95,17 +95,26 @@ def run_setup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _execute(sql: str) -> int:
+def _execute(sql: str, *, event: str | None = None) -> int:
+    """Run ``sql``; with ``event``, announce it on engine_events in the same transaction."""
     import psycopg
 
+    from engine.bus.events import publish_event
     from engine.store.server import database_url
 
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        return conn.execute(sql).rowcount
+    with psycopg.connect(database_url()) as conn:  # one transaction, committed on exit
+        count = conn.execute(sql).rowcount
+        if event is not None:
+            publish_event(conn, event, {})
+        return count
 
 
 def run_logout_all(_args: argparse.Namespace) -> int:
-    print(f"ended {_execute('DELETE FROM web_sessions')} session(s)")
+    from engine.bus.events import SESSIONS_ENDED
+
+    # the web workers drop the sessions they trusted without asking (WEB_SESSION_CACHE_S)
+    ended = _execute("DELETE FROM web_sessions", event=SESSIONS_ENDED)
+    print(f"ended {ended} session(s)")
     return 0
 
 

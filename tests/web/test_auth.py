@@ -123,7 +123,8 @@ def test_csrf_missing_or_wrong_header_403_right_header_202(app):
                       headers={"X-CSRF-Token": csrf}).status_code == 403
 
 
-def test_session_expired_401(app, pool):
+def test_session_expired_401(make_app, pool):
+    app = make_app(SESSION_CACHE_S=0)  # expired behind the app's back, by SQL
     client = app.test_client()
     login(app, client)
     assert client.get("/api/positions").status_code == 200

@@ -14,7 +14,6 @@ retried once. Writes keep using the checked, transactional ``services().pool``.
 from __future__ import annotations
 
 import logging
-import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ import psycopg
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from engine.store.pool import connection_dropped
 from web.validate import BadRequest
 
 logger = logging.getLogger(__name__)
@@ -66,22 +66,11 @@ T = TypeVar("T")
 _READ_CONN = "_read_connection"
 
 
-def _dropped(conn: psycopg.Connection[Any]) -> bool:
-    """Whether an idle connection is already dead, without a round trip: an idle connection
-    that does not LISTEN has nothing to read unless the server closed it (a terminated
-    backend sends its FATAL error, then end-of-file)."""
-    if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
-        return True
-    poller = select.poll()
-    poller.register(conn.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
-    return bool(poller.poll(0))
-
-
 def _checkout(pool: ConnectionPool, timeout: float | None) -> psycopg.Connection[Any]:
     """A live connection from ``pool``; dropped ones are closed (the pool replaces them)."""
     for _ in range(pool.max_size + 1):
         conn = pool.getconn(timeout)
-        if not _dropped(conn):
+        if not connection_dropped(conn):
             return conn
         logger.info("read pool %s: discarding a connection the server closed", pool.name)
         conn.close()
@@ -156,14 +145,19 @@ def session_token() -> str | None:
     reuses); pages and /ws take a connection for the lookup only."""
     if "session_token" not in g:
         auth = services().auth
-        token = auth.token_from_cookie(request.cookies.get(COOKIE_NAME))
-        live = False
-        if token and request.blueprint == bp.name:
-            live = read(lambda conn: auth.session(token, conn)) is not None
-        elif token:
-            with short_read() as conn:
-                live = auth.session(token, conn) is not None
-        g.session_token = token if live else None
+        cookie = request.cookies.get(COOKIE_NAME)
+        token = auth.cached_token(cookie)  # found live in this worker a moment ago
+        if token is None and (token := auth.token_from_cookie(cookie)):
+            if request.blueprint == bp.name:
+                info = read(lambda conn: auth.session(token, conn))
+            else:
+                with short_read() as conn:
+                    info = auth.session(token, conn)
+            if info is None:
+                token = None
+            else:
+                auth.remember(cookie, token, info)
+        g.session_token = token
     return g.session_token
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import jsonify
+from flask import current_app, jsonify
 
 from engine.bus.events import HEARTBEAT_KEY
 from engine.logsetup import redact
@@ -96,13 +97,28 @@ def _engine_now(beat: dict[str, Any]) -> datetime:
     return moment if moment is not None else now_ist()
 
 
+def _health_rows() -> list[dict[str, Any]]:
+    """HEALTH_SQL's rows, at most WEB_HEALTH_CACHE_S old: a probe polled by Docker, nginx
+    and every open dashboard tab may see the heartbeat, token and pauses as they were up
+    to that long ago (the heartbeat's own period is longer). A failed read is never
+    cached."""
+    svc = services()
+    ttl = float(current_app.config.get("HEALTH_CACHE_S", 0))
+    cached = svc.health_rows
+    if ttl > 0 and cached is not None and time.monotonic() - cached[0] < ttl:
+        return cached[1]
+    found = read(lambda conn: conn.execute(HEALTH_SQL, (HEARTBEAT_KEY,)).fetchall(), timeout=3)
+    if ttl > 0:
+        svc.health_rows = (time.monotonic(), found)
+    return found
+
+
 @bp.get("/health")
 def health() -> Any:
     """Database reachability, engine heartbeat age, Dhan token expiry (never the token), and
     whether entries are paused with the action an operator must take (``action_needed``)."""
     try:
-        found = read(lambda conn: conn.execute(HEALTH_SQL, (HEARTBEAT_KEY,)).fetchall(),
-                     timeout=3)
+        found = _health_rows()
         state = {r["key"]: r["value"] for r in found if r["kind"] == "state"}
         stages = [{"stage": r["key"], "pause_reason": r["pause_reason"],
                    "paused_until": r["paused_until"]} for r in found if r["kind"] == "stage"]
