@@ -389,7 +389,7 @@ def build(config: Config, pool: ConnectionPool, *, clock: Clock | None = None,
     schedule = ScheduleConfig(scan_every_s=config.scan_interval_sec,
                               monitor_every_s=config.monitor_interval_sec,
                               monitor_roles=("monitor", "notifier"),
-                              eod_roles=("executor", "risk", "notifier"))
+                              eod_roles=("executor", "risk", "notifier", "backtest"))
     return Engine(config=config, pool=pool, clock=clock, market=market, calendar=calendar,
                   settings=settings, directory=Directory(tap=tap), ids=ids or RandomIds(),
                   services=services, schedule=schedule, bridge_events=bridge_events)

@@ -64,6 +64,10 @@ ROUTES: list[tuple[str, str, str, bool, dict, dict, tuple[str, ...]]] = [
      {"reason": S, "idempotency_key": S}, ("reason",)),
     ("post", "/api/risk/resume", "Resume entries (engine command).", False, {},
      {"idempotency_key": S}, ()),
+    ("post", "/api/risk/kill-switch", "Pause entries and arm Dhan's kill switch once the "
+     "account is flat (BROKER=dhan; engine command, outcome as an alert); confirm must be "
+     "true.", False, {}, {"reason": S, "confirm": B, "idempotency_key": S},
+     ("reason", "confirm")),
     ("get", "/api/go-live", "Go-live stage of every strategy.", False, {}, {}, ()),
     ("post", "/api/go-live/{strategy}", "Move a strategy (DC, MDC, IC, AI_MARKET) to "
      "paper/shadow/live/disabled; confirm must be true.", False, {},

@@ -19,7 +19,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from engine.actors.base import SupervisedActor
-from engine.messages.commands import RunBacktest, RunGrid
+from engine.messages.commands import EndOfDayTick, RunBacktest, RunGrid
 from engine.messages.events import BacktestFinished
 from engine.store.tx import transaction
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 class _JobDone:
     """A worker-process job finished (told to the actor by the future's callback)."""
 
-    kind: str                 # "run" | "grid"
+    kind: str                 # "run" | "grid" | "parity"
     row_id: int
     result: Any               # run: {"trades", "metrics"}; grid: ranked rows; None on error
     error: str | None
@@ -63,6 +63,26 @@ def _grid_job(strategy: str, start: date, end: date, grid: list[dict[str, Any]],
     return grid_job(strategy, start, end, grid, options, dsn, job_id)
 
 
+def _parity_job(day: date, strategies: list[str], dsn: str) -> dict[str, Any]:
+    """The day's parity report in the worker (``engine.backtest.parity``): replayed with the
+    engine's stored parameters, stored (replacing an earlier one of the day) and, unless
+    nothing was recorded, its summary queued to chat (de-duplicated: a rerun after a restart
+    sends nothing new)."""
+    from engine.backtest import parity
+    from engine.settings import Settings
+    from engine.store.pool import open_pool
+
+    pool = open_pool(dsn, min_size=1, max_size=2, name="parity")
+    try:
+        report = parity.run(pool, day, strategies=strategies,
+                            params=parity.engine_params(Settings(pool)))
+        report_id = parity.store(pool, report, notify=report["status"] != "no_data")
+        return {"id": report_id, "status": report["status"],
+                "text": parity.summary_text(report)}
+    finally:
+        pool.close()
+
+
 class BacktestActor(SupervisedActor):
     def setup(self) -> None:
         self._pool = self.ctx.services["pool"]
@@ -89,6 +109,8 @@ class BacktestActor(SupervisedActor):
                 self._start_run(message)
             case RunGrid():
                 self._start_grid(message)
+            case EndOfDayTick(trading_day=day):
+                self._start_parity(day)
             case _JobDone():
                 self._finish(message)
             case _:
@@ -115,6 +137,22 @@ class BacktestActor(SupervisedActor):
         if job_id is not None:
             self._submit("grid", job_id, _grid_job, msg.strategy, msg.start, msg.end, grid,
                          dict(msg.options), getattr(self._pool, "conninfo", None), job_id)
+
+    def _start_parity(self, day: date) -> None:
+        """After the close, when ``PARITY_DAILY``: the day's parity report in the worker."""
+        settings = self.ctx.services["settings"]
+        if not bool(settings.get("PARITY_DAILY")):
+            return
+        strategies = [s.strip().upper() for s in str(settings.get("PARITY_STRATEGIES")).split(",")
+                      if s.strip()]
+        dsn = getattr(self._pool, "conninfo", None)
+        if not strategies or dsn is None:
+            logger.warning("daily parity report of %s not run: %s", day,
+                           "PARITY_STRATEGIES names no strategy" if not strategies
+                           else "no database address for the worker")
+            return
+        logger.info("daily parity report of %s (%s) started", day, ", ".join(strategies))
+        self._submit("parity", 0, _parity_job, day, strategies, dsn)
 
     def _claim(self, kind: str, row_id: int | None, insert: tuple[str, tuple]) -> int | None:
         """Create the row if the request has none, then move it pending -> running (once)."""
@@ -145,6 +183,12 @@ class BacktestActor(SupervisedActor):
             logger.error("backtest finished after its actor stopped")
 
     def _finish(self, done: _JobDone) -> None:
+        if done.kind == "parity":  # the job stored its own report (parity_reports)
+            if done.error:
+                logger.error("daily parity report failed: %s", done.error)
+            else:
+                logger.info("daily parity report %s: %s", done.result["id"], done.result["text"])
+            return
         table, key = _TABLES[done.kind]
         status = "error" if done.error else "complete"
         if done.kind == "run":

@@ -15,6 +15,7 @@ from engine.messages.codec import message_fields
 from engine.messages.events import (
     ActorEscalated,
     ActorRestarted,
+    AlertRaised,
     BacktestFinished,
     EntryDenied,
     MarkedToMarket,
@@ -32,7 +33,11 @@ KINDS: dict[type, str] = {
     RiskPaused: "risk_paused", RiskResumed: "risk_resumed", ActorRestarted: "actor_restarted",
     ActorEscalated: "actor_restarted", BacktestFinished: "backtest_progress",
     EntryDenied: "entry_denied", OrderRejected: "order_rejected",
+    # what the operator must know now (a trade put on hold, reconciliation, kill switch,
+    # static IP, ...): the same text the chat channels get
+    AlertRaised: "alert",
 }
+ALERT_TEXT_MAX = 1500  # characters: an alert always fits in one NOTIFY
 SUBSCRIBED = tuple(KINDS)
 
 
@@ -47,6 +52,8 @@ class EventBridgeActor(SupervisedActor):
         data = message_fields(message, exclude=("message_id", "correlation_id", "legs"))
         if isinstance(message, BacktestFinished):
             data["pct"] = 100
+        elif isinstance(message, AlertRaised) and len(message.text) > ALERT_TEXT_MAX:
+            data["text"] = message.text[:ALERT_TEXT_MAX] + "…"
         try:
             publish_event(self._pool, kind, data)
         except Exception as exc:

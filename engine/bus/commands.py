@@ -50,6 +50,9 @@ COMMAND_KINDS: Mapping[str, tuple[str, ...]] = {
     # the operator's decision on an unresolved live order: action filled (+ price, quantity)
     # | not_filled | flatten (+ quantity)
     "resolve_order": ("correlation_id", "action", "confirm"),
+    # Dhan's kill switch (BROKER=dhan only): entries are paused, then the switch is armed at
+    # Dhan once the account is flat (no open position, no pending order); needs confirm: true
+    "kill_switch": ("reason", "confirm"),
 }
 
 #: Kinds whose re-run after an engine crash reaches the same end state: pausing or resuming
@@ -57,7 +60,8 @@ COMMAND_KINDS: Mapping[str, tuple[str, ...]] = {
 #: own row. close_trade and rerun_task are NOT: a half-done close may have sent orders, and a
 #: task (AI call, fetch) may have had side effects; those need an operator's look.
 IDEMPOTENT_KINDS: frozenset[str] = frozenset(
-    {"pause_entries", "resume_entries", "set_go_live_stage", "run_backtest", "run_grid"})
+    {"pause_entries", "resume_entries", "set_go_live_stage", "run_backtest", "run_grid",
+     "kill_switch"})
 
 STALE_ERROR = "engine restarted while running; check state"
 
@@ -72,7 +76,7 @@ NEUTRAL_TTL = timedelta(hours=24)  # backtests: compute only, but not a day-old 
 
 def risk_direction(kind: str, payload: Mapping[str, Any]) -> str:
     """``"reduces"``, ``"adds"`` or ``"neutral"``: what running the command does to risk."""
-    if kind in ("close_trade", "pause_entries", "resolve_order"):
+    if kind in ("close_trade", "pause_entries", "resolve_order", "kill_switch"):
         return "reduces"
     if kind == "set_go_live_stage":
         return "reduces" if payload.get("stage") in ("paper", "disabled") else "adds"

@@ -108,6 +108,8 @@ class Dispatcher:
                 return {"sent": "RunGrid", "job_id": row["job_id"], "combinations": len(grid)}
             case "resolve_order":
                 return self._resolve_order(p, who)
+            case "kill_switch":
+                return self._kill_switch(p, who)
             case "rerun_task":
                 if task_problem(p["task"]) is None:  # the AI actor runs it (engine/ai)
                     from engine.ai.wiring import rerun
@@ -142,6 +144,24 @@ class Dispatcher:
                                f"{row['mode']} trade (close it with mode send)")
         self._send("executor", ClosePosition, tag=tag, reason=f"manual close by {who}", mode=mode)
         return {"sent": "ClosePosition", "tag": tag, "mode": mode}
+
+    def _kill_switch(self, p: dict[str, Any], who: str) -> dict[str, Any]:
+        """Pause entries, then arm Dhan's kill switch (``engine.ops.backstops``): at once if
+        the account is flat, else as soon as a later check finds it flat. The outcome reaches
+        the operator as an alert; the paper engine has no broker-side switch."""
+        if p.get("confirm") is not True:
+            raise CommandError("confirm: must be true to activate Dhan's kill switch (it stops "
+                               "every order for the rest of the day)")
+        live_ops = self._engine.services.get("live_ops")
+        if live_ops is None:
+            raise CommandError("kill switch: this engine trades on the paper broker "
+                               "(BROKER=paper); Dhan's kill switch exists only with "
+                               "BROKER=dhan. Use pause to stop new entries")
+        reason = str(p["reason"])[:300] or "operator"
+        self._send("risk", PauseEntries, reason=f"kill switch requested by {who}: {reason}",
+                   source=who)
+        live_ops.arm_kill_switch(f"requested by {who}: {reason}")
+        return {"sent": "PauseEntries", "kill_switch": "arming (the outcome comes as an alert)"}
 
     def _resolve_order(self, p: dict[str, Any], who: str) -> dict[str, Any]:
         """The operator's decision on an unresolved order (see ``engine.execution.intents``):

@@ -28,6 +28,7 @@ EVENTS_CHANNEL = "engine_events"
 EVENT_KINDS = frozenset({
     "position_opened", "position_closed", "mtm", "risk_paused", "risk_resumed",
     "actor_restarted", "backtest_progress", "heartbeat", "entry_denied", "order_rejected",
+    "alert",  # an AlertRaised: the text the chat channels get (holds, reconciliation, ...)
     "sessions_ended",  # dashboard sessions were ended: web workers drop their cached ones
 })
 HEARTBEAT_KEY = "engine_heartbeat"

@@ -139,7 +139,8 @@ def _strategies() -> tuple[str, ...]:
 def cmd_help(ctx: Ctx, args: tuple[str, ...]) -> str:
     width = max(len(usage) for usage, _ in HELP.values())
     lines = ["Commands:"] + [f"{usage.ljust(width)}  {text}" for usage, text in HELP.values()]
-    lines.append("Dangerous commands (/golive … live, /close all, /rerun_ai_market) wait for "
+    lines.append("Dangerous commands (/golive … live, /close all, /rerun_ai_market, "
+                 "/killswitch) wait for "
                  "/confirm <TOTP code> within 60 s.")
     return "\n".join(lines)
 
@@ -473,6 +474,13 @@ def cmd_backtest(ctx: Ctx, args: tuple[str, ...]) -> str:
             f"#{cid}); I will answer when it completes.")
 
 
+def cmd_killswitch(ctx: Ctx, args: tuple[str, ...]) -> str:
+    reason = " ".join(args)[:300] or f"asked from {ctx.sender.channel}"
+    cid = ctx.enqueue("kill_switch", {"reason": reason, "confirm": True})
+    return (f"Pausing entries and arming Dhan's kill switch (command #{cid}); Dhan activates "
+            "it once the account is flat, and I will tell you when it is.")
+
+
 def ai_market_problem() -> str | None:
     from engine.bus.dispatch import task_problem
 
@@ -508,6 +516,8 @@ HELP: dict[str, tuple[str, str]] = {
     "close": ("/close TAG|all", "close a position (all: confirm)"),
     "backtest": ("/backtest STRATEGY FROM TO [KEY=V…]", "queue a backtest; answered when done"),
     "rerun_ai_market": ("/rerun_ai_market", "re-run the AI market analysis (confirm)"),
+    "killswitch": ("/killswitch [reason]", "pause entries + Dhan's kill switch once flat "
+                                           "(confirm)"),
     "confirm": ("/confirm CODE", "confirm the pending dangerous command with your TOTP code"),
 }
 
@@ -517,6 +527,7 @@ HANDLERS: dict[str, Callable[[Ctx, tuple[str, ...]], str]] = {
     "settings": cmd_settings, "events": cmd_events, "why_blocked": cmd_why_blocked,
     "logs": cmd_logs, "pause": cmd_pause, "resume": cmd_resume, "golive": cmd_golive,
     "close": cmd_close, "backtest": cmd_backtest, "rerun_ai_market": cmd_rerun_ai_market,
+    "killswitch": cmd_killswitch,
 }
 
 
@@ -525,7 +536,7 @@ def dangerous(parsed: Parsed) -> bool:
     a = tuple(x.lower() for x in parsed.args)
     return ((parsed.name == "golive" and len(a) == 2 and a[1] == "live")
             or (parsed.name == "close" and a == ("all",))
-            or parsed.name == "rerun_ai_market")
+            or parsed.name in ("rerun_ai_market", "killswitch"))
 
 
 def precheck(parsed: Parsed) -> None:

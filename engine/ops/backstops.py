@@ -39,6 +39,7 @@ class KillSwitchOutcome:
 
     text: str
     activated: bool
+    alerted: bool = False  # the operator was already told (an alert carried ``text``)
 
 
 class BrokerBackstops:
@@ -102,24 +103,25 @@ class BrokerBackstops:
                     f"open position and no pending order; open: {', '.join(positions) or 'none'};"
                     f" pending: {', '.join(pending) or 'none'}. It is activated as soon as the "
                     "account is flat")
-            if not self._told_waiting:
+            alerted = not self._told_waiting
+            if alerted:
                 self._told_waiting = True
                 self._alert(text)
             logger.warning("%s", text)
-            return KillSwitchOutcome(text, False)
+            return KillSwitchOutcome(text, False, alerted)
         try:
             self._client.kill_switch(True)
         except DhanError as exc:
             text = f"Dhan kill switch activation refused by Dhan ({reason}): {exc}"
             self._alert(text)
-            return KillSwitchOutcome(text, False)
+            return KillSwitchOutcome(text, False, True)
         self._wanted, self._told_waiting = None, False
         text = (f"Dhan KILL SWITCH ACTIVATED ({reason}): the account is flat and Dhan refuses "
                 "every further order today. It resets on the next trading day (or deactivate "
                 "it at Dhan)")
         logger.critical("%s", text)
         self._alert(text)
-        return KillSwitchOutcome(text, True)
+        return KillSwitchOutcome(text, True, True)
 
     # ------------------------------------------------------------------ P&L exit
     def set_pnl_exit(self, day: date) -> dict[str, Any] | None:

@@ -62,6 +62,25 @@ class LiveOps:
     def stop(self) -> None:
         self.daily.stop()
 
+    def arm_kill_switch(self, reason: str) -> threading.Thread:
+        """The operator asked for Dhan's kill switch: arm it in a thread of its own (the
+        command bus never waits on the broker) and always tell the operator the outcome
+        (activated, refused by Dhan, or waiting for the account to be flat)."""
+
+        def arm() -> None:
+            try:
+                outcome = self.backstops.arm_kill_switch(reason)
+            except Exception as exc:
+                logger.exception("kill switch requested by the operator failed")
+                self._alert(f"Dhan kill switch NOT activated ({reason}): {exc}")
+                return
+            if not outcome.alerted:
+                self._alert(outcome.text)
+
+        thread = threading.Thread(target=arm, name="kill-switch-by-operator", daemon=True)
+        thread.start()
+        return thread
+
     def on_escalation(self, reason: str) -> threading.Thread:
         """The supervisor escalated: arm the kill switch (when enabled) in a thread of its
         own, so the supervisor never waits on the broker."""

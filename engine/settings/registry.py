@@ -242,6 +242,8 @@ _SEED = [
          "per unit from the backtest's modelled fill is flagged.", D("0"), D("1000")),
     Knob("PARITY_RUPEE_TOLERANCE", D, D("1"), "Parity report: a charges or P&L difference above "
          "this many ₹ per trade is flagged.", D("0"), D("1000000")),
+    Knob("PARITY_DAILY", bool, True, "Build the day's parity report after the close (a worker "
+         "process replays the day's snapshots), store it and send its summary to chat."),
     Knob("PARITY_STRATEGIES", str, "DC,MDC,IC", "Strategies the daily parity report replays "
          "(comma-separated options strategies; CAL_ARB has no recorded futures quotes)."),
     # Backtests (engine/backtest): the end-of-day replay's fill model and capital base.

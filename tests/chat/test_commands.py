@@ -286,6 +286,14 @@ def test_close_all_needs_confirmation_then_closes_every_open_trade(pool, control
     assert sorted(c["payload"]["tag"] for c in commands(pool)) == ["DC-1", "IC-2"]
 
 
+def test_killswitch_needs_confirmation_then_queues_the_command(pool, control, secret) -> None:
+    reply = say(pool, control, "/killswitch results at 2")
+    assert "/confirm" in reply and commands(pool) == []
+    assert "kill switch" in say(pool, control, f"/confirm {_code(secret)}")
+    assert [(c["kind"], c["payload"]) for c in commands(pool)] == [
+        ("kill_switch", {"reason": "results at 2", "confirm": True})]
+
+
 def test_dangerous_commands_refused_without_a_totp_secret(pool, tmp_path) -> None:
     control = ChatControl(Settings(pool), AllowList.of(["111"], ()), totp_secret="")
     assert "DASHBOARD_TOTP_SECRET" in say(pool, control, "/golive DC live")

@@ -50,6 +50,8 @@ class Harness:
         self.pool = open_pool(db_url, max_size=10, name="harness")
         if strategies is not None:  # None: leave the stored settings as they are (a restart)
             enable_only(self.pool, strategies)
+        # the daily parity report (a worker process after the close) only where a test asks
+        settings = {"PARITY_DAILY": "false", **(settings or {})}
         if settings:  # runtime settings (registered knobs), stored before the engine starts
             from engine.settings import Settings
 

@@ -19,6 +19,7 @@ from engine.messages.legs import InstrumentKind, Leg, OptionType, Side
 from engine.settings import Settings
 from engine.store.pool import open_pool
 from engine.timeutil import IST
+from tests.conftest import eventually
 from tests.engine.harness import Harness
 
 DAY = date(2025, 2, 4)
@@ -138,3 +139,25 @@ def test_backfill_refuses_a_reversed_range(db_url: str) -> None:
         assert backfill(pool, None, None).seen == 0
     finally:
         pool.close()
+
+
+def test_daily_parity_report_runs_after_the_close_and_is_sent_to_chat(db_url: str) -> None:
+    """PARITY_DAILY: the BacktestActor builds the day's report in its worker process on the
+    end-of-day tick, stores it and queues its summary to chat."""
+    h = Harness(db_url, start=datetime(2025, 2, 4, 15, 20, tzinfo=IST), strategies=(),
+                settings={"PARITY_DAILY": "true", "PARITY_STRATEGIES": "DC"}).start()
+    try:
+        h.run_until(15, 36)  # the session closes at 15:30; end of day 5 min later
+
+        def reports() -> list[dict]:
+            return h.query("SELECT trade_date, strategies, status, summary FROM parity_reports")
+
+        eventually(reports, timeout=30)  # a spawned worker: imports take a few seconds
+        [report] = reports()
+        assert (report["trade_date"], report["strategies"]) == (DAY, ["DC"])
+        assert report["status"] in ("match", "differs")
+        assert report["summary"]["text"].startswith(f"Parity {DAY.isoformat()} (DC)")
+        sent = h.query("SELECT text FROM chat_outbox WHERE text LIKE 'Parity %%'")
+        assert [r["text"] for r in sent] == [report["summary"]["text"]]
+    finally:
+        h.stop()

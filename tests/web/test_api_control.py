@@ -27,7 +27,20 @@ def test_risk_get_pause_resume_become_commands(api, pool):
     assert api.get("/api/commands").json["commands"][0]["id"] == resume.json["command_id"]
 
 
+def test_kill_switch_needs_confirm_then_becomes_a_command(api, pool):
+    refused = api.post("/api/risk/kill-switch", json={"reason": "news"})
+    assert refused.status_code == 400 and "confirm" in refused.json["error"]
+    refused = api.post("/api/risk/kill-switch", json={"reason": "news", "confirm": False})
+    assert refused.status_code == 400 and "confirm" in refused.json["error"]
+    r = api.post("/api/risk/kill-switch", json={"reason": "news", "confirm": True})
+    assert r.status_code == 202
+    row = _command(pool, r.json["command_id"])
+    assert (row["kind"], row["payload"], row["requested_by"]) == (
+        "kill_switch", {"reason": "news", "confirm": True}, "dashboard")
+
+
 @pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/risk/kill-switch", {"confirm": True}, "reason"),
     ("/api/risk/pause", {}, "reason"),
     ("/api/risk/pause", {"reason": ""}, "reason"),
     ("/api/risk/pause", {"reason": "x" * 301}, "reason"),

@@ -92,6 +92,19 @@ def risk_resume() -> Any:
     return accepted(submit("resume_entries", {}, data["idempotency_key"]))
 
 
+@bp.post("/risk/kill-switch")
+def risk_kill_switch() -> Any:
+    """Pause entries and arm Dhan's kill switch once the account is flat (``BROKER=dhan``;
+    the paper engine refuses the command). ``confirm: true`` is required."""
+    data = check(request_json(), {"reason": Str(max_len=300), "confirm": Bool(),
+                                  "idempotency_key": IDEMPOTENCY})
+    if data["confirm"] is not True:
+        raise BadRequest("confirm", "must be true to activate Dhan's kill switch (it stops "
+                                    "every order for the rest of the day)")
+    return accepted(submit("kill_switch", {"reason": data["reason"], "confirm": True},
+                           data["idempotency_key"]))
+
+
 # ---------------------------------------------------------------- go-live
 @bp.get("/go-live")
 def go_live() -> Any:

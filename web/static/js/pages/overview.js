@@ -12,8 +12,8 @@ const premium = (v) => {
 };
 const GROUP = {
   position_opened: 'trades', position_closed: 'trades', risk_paused: 'risk', risk_resumed: 'risk',
-  entry_denied: 'risk', order_rejected: 'risk', hold: 'risk', command_result: 'commands',
-  actor_restarted: 'system', backtest_progress: 'system', alert: 'system', reconnected: 'system',
+  entry_denied: 'risk', order_rejected: 'risk', alert: 'risk', command_result: 'commands',
+  actor_restarted: 'system', backtest_progress: 'system', reconnected: 'system',
 };
 function sentence(kind, d) {
   switch (kind) {
@@ -29,8 +29,6 @@ function sentence(kind, d) {
       return [`Entry of ${d.strategy} ${d.tag} refused by risk: ${d.reason}.`];
     case 'order_rejected':
       return [`Order of ${d.strategy} ${d.tag} rejected${d.broker_code ? ` (${d.broker_code})` : ''}: ${d.reason}.`];
-    case 'hold':
-      return [`${d.tag} put on hold: ${d.reason || d.hold}. Automatic closes wait for you.`];
     case 'alert':
       return [`Alert from ${d.source || 'engine'}: ${d.text}`];
     case 'command_result':

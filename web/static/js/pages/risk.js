@@ -71,6 +71,14 @@ if (await boot()) {
     try { const r = await api('/api/risk/resume', { method: 'POST', body: {} }); toast(`resume queued (command ${r.command_id})`); loadCommands(); }
     catch (ex) { $('#risk-err').textContent = ex.message; }
   });
+  $('#killswitch').addEventListener('click', async () => {
+    $('#risk-err').textContent = '';
+    const reason = $('#reason').value.trim() || 'kill switch from the dashboard';
+    if (!window.confirm('Pause entries and activate Dhan\'s kill switch once the account is flat? '
+      + 'No order (not even an exit) can be placed at Dhan for the rest of the day.')) return;
+    try { const r = await api('/api/risk/kill-switch', { method: 'POST', body: { reason, confirm: true } }); toast(`kill switch queued (command ${r.command_id}); the outcome comes as an alert`); loadCommands(); }
+    catch (ex) { $('#risk-err').textContent = ex.message; }
+  });
   on('command_result', () => { loadCommands(); loadEnv(); });
   on('risk_paused', loadEnv); on('risk_resumed', loadEnv);
   await loadLimits().catch(e => toast(e.message, true));
