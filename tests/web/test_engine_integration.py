@@ -158,7 +158,9 @@ def test_escalation_pauses_entries_and_health_says_what_to_do(db_url: str, app) 
         assert "check the engine log for why token failed" in reason
         assert "resume entries on the dashboard's Risk page" in reason
         assert "Risk page" in risk["action_needed"]
-        health = api.client.get("/api/health").json
+        # /api/health may answer from rows up to WEB_HEALTH_CACHE_S (1 s) old
+        health = eventually(lambda: (x := api.client.get("/api/health").json)["entries_paused"]
+                            and x, timeout=5)
         assert health["entries_paused"] is True and health["paused_by"] == ["supervisor"]
         assert "repeated failures of the token actor" in health["action_needed"]
         assert "engine log" in health["action_needed"]

@@ -11,7 +11,7 @@ strategies' rules (``engine.execution.exit_plan``); charges are the engine's mod
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any
@@ -26,16 +26,14 @@ from engine.market.calendar import NseCalendar
 from engine.market.payoff import PositionLeg, payoff, position_greeks
 from engine.market.surface_marks import leg_mark
 from engine.messages.legs import Side
-from engine.timeutil import IST, now_ist
 from web.api import bp, one, rows
+from web.api.system import engine_clock
 from web.jsonutil import decimal_or_none
 
 logger = logging.getLogger(__name__)
 
 CENT = Decimal("0.01")
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-#: a heartbeat older than this no longer tells the engine's time
-BEAT_FRESH = timedelta(minutes=5)
 
 
 @cache
@@ -48,20 +46,6 @@ def _exit_keys() -> list[str]:
     from engine.actors.monitor import EXIT_KEYS
 
     return [*EXIT_KEYS, "PAPER_SLIPPAGE_TICKS"]
-
-
-def engine_now() -> tuple[datetime, str]:
-    """The engine's clock from a fresh heartbeat (with the time since it), else IST now."""
-    beat = one("SELECT value, updated_at FROM runtime_state WHERE key = 'engine_heartbeat'")
-    wall = now_ist()
-    if beat and beat["value"].get("engine_time") and wall - beat["updated_at"] < BEAT_FRESH:
-        try:
-            at = datetime.fromisoformat(beat["value"]["engine_time"])
-        except ValueError:
-            return wall, "real"
-        clock = beat["value"].get("clock") or "real"
-        return at.astimezone(IST), clock
-    return wall, "real"
 
 
 def contract_name(leg: dict[str, Any]) -> str:
@@ -234,7 +218,7 @@ def positions() -> Any:
     P&L (the engine's MTM less exit charges and slippage), plus the engine's clock."""
     items = rows("SELECT tag, strategy, mode, trade_date, opened_at, entry_price, quantity,"
                  " payload, updated_at FROM open_trades ORDER BY opened_at")
-    at, clock = engine_now()
+    at, clock = engine_clock()
     snap = _latest_snapshot() if items else None
     params = _settings_snapshot() if items else {}
     out = [describe(item, snap, at, params) for item in items]

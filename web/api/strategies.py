@@ -11,7 +11,7 @@ eligible and nothing blocks it now) > ``waiting`` (no cycle has judged it yet).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,8 +20,8 @@ from flask import jsonify
 from engine.events.why import why_blocked
 from engine.market.calendar_store import load_calendar
 from engine.strategies import registry
-from engine.timeutil import IST, now_ist
 from web.api import bp, services
+from web.api.system import engine_clock
 
 #: a heartbeat older than this no longer tells the engine's clock (as /api/pnl/today)
 FRESH = timedelta(minutes=5)
@@ -29,19 +29,6 @@ STATUSES = ("disabled", "paused", "blocked", "eligible", "waiting")
 
 _MTM = ("CASE WHEN payload->>'mtm' ~ '^-?[0-9]+(\\.[0-9]+)?$' THEN (payload->>'mtm')::numeric"
         " END")
-
-
-def engine_now(conn: Any) -> datetime:
-    """The engine's clock from a recent heartbeat (simulated or real), else now in IST."""
-    beat = conn.execute("SELECT value, updated_at FROM runtime_state"
-                        " WHERE key = 'engine_heartbeat'").fetchone()
-    if beat and (beat["value"] or {}).get("engine_time") and now_ist() - beat["updated_at"] < FRESH:
-        try:
-            moment = datetime.fromisoformat(str(beat["value"]["engine_time"]))
-        except ValueError:
-            return now_ist()
-        return (moment if moment.tzinfo else moment.replace(tzinfo=IST)).astimezone(IST)
-    return now_ist()
 
 
 def status_of(why: dict[str, Any]) -> str:
@@ -78,7 +65,7 @@ def strategies_overview() -> Any:
     its latest battle-log row and its status badge."""
     pool = services().pool
     with pool.connection() as conn:
-        now = engine_now(conn)
+        now = engine_clock()[0]
         today = now.date()
         cal = load_calendar(conn)
         stages = {r["strategy"]: r for r in conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from flask import current_app, jsonify
 
 from engine.bus.events import HEARTBEAT_KEY
 from engine.logsetup import redact
-from engine.timeutil import now_ist
+from engine.timeutil import IST, now_ist
 from web.api import bp, read, services
 from web.validate import Int, Str, query
 
@@ -91,10 +91,27 @@ def _entries(pause_reason: str | None, stages: list[dict[str, Any]],
             "action_needed": " ".join(actions) or None}
 
 
-def _engine_now(beat: dict[str, Any]) -> datetime:
-    """The engine's clock from its heartbeat (simulated runs), else now."""
+#: a heartbeat older than this no longer tells the engine's time
+BEAT_FRESH = timedelta(minutes=5)
+
+
+def clock_from_beat(beat: dict[str, Any]) -> tuple[datetime, str]:
+    """The engine's clock and its kind ("simulated" or "real") from a heartbeat value
+    written less than BEAT_FRESH ago; else IST now and "real"."""
+    wall = now_ist()
+    written = _parse_ts(beat.get("ts"))
     moment = _parse_ts(beat.get("engine_time"))
-    return moment if moment is not None else now_ist()
+    if written is None or moment is None or wall - written >= BEAT_FRESH:
+        return wall, "real"
+    return moment.astimezone(IST), str(beat.get("clock") or "real")
+
+
+def engine_clock() -> tuple[datetime, str]:
+    """The engine's clock (the one way every page and endpoint tells it): from the heartbeat
+    in the health rows, which may be up to WEB_HEALTH_CACHE_S old (the heartbeat itself is
+    written every monitor tick, so a second more changes nothing a trader can see)."""
+    state = {r["key"]: r["value"] for r in _health_rows() if r["kind"] == "state"}
+    return clock_from_beat(state.get(HEARTBEAT_KEY) or {})
 
 
 def _health_rows() -> list[dict[str, Any]]:
@@ -123,7 +140,7 @@ def health() -> Any:
         stages = [{"stage": r["key"], "pause_reason": r["pause_reason"],
                    "paused_until": r["paused_until"]} for r in found if r["kind"] == "stage"]
         paused = next((r["pause_reason"] for r in found if r["kind"] == "global"), None)
-        entries = _entries(paused, stages, _engine_now(state.get(HEARTBEAT_KEY) or {}))
+        entries = _entries(paused, stages, clock_from_beat(state.get(HEARTBEAT_KEY) or {})[0])
     except Exception:
         return jsonify({"database": "error", "engine_heartbeat_age_s": None, "engine_time": None,
                         "clock": "real",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from flask import jsonify
 
-from engine.timeutil import now_ist
 from web.api import bp, error, one, rows, services
 from web.jsonutil import decimal_or_none
 from web.validate import Date, Int, Str, check, clean_text, date_range, query, request_json
@@ -23,20 +21,12 @@ def _range(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return values
 
 
-def engine_today():
-    """The date of the engine clock from a recent heartbeat, else today's IST date."""
-    beat = one("SELECT value, updated_at FROM runtime_state WHERE key = 'engine_heartbeat'")
-    if beat and beat["value"].get("engine_time") and now_ist() - beat["updated_at"] < timedelta(minutes=5):
-        return datetime.fromisoformat(beat["value"]["engine_time"]).date()
-    return now_ist().date()
-
-
 @bp.get("/pnl/today")
 def pnl_today() -> Any:
     """Today's realized P&L from closed trades plus unrealized MTM of open positions.
 
     "Today" is the engine's trading day (its clock may be simulated), else the IST date: the
-    date part of a heartbeat's engine_time younger than 5 minutes, as in engine_today().
+    date part of a heartbeat's engine_time younger than 5 minutes (web.api.system.BEAT_FRESH).
     One statement: the day, the closed trades' sums and every open trade's payload.mtm."""
     closed = one(PNL_TODAY_SQL)
     mtms = closed["mtms"] if isinstance(closed["mtms"], list) else []
