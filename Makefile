@@ -27,7 +27,14 @@ lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check engine web tests bench
 
 BENCH_SUMMARY ?= var/bench-summary.tsv
-bench: $(STAMP) ## run the benchmarks (ratios against baselines measured in the same run), then one summary table
+# the IV peers of bench/bench_iv.py (pyproject's optional `bench` extra); a peer that does not
+# install or run here is named by bench_iv with the reason
+BENCH_STAMP = $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	-$(PY) -m pip install --quiet -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## run the benchmarks (ratios against baselines measured in the same run), then one summary table
 	@mkdir -p $(dir $(BENCH_SUMMARY)); rm -f $(BENCH_SUMMARY)
 	@for b in bench/bench_*.py; do echo "== $$b"; BENCH_SUMMARY=$(BENCH_SUMMARY) $(PY) $$b || exit 1; done
 	@$(PY) bench/summary.py $(BENCH_SUMMARY)
