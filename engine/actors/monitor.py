@@ -428,6 +428,8 @@ class MonitorActor(SupervisedActor):
             "differences": sorted(result.state.sightings)}
         gate = self._gate
         if gate is None or gate.done:
+            if gate is not None:  # the Risk page shows the last check, not only start-up's
+                self._save_gate(None)
             return
         self._recon_clean += 1
         agreed = not result.state.sightings and not result.state.flat and not (

@@ -456,6 +456,39 @@ if (await boot()) {
     if (cj && cj.status !== job.status) await showJob(job.job_id);
     if (runs.some(busy) || jobs.some(busy)) timer = setTimeout(poll, 1000);
   }
+  // ---- daily parity (engine/backtest/parity.py): one row per day, a click shows its diff
+  async function loadParity() {
+    const reports = (await api('/api/parity?limit=60')).reports;
+    table($('#parity'), [
+      { key: 'trade_date', label: 'Day', fmt: v => istDate(v) }, { key: 'strategies', label: 'Strategies', fmt: v => (v || []).join(', ') },
+      { key: 'status', label: 'Result', fmt: v => badge(v === 'match' ? 'match' : v === 'no_data' ? 'no data' : 'differs', v === 'match' ? 'done' : v === 'no_data' ? 'muted' : 'error') },
+      { key: 'summary', label: 'Matched', num: true, fmt: v => num(v?.matched ?? 0) },
+      { key: 'summary', label: 'Flags', num: true, fmt: v => num(v?.flags ?? 0) },
+      { key: 'summary', label: 'Entry slippage', num: true, fmt: v => rupee(v?.totals?.entry_slippage ?? 0) },
+      { key: 'summary', label: 'Exit slippage', num: true, fmt: v => rupee(v?.totals?.exit_slippage ?? 0) },
+      { key: 'summary', label: 'Charges Δ', num: true, fmt: v => pnl(v?.totals?.charges ?? 0) },
+      { key: 'summary', label: 'P&L Δ', num: true, fmt: v => pnl(v?.totals?.pnl ?? 0) },
+      { key: 'trade_date', label: '', fmt: v => el('button', { type: 'button', class: 'small', 'data-day': v, onclick: () => showParity(v) }, 'details') },
+    ], reports, { sortable: false, empty: 'no parity report yet: one is built after each close (PARITY_DAILY) or by python -m engine parity run' });
+  }
+  async function showParity(day) {
+    const r = await api(`/api/parity/${day}`);
+    const rep = r.reports[r.reports.length - 1].report;
+    $('#parity-day').hidden = false;
+    $('#parity-title').textContent = `${istDate(day)}: ${num(rep.live_trades ?? 0)} live / ${num(rep.backtest_trades ?? 0)} backtest trades, ${num((rep.matched || []).length)} matched`;
+    const flags = [...(rep.flags || []), ...(rep.notes || [])];
+    $('#parity-flags').replaceChildren(...(flags.length ? flags : ['no difference above the tolerances']).map(f => el('li', {}, f)));
+    table($('#parity-matched'), [
+      { key: 'live_tag', label: 'Live trade' }, { key: 'backtest_tag', label: 'Backtest trade' },
+      { key: 'entry_delay_s', label: 'Entry Δ s', num: true, fmt: v => num(v ?? 0) },
+      { key: 'exit_delay_s', label: 'Exit Δ s', num: true, fmt: v => (v === null || v === undefined ? '—' : num(v)) },
+      { key: 'pnl', label: 'P&L live', num: true, fmt: v => pnl(v) }, { key: 'backtest_pnl', label: 'P&L backtest', num: true, fmt: v => pnl(v) },
+      { key: 'charges_diff', label: 'Charges Δ', num: true, fmt: v => pnl(v ?? 0) },
+      { key: 'exit_reason', label: 'Exit live' }, { key: 'backtest_exit_reason', label: 'Exit backtest' },
+    ], rep.matched || [], { sortable: false, empty: 'no matched trades' });
+  }
+  loadParity().catch(e => toast(e.message, true));
+
   on('backtest_progress', () => poll());
   const [runs, jobs] = await Promise.all([loadRuns(), loadJobs()]);
   // (the page reads nothing from the URL: the newest complete run is shown first)

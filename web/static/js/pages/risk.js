@@ -62,6 +62,23 @@ if (await boot()) {
       { key: 'details', label: 'Details', fmt: payloadText },
     ], (await api('/api/reconciliation/log?limit=200')).rows);
   }
+  async function loadRecon() {
+    const r = await api('/api/reconciliation/status?days=1');
+    const st = r.state || {};
+    const last = st.last_check || {};
+    const gate = r.state === null ? badge('no broker to reconcile (paper)', 'muted')
+      : st.startup_done ? badge('books and broker reconciled', 'done') : badge('live entries wait', 'error');
+    const kv = [['Start-up gate', gate], ['Waiting for', st.waiting || '—'],
+      ['Last check', last.at ? istDateTime(last.at, { seconds: true }) : '—'],
+      ['Found', last.at ? `${num(last.findings || 0)} finding(s), ${num(last.heals || 0)} heal(s), ${num(last.adoptions || 0)} adoption(s)` : '—'],
+      ['Differences watched', (last.differences || []).join(', ') || '—'],
+      ['Updated', r.updated_at ? istDateTime(r.updated_at, { seconds: true }) : '—']];
+    $('#recon-state').replaceChildren(...kv.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+    table($('#recon-counts'), [
+      { key: 'action', label: 'Action', fmt: v => String(v).replace(/_/g, ' ').toLowerCase() },
+      { key: 'n', label: 'Rows', num: true, fmt: v => num(v) }, { key: 'last_at', label: 'Last', fmt: v => istDateTime(v, { seconds: true }) },
+    ], r.counts, { sortable: false, empty: 'no reconciliation action in the last 24 h' });
+  }
   $('#pause-form').addEventListener('submit', async (e) => {
     e.preventDefault(); $('#risk-err').textContent = '';
     try { const r = await api('/api/risk/pause', { method: 'POST', body: { reason: $('#reason').value } }); toast(`pause queued (command ${r.command_id})`); loadCommands(); }
@@ -82,5 +99,7 @@ if (await boot()) {
   on('command_result', () => { loadCommands(); loadEnv(); });
   on('risk_paused', loadEnv); on('risk_resumed', loadEnv);
   await loadLimits().catch(e => toast(e.message, true));
-  await Promise.all([loadEnv(), loadCommands(), loadLogs()]).catch(e => toast(e.message, true));
+  on('alert', (d) => { if (d.source === 'reconciliation') { loadRecon(); loadLogs(); } });
+  setInterval(() => loadRecon().catch(() => {}), 30000);
+  await Promise.all([loadEnv(), loadCommands(), loadLogs(), loadRecon()]).catch(e => toast(e.message, true));
 }
