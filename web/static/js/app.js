@@ -193,6 +193,29 @@ export async function closeTrade(p) {
 }
 
 // The close button: labelled with the P&L a close would book now.
+// A position's MTM from a WebSocket tick; the close-now P&L moves with it.
+export function setMtm(p, mtm) {
+  p.mtm = mtm;
+  const c = p.close_now;
+  if (c && c.pnl !== null && c.pnl !== undefined) c.pnl = (Number(mtm) - Number(c.exit_charges) - Number(c.slippage)).toFixed(2);
+}
+
+// MTM ticks numbered as they arrive. A page that refetches /api/positions notes mark() before
+// the request; a tick that came while it was in flight is newer than the answer and wins
+// (withTicks), so a slow fetch never puts an older MTM back on screen.
+export class MtmTicks {
+  constructor() { this.seq = 0; this.latest = new Map(); }
+  mark() { return this.seq; }
+  record(tag, mtm) { this.latest.set(tag, { seq: ++this.seq, mtm }); }
+  withTicks(positions, mark) {
+    for (const p of positions) {
+      const t = this.latest.get(p.tag);
+      if (t && t.seq > mark) setMtm(p, t.mtm);
+    }
+    return positions;
+  }
+}
+
 export function closeButton(p, onDone) {
   const c = p.close_now || {};
   const label = c.pnl !== null && c.pnl !== undefined ? `Close ≈ ${rupee(c.pnl, { sign: true })}` : 'Close';

@@ -1,6 +1,6 @@
 // Overview: today's P&L, the engine, the equity curve, open positions with MTM updated in
 // place, and a live feed of what happened, in sentences (MTM ticks update the table instead).
-import { $, api, badge, boot, closeButton, el, on, toast } from '../app.js';
+import { $, api, badge, boot, closeButton, el, MtmTicks, on, setMtm, toast } from '../app.js';
 import { duration, engineClock, istDate, istDateTime, istTime, num, pnl, rupee } from '../format.js';
 import { lineChart } from '../charts.js';
 
@@ -81,8 +81,10 @@ if (await boot()) {
     $('#pnl-charges').textContent = rupee(p.charges);
     renderPnl();
   }
+  const ticks = new MtmTicks();
   async function loadPositions() {
-    positions = (await api('/api/positions')).positions;
+    const mark = ticks.mark();
+    positions = ticks.withTicks((await api('/api/positions')).positions, mark);
     renderPositions();
     $('#h-open').textContent = positions.length;
     renderPnl();
@@ -122,11 +124,10 @@ if (await boot()) {
 
   function applyMtm(d) {
     for (const u of (d.positions || (d.tag ? [d] : []))) {
+      ticks.record(u.tag, u.mtm);
       const p = positions.find(x => x.tag === u.tag);
       if (!p) continue;
-      p.mtm = u.mtm;
-      const c = p.close_now;
-      if (c && c.pnl !== null) c.pnl = (Number(u.mtm) - Number(c.exit_charges) - Number(c.slippage)).toFixed(2);
+      setMtm(p, u.mtm);
       const row = document.querySelector(`.position[data-key="${CSS.escape(u.tag)}"]`);
       if (!row) continue;
       row.querySelector('.mtm')?.replaceChildren(el('span', { class: 'muted small' }, 'MTM '), pnl(u.mtm));

@@ -1,7 +1,7 @@
 // Positions: each open trade expands to its legs (contract, side, qty, entry, LTP, P&L,
 // greeks), the trade's greeks, its exit rules with distances, the payoff diagram (at expiry
 // and today, Black-76 on the current surface) and a close button priced at what a close books.
-import { $, api, badge, boot, closeButton, el, on, toast } from '../app.js';
+import { $, api, badge, boot, closeButton, el, MtmTicks, on, setMtm, toast } from '../app.js';
 import { contract, engineClock, istDateTime, num, pnl, rupee, signClass } from '../format.js';
 import { lineChart } from '../charts.js';
 
@@ -134,10 +134,11 @@ function render() {
   $('#pos-summary').replaceChildren(`${positions.length} open · MTM `, pnl(total));
 }
 
+const ticks = new MtmTicks();
 async function load() {
   try {
-    const r = await api('/api/positions');
-    positions = r.positions;
+    const mark = ticks.mark();
+    positions = ticks.withTicks((await api('/api/positions')).positions, mark);
     render();
   } catch (e) { toast(e.message, true); }
 }
@@ -147,10 +148,9 @@ if (await boot()) {
   // MTM in place: the row's cell changes, nothing else moves
   on('mtm', (d) => {
     for (const u of (d.positions || (d.tag ? [d] : []))) {
+      ticks.record(u.tag, u.mtm);
       const p = positions.find(x => x.tag === u.tag); if (!p) continue;
-      p.mtm = u.mtm;
-      const c = p.close_now;
-      if (c && c.pnl !== null) c.pnl = (Number(u.mtm) - Number(c.exit_charges) - Number(c.slippage)).toFixed(2);
+      setMtm(p, u.mtm);
       const row = document.querySelector(`.position[data-key="${CSS.escape(u.tag)}"]`);
       const cell = row?.querySelector('.pos-head .mtm');
       if (cell) { cell.replaceChildren(el('span', { class: 'muted small' }, 'MTM '), pnl(u.mtm)); row.classList.remove('flash'); void row.offsetWidth; row.classList.add('flash'); }
