@@ -37,11 +37,20 @@ Method
    price and greeks at the returned vol from the same normalized quantities
    (``F phi(d1) = sqrt(FK) b'(s)``), without a second pass through the pricing module.
 
-Performance notes: validity is checked once up front (a cheap combined test; the per-reason
-classification runs only when some element fails it) and only solvable elements reach the
-solver. Long inputs are processed in blocks of ``_BLOCK`` elements so every temporary stays
-small: cache resident and recycled by the allocator (whole-array temporaries of 100k
-elements cost more in fresh-page faults than in arithmetic). ``IVResult.iterations`` is 2
+Performance notes: the normalization, the solver and the greeks are written once, against a
+small set of elementwise operations (``X``: :data:`_ARRAY_OPS` on numpy arrays,
+:data:`_FLOAT_OPS` on Python floats). Inputs of at most ``_SMALL`` elements are solved one
+element at a time in Python floats: a whole-array pass costs ~1 us of numpy dispatch per
+operation whatever the length, which dominated small calls. The transcendentals are the same
+numpy / scipy ufuncs called on a float (identical results to the array evaluation) and the
+arithmetic is IEEE either way, so both paths give bit-identical answers; an element needing
+anything else (an unsolvable input, a division by zero, a rejected fast path) sends the
+whole call down the array path. Arrays: validity is checked once up front (a cheap combined
+test; the per-reason classification runs only when some element fails it) and only
+solvable elements reach the solver. Long inputs are processed in blocks of ``_BLOCK``
+elements so every temporary stays small: cache resident and recycled by the allocator
+(whole-array temporaries of 100k elements cost more in fresh-page faults than in
+arithmetic). One ``np.errstate`` per call (on the entry point). ``IVResult.iterations`` is 2
 unless the fallback ran (then 2 + its iterations).
 
 Normal CDFs are ``0.5 erfc(-x/sqrt 2)`` (scipy's ``erfc``: same accuracy as ``ndtr``, half
@@ -51,6 +60,7 @@ broken quote never loses the rest of the chain.
 
 from __future__ import annotations
 
+import math
 from enum import IntEnum
 
 import numpy as np
@@ -74,9 +84,9 @@ _RC_MIN = -0.9999999850988388  # -(1 - sqrt(eps)): rational cubic control parame
 _RC_MAX = 4.056481920730334e31  # 2 / eps^2 (above: linear interpolation)
 _ACCEPT = 1e-5  # accept the fast path when its second Householder step is below this * s
 _BLOCK = 3072  # elements per block (see _implied_vol)
+_SMALL = 10  # at most this many elements: solved in Python floats (see _implied_vol_small)
 _MAX_ITER = 60
 _TOL = 1e-11
-_ERRS = {"all": "ignore"}
 
 
 class IVStatus(IntEnum):
@@ -116,7 +126,73 @@ class IVResult:
         return [IVStatus(int(c)).name for c in np.ravel(self.status)]
 
 
-def _min_rc_param(dl: F64, dr: F64, slope: F64, prefer: NDArray[np.bool_]) -> F64:
+class _ArrayOps:
+    """Elementwise operations on numpy arrays (the whole-array path)."""
+
+    where = staticmethod(np.where)
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    sqrt = staticmethod(np.sqrt)
+    cbrt = staticmethod(np.cbrt)
+    erfc = staticmethod(erfc)
+    ndtri = staticmethod(ndtri)
+    abs = staticmethod(np.abs)
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+    fmax = staticmethod(np.fmax)
+
+    @staticmethod
+    def any(mask) -> bool:
+        return np.count_nonzero(mask) > 0  # 7x cheaper than ndarray.any() on short arrays
+
+
+def _float_ufunc(ufunc):
+    """``ufunc`` on a Python float, as a Python float (the same bits as on an array)."""
+    return lambda v: float(ufunc(v))
+
+
+class _FloatOps:
+    """The same operations on Python floats (one element at a time, for tiny inputs).
+
+    numpy's semantics on ordinary values: ``maximum``/``minimum`` propagate NaN, ``fmax``
+    ignores it. IEEE special cases that numpy passes through but Python raises on (division
+    by zero, ``sqrt`` of a negative) raise here; the caller then uses the array path.
+    """
+
+    exp = staticmethod(_float_ufunc(np.exp))
+    log = staticmethod(_float_ufunc(np.log))
+    sqrt = staticmethod(math.sqrt)  # correctly rounded, like np.sqrt
+    cbrt = staticmethod(_float_ufunc(np.cbrt))
+    erfc = staticmethod(_float_ufunc(erfc))
+    ndtri = staticmethod(_float_ufunc(ndtri))
+    abs = staticmethod(abs)
+
+    @staticmethod
+    def where(cond, yes, no):
+        return yes if cond else no
+
+    @staticmethod
+    def maximum(u, v):
+        return u if u >= v or u != u else v
+
+    @staticmethod
+    def minimum(u, v):
+        return u if u <= v or u != u else v
+
+    @staticmethod
+    def fmax(u, v):
+        return v if u != u or v > u else u
+
+    @staticmethod
+    def any(flag) -> bool:
+        return flag
+
+
+_ARRAY_OPS = _ArrayOps()
+_FLOAT_OPS = _FloatOps()
+
+
+def _min_rc_param(dl, dr, slope, prefer, X=_ARRAY_OPS):
     """Smallest Delbourgo-Gregory control parameter keeping the interpolant's shape.
 
     Jäckel's ``minimum_rational_cubic_control_parameter`` specialised to the monotonic data
@@ -126,32 +202,36 @@ def _min_rc_param(dl: F64, dr: F64, slope: F64, prefer: NDArray[np.bool_]) -> F6
     """
     drl = dr - dl
     shaped = (dl <= slope) == (slope <= dr)  # convex or concave
-    r2 = np.where(shaped, np.maximum(np.abs(drl / (dr - slope)), np.abs(drl / (slope - dl))),
-                  np.where(prefer, np.inf, _RC_MIN))
-    return np.fmax(np.fmax((dr + dl) / slope, r2), _RC_MIN)
+    r2 = X.where(shaped, X.maximum(X.abs(drl / (dr - slope)), X.abs(drl / (slope - dl))),
+                 X.where(prefer, math.inf, _RC_MIN))
+    return X.fmax(X.fmax((dr + dl) / slope, r2), _RC_MIN)
 
 
-def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
-    """Rational guess + two Householder(3) steps for ``b(s) = beta``; returns (s, accepted)."""
-    where, exp, sqrt = np.where, np.exp, np.sqrt
-    em = exp(-0.5 * a)  # b_max
+def _lbr_solve(a, beta, lnbeta, em=None, X=_ARRAY_OPS):
+    """Rational guess + two Householder(3) steps for ``b(s) = beta``; returns (s, accepted).
+
+    ``em`` is ``exp(-a/2)`` when the caller has it. Arrays or floats, per ``X``.
+    """
+    where, exp, sqrt, erfc_ = X.where, X.exp, X.sqrt, X.erfc
+    if em is None:
+        em = exp(-0.5 * a)  # b_max
     ep = exp(0.5 * a)
     # --- branch points: inflection s_c and the tangent's crossings of 0 (s_l) / b_max (s_u)
     s_c = sqrt(2.0 * a)
-    b_c = 0.5 * (em - ep * erfc(sqrt(a)))
+    b_c = 0.5 * (em - ep * erfc_(sqrt(a)))
     inv_vc = _SQRT_2PI * ep  # 1 / b'(s_c)
     low = beta < b_c
     s_o = s_c + where(low, -b_c, em - b_c) * inv_vc  # s_l below s_c, s_u above
     h = a / s_o
     hs = 0.5 * s_o
-    b_o = 0.5 * (em * erfc((h - hs) * _INV_SQRT2) - ep * erfc((h + hs) * _INV_SQRT2))
+    b_o = 0.5 * (em * erfc_((h - hs) * _INV_SQRT2) - ep * erfc_((h + hs) * _INV_SQRT2))
     h2 = h * h
     s2 = s_o * s_o
     inv_vo = _SQRT_2PI * exp(0.5 * (h2 + hs * hs))  # 1 / b'(s_o)
     outer = where(low, beta < b_o, beta > b_o)  # lowest or highest branch
     is_ll = outer & low
-    is_uu = outer & ~low
-    any_ll, any_uu = bool(is_ll.any()), bool(is_uu.any())
+    is_uu = outer ^ is_ll  # outer and not low
+    any_ll, any_uu = X.any(is_ll), X.any(is_uu)
     # --- one Delbourgo-Gregory rational cubic per element, parameters by branch:
     #   low-mid [b_l, b_c]   s:   (s_l, s_c), slopes (1/v_l, 1/v_c), curvature 0 at b_c
     #   up-mid  [b_c, b_u]   s:   (s_c, s_u), slopes (1/v_c, 1/v_u), curvature 0 at b_c
@@ -168,7 +248,7 @@ def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
     if any_ll:  # f_l(s) = 2pi/sqrt27 a N(-z)^3, z = a/(sqrt3 s), with df/db and d2f/db2 at s_l
         z = h * _INV_SQRT3
         y = z * z
-        cdf = 0.5 * erfc(z * _INV_SQRT2)
+        cdf = 0.5 * erfc_(z * _INV_SQRT2)
         e_l = exp(y + 0.125 * s2)
         fp_l = _TWO_PI * y * cdf * cdf * e_l
         fpp_l = (_TWO_PI * e_l * e_l * (y / s_o) * cdf
@@ -184,7 +264,7 @@ def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
         e_u = exp(0.5 * h2)
         xl = where(is_uu, b_o, xl)
         xr = where(is_uu, em, xr)
-        yl = where(is_uu, 0.5 * erfc(hs * _INV_SQRT2), yl)
+        yl = where(is_uu, 0.5 * erfc_(hs * _INV_SQRT2), yl)
         yr = where(is_uu, 0.0, yr)
         dl = where(is_uu, -0.5 * e_u, dl)
         dr = where(is_uu, -0.5, dr)
@@ -192,7 +272,7 @@ def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
     hx = xr - xl
     slope = (yr - yl) / hx
     r = (0.5 * hx * sd + (dr - dl)) / where(low, dr - slope, slope - dl)
-    r = np.minimum(np.fmax(r, _min_rc_param(dl, dr, slope, outer)), _RC_MAX)
+    r = X.minimum(X.fmax(r, _min_rc_param(dl, dr, slope, outer, X)), _RC_MAX)
     t = (beta - xl) / hx
     omt = 1.0 - t
     tomt = t * omt
@@ -200,26 +280,27 @@ def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
          + yl * omt * omt * omt) / (1.0 + (r - 3.0) * tomt)
     # invert the maps: f_l -> s = a / (sqrt3 |N^-1(c (f/a)^(1/3))|), f_u -> s = -2 N^-1(f)
     if any_ll:
-        s = where(is_ll, a * _INV_SQRT3 / np.abs(ndtri(_SQRT3_OVER_CBRT_2PI * np.cbrt(s / a))), s)
+        s = where(is_ll, a * _INV_SQRT3 / X.abs(X.ndtri(_SQRT3_OVER_CBRT_2PI * X.cbrt(s / a))),
+                  s)
     if any_uu:
-        s = where(is_uu, -2.0 * ndtri(s), s)
+        s = where(is_uu, -2.0 * X.ndtri(s), s)
     # --- objectives: 1/ln b (lowest), ln(b_max - b) (highest, beta > b_max/2), b elsewhere
     is_log = is_ll
     is_up = is_uu & (beta > 0.5 * em)
-    any_log, any_up = bool(is_log.any()), bool(is_up.any())
+    any_log, any_up = any_ll, X.any(is_up)
     d_star = em - beta
     ds = s
     for _ in range(2):
         h = a / s
         hs = 0.5 * s
-        b = 0.5 * (em * erfc((h - hs) * _INV_SQRT2) - ep * erfc((h + hs) * _INV_SQRT2))
+        b = 0.5 * (em * erfc_((h - hs) * _INV_SQRT2) - ep * erfc_((h + hs) * _INV_SQRT2))
         bp = _INV_SQRT_2PI * exp(-0.5 * (h * h + hs * hs))
         hos = h / s
         halley = h * hos - 0.25 * s  # b''/b'
         hh3 = halley * halley - 3.0 * hos * hos - 0.25  # b'''/b'
         newton = (beta - b) / bp
         if any_log:  # g = 1/ln b - 1/ln beta: add the transform's terms to g''/g', g'''/g'
-            lnb = np.log(b)
+            lnb = X.log(b)
             c = 1.0 / lnb
             gl = bp / b
             newton = where(is_log, (lnbeta - lnb) * lnb / (lnbeta * gl), newton)
@@ -230,14 +311,14 @@ def _lbr_solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_]]:
         if any_up:  # g = ln((b_max - beta) / (b_max - b))
             d = em - b
             gu = bp / d
-            newton = where(is_up, np.log(d / d_star) / gu, newton)
+            newton = where(is_up, X.log(d / d_star) / gu, newton)
             u = where(is_up, gu, 0.0)
             hh3 = hh3 + u * (2.0 * u + 3.0 * halley)
             halley = halley + u
         ds = newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + hh3 * newton / 6.0))
-        ds = np.maximum(ds, -0.5 * s)
+        ds = X.maximum(ds, -0.5 * s)
         s = s + ds
-    ok = (np.abs(ds) <= _ACCEPT * s) & (s > 0.0) & (s < np.inf)
+    ok = (X.abs(ds) <= _ACCEPT * s) & (s > 0.0) & (s < math.inf)
     return s, ok
 
 
@@ -300,61 +381,52 @@ def _solve_safeguarded(a: F64, lnb: F64) -> tuple[F64, F64, int]:
 
 
 def _flat_inputs(price, f, k, t, is_call, r):
-    """Broadcast the inputs; 1-D arrays (no copies for 1-D inputs) and the shape.
+    """The inputs as arrays: (shape, n, arrays), each array 1-D of length ``n`` or 0-d.
 
-    The usual call (1-D arrays of one length and scalars) takes a short path: each scalar
-    becomes one filled array, without ``np.broadcast_arrays``' general set-up.
+    The usual call (1-D arrays of one length and scalars) takes a short path that keeps the
+    scalars 0-d (no copies, no ``np.broadcast_arrays`` set-up); anything else is broadcast
+    and flattened.
     """
     arrs = [np.asarray(v, dtype=np.float64) for v in (price, f, k, t, r)]
     arrs.append(np.asarray(is_call, dtype=bool))
-    n = None
+    n = 0  # 0: all 0-d so far
     for a in arrs:
         if a.ndim == 1:
-            if n is None:
+            if n == 0:
                 n = a.shape[0]
             elif a.shape[0] != n:
+                n = -1
+                break
+            if n == 0:  # a 1-D array of length 0
                 n = -1
                 break
         elif a.ndim != 0:
             n = -1
             break
-    if n is not None and n >= 0:
-        return (n,), [a if a.ndim == 1 else np.full(n, a, dtype=a.dtype) for a in arrs]
+    if n > 0:
+        return (n,), n, arrs
     arrs = np.broadcast_arrays(*arrs)
     shape = arrs[0].shape
-    if len(shape) != 1:
-        arrs = [v.ravel() for v in arrs]
-    return shape, arrs
+    return shape, arrs[0].size, [v.ravel() for v in arrs]
 
 
-def _normalize(p, fa, ka, ta, ra, call):
-    """Classify every element and normalize all of them.
+def _normalized(p, fa, ka, ta, ra, call, X=_ARRAY_OPS):
+    """(und, intrinsic, tv, x, a, fk, beta, em, good) per element; ``good``: solvable.
 
-    Returns (status, todo, arrays): ``todo`` is None when every element is solvable (no
-    gather/scatter needed), else the indices of the solvable ones; ``arrays`` holds
-    ``x = ln(F/K)``, ``sqrt(FK)``, the undiscounted intrinsic value (all elements) and the
-    normalized ``a``, ``beta``, ``ln beta`` (solvable elements only).
+    ``und`` the undiscounted price, ``x = ln(F/K)``, ``a = |x|``, ``fk = sqrt(FK)``,
+    ``beta = tv / fk``, ``em = exp(-a/2) = b_max``.
     """
-    with np.errstate(**_ERRS):
-        und = p * np.exp(ra * ta)
-        fmk = fa - ka
-        intrinsic = np.maximum(np.where(call, fmk, -fmk), 0.0)
-        tv = und - intrinsic
-        x = np.log(fa / ka)
-        a = np.abs(x)
-        fk = np.sqrt(fa * ka)
-        beta = tv / fk
-        em = np.exp(-0.5 * a)
-        good = (tv > 1e-14 * und) & (beta < em) & (ta > 0.0) & (p > 0.0)
-        if good.all():
-            status = np.zeros(p.size, dtype=np.int8)
-            good = None
-        else:
-            status = _classify(p, fa, ka, ta, ra, und, tv, beta, em, call)
-            good = np.flatnonzero(status == _OK)
-            a, beta = a[good], beta[good]
-        lnbeta = np.log(beta)
-    return status, good, (x, fk, intrinsic, a, beta, lnbeta)
+    und = p * X.exp(ra * ta)
+    fmk = fa - ka
+    intrinsic = X.maximum(X.where(call, fmk, -fmk), 0.0)
+    tv = und - intrinsic
+    x = X.log(fa / ka)
+    a = X.abs(x)
+    fk = X.sqrt(fa * ka)
+    beta = tv / fk
+    em = X.exp(-0.5 * a)
+    good = (tv > 1e-14 * und) & (beta < em) & (ta > 0.0) & (p > 0.0)
+    return und, intrinsic, tv, x, a, fk, beta, em, good
 
 
 def _classify(p, fa, ka, ta, ra, und, tv, beta, em, call) -> NDArray[np.int8]:
@@ -377,12 +449,11 @@ def _classify(p, fa, ka, ta, ra, und, tv, beta, em, call) -> NDArray[np.int8]:
     return where(valid, st, np.int8(IVStatus.INVALID_INPUT))
 
 
-def _solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_], int]:
+def _solve(a: F64, beta: F64, lnbeta: F64, em: F64) -> tuple[F64, NDArray[np.bool_], int]:
     """Fast path for everything, safeguarded fallback for the (rare) rejected elements."""
-    with np.errstate(**_ERRS):
-        s, ok = _lbr_solve(a, beta, lnbeta)
+    s, ok = _lbr_solve(a, beta, lnbeta, em)
     iters = 2
-    if not ok.all():
+    if np.count_nonzero(ok) != ok.size:
         bad = np.flatnonzero(~ok)
         s_fb, conv, it = _solve_safeguarded(a[bad], lnbeta[bad])
         s[bad] = s_fb
@@ -394,16 +465,23 @@ def _solve(a: F64, beta: F64, lnbeta: F64) -> tuple[F64, NDArray[np.bool_], int]
 def _kernel(p, fa, ka, ta, ra, call, greeks: bool):
     """IV (and Black-76 greeks) of one block of 1-D inputs: (iv, status, iters, greeks)."""
     n = p.size
-    status, todo, (x, fk, intrinsic, a, beta, lnbeta) = _normalize(p, fa, ka, ta, ra, call)
-    if todo is not None and todo.size == 0:
-        iv = np.full(n, np.nan)
-        return iv, status, 0, ([iv] * 6 if greeks else None)
-    s, ok, iters = _solve(a, beta, lnbeta)
+    und, intrinsic, tv, x, a, fk, beta, em, good = _normalized(p, fa, ka, ta, ra, call)
+    if np.count_nonzero(good) == n:
+        status = np.zeros(n, dtype=np.int8)
+        todo = None
+    else:
+        status = _classify(p, fa, ka, ta, ra, und, tv, beta, em, call)
+        todo = np.flatnonzero(status == _OK)
+        if todo.size == 0:
+            iv = np.full(n, np.nan)
+            return iv, status, 0, ([iv] * 6 if greeks else None)
+        a, beta, em = a[todo], beta[todo], em[todo]
+    s, ok, iters = _solve(a, beta, np.log(beta), em)
     t_s = ta if todo is None else ta[todo]
-    with np.errstate(**_ERRS):
-        sig = s / np.sqrt(t_s)
+    sqrt_t = np.sqrt(t_s)
+    sig = s / sqrt_t
     ok &= sig < np.inf  # also False for NaN
-    all_ok = bool(ok.all())
+    all_ok = np.count_nonzero(ok) == ok.size
     if not all_ok:
         sig = np.where(ok, sig, np.nan)
         status[~ok if todo is None else todo[~ok]] = _NOT_CONVERGED
@@ -416,8 +494,7 @@ def _kernel(p, fa, ka, ta, ra, call, greeks: bool):
     if greeks:
         if todo is not None:
             ra, call, x, fk, intrinsic, fa = (v[todo] for v in (ra, call, x, fk, intrinsic, fa))
-        with np.errstate(**_ERRS):
-            vals = _greeks_normalized(s, a, x, fa, fk, intrinsic, t_s, np.sqrt(t_s), ra, call)
+        vals = _greeks_normalized(s, a, x, fa, fk, intrinsic, t_s, sqrt_t, ra, call)
         if not all_ok:
             vals = [np.where(ok, v, np.nan) for v in vals]
         if todo is not None:
@@ -430,17 +507,53 @@ def _kernel(p, fa, ka, ta, ra, call, greeks: bool):
     return iv, status, iters, vals
 
 
+def _implied_vol_small(cols, greeks: bool):
+    """Every element in Python floats: (ivs, greeks per element or None), or None when some
+    element needs the array path (unsolvable, IEEE special case, fast path rejected)."""
+    ivs, vals = [], []
+    X = _FLOAT_OPS
+    try:
+        for p, fa, ka, ta, ra, call in zip(*cols, strict=True):
+            _, intrinsic, _, x, a, fk, beta, em, good = _normalized(p, fa, ka, ta, ra, call, X)
+            if not good:
+                return None
+            s, ok = _lbr_solve(a, beta, X.log(beta), em, X)
+            sqrt_t = math.sqrt(ta)
+            sig = s / sqrt_t
+            if not (ok and sig < math.inf):
+                return None
+            ivs.append(sig)
+            if greeks:
+                vals.append(_greeks_normalized(s, a, x, fa, fk, intrinsic, ta, sqrt_t, ra, call,
+                                               X))
+    except (ArithmeticError, ValueError):
+        return None
+    return ivs, vals
+
+
+@np.errstate(all="ignore")
 def _implied_vol(price, f, k, t, is_call, r, greeks: bool):
-    """Flatten, then run :func:`_kernel` on blocks of ``_BLOCK`` elements.
+    """Flatten; tiny inputs in floats (:func:`_implied_vol_small`), else :func:`_kernel` on
+    blocks of ``_BLOCK`` elements.
 
     Blocking keeps every temporary small (cache resident, recycled by the allocator instead
     of fresh pages from the OS: on 100k-element arrays page faults cost more than the math).
     """
-    shape, (p, fa, ka, ta, ra, call) = _flat_inputs(price, f, k, t, is_call, r)
-    n = p.size
+    shape, n, arrs = _flat_inputs(price, f, k, t, is_call, r)
+    if n <= _SMALL:
+        cols = [v.tolist() if v.ndim else [v.item()] * n for v in arrs]
+        small = _implied_vol_small(cols, greeks)
+        if small is not None:
+            ivs, per = small
+            res = IVResult(np.array(ivs, dtype=np.float64).reshape(shape),
+                           np.zeros(shape, dtype=np.int8), 2)
+            if not greeks:
+                return res, None
+            cols = np.array(per, dtype=np.float64).reshape(n, 6).T.copy()
+            return res, [c.reshape(shape) for c in cols]
+    p, fa, ka, ta, ra, call = (v if v.ndim else np.full(n, v, dtype=v.dtype) for v in arrs)
     if n <= _BLOCK:  # one block: no block set-up
-        with np.errstate(**_ERRS):
-            iv, status, iters, vals = _kernel(p, fa, ka, ta, ra, call, greeks)
+        iv, status, iters, vals = _kernel(p, fa, ka, ta, ra, call, greeks)
     else:
         iv = np.empty(n)
         status = np.empty(n, dtype=np.int8)
@@ -460,21 +573,21 @@ def _implied_vol(price, f, k, t, is_call, r, greeks: bool):
     return res, (None if vals is None else [v.reshape(shape) for v in vals])
 
 
-def _greeks_normalized(s, a, x, fa, fk, intrinsic, ta, sqrt_t, ra, call) -> list[F64]:
+def _greeks_normalized(s, a, x, fa, fk, intrinsic, ta, sqrt_t, ra, call, X=_ARRAY_OPS):
     """Black-76 price and greeks at total vol ``s`` (same conventions as black76_greeks)."""
     h = a / s
     hs = 0.5 * s
-    n1 = 0.5 * erfc((h - hs) * _INV_SQRT2)  # N(-a/s + s/2)
-    n2 = 0.5 * erfc((h + hs) * _INV_SQRT2)  # N(-a/s - s/2)
-    em = np.exp(-0.5 * a)
+    n1 = 0.5 * X.erfc((h - hs) * _INV_SQRT2)  # N(-a/s + s/2)
+    n2 = 0.5 * X.erfc((h + hs) * _INV_SQRT2)  # N(-a/s - s/2)
+    em = X.exp(-0.5 * a)
     tvn = em * n1 - n2 / em
-    df = np.exp(-ra * ta)
-    price = df * (intrinsic + fk * np.maximum(tvn, 0.0))
-    phi_f = fk * _INV_SQRT_2PI * np.exp(-0.5 * (h * h + hs * hs))  # F phi(d1) = K phi(d2)
+    df = X.exp(-ra * ta)
+    price = df * (intrinsic + fk * X.maximum(tvn, 0.0))
+    phi_f = fk * _INV_SQRT_2PI * X.exp(-0.5 * (h * h + hs * hs))  # F phi(d1) = K phi(d2)
     neg = x <= 0.0
-    e = np.where(neg, n1, n2)  # N(d1) for an OTM call (x <= 0) / N(-d1) for an OTM put
-    m = np.where(neg == call, e, 1.0 - e)
-    delta = np.where(call, df * m, -df * m)
+    e = X.where(neg, n1, n2)  # N(d1) for an OTM call (x <= 0) / N(-d1) for an OTM put
+    m = X.where(neg == call, e, 1.0 - e)
+    delta = X.where(call, df * m, -df * m)
     dphi = df * phi_f
     gamma = dphi / (fa * fa * s)
     vega = dphi * sqrt_t

@@ -198,3 +198,69 @@ def test_blocked_evaluation_matches_single_block_with_bad_strikes_and_2d_shape(m
                                call.reshape(4, -1), R)
     assert grid.iv.shape == (4, 60) and grid.status.shape == (4, 60)
     np.testing.assert_array_equal(grid.status.ravel(), one_iv.status)
+
+
+def _sweep(n: int, seed: int):
+    """Options over every branch of the solver (deep wings, tiny and huge total vols)."""
+    rng = np.random.default_rng(seed)
+    f = F * np.exp(rng.normal(0.0, 0.01, n))
+    k = f * np.exp(rng.uniform(-2.0, 2.0, n) * rng.uniform(0.0, 1.0, n) ** 2)
+    t = np.exp(rng.uniform(np.log(1e-3), np.log(5.0), n))
+    vol = np.exp(rng.uniform(np.log(0.01), np.log(4.0), n))
+    call = rng.random(n) < 0.5
+    r = rng.choice([0.0, 0.065, -0.01], n)
+    return black76_price(f, k, t, vol, call, r), f, k, t, call, r
+
+
+def _same(mine, theirs) -> bool:
+    mine, theirs = np.asarray(mine), np.asarray(theirs)
+    return mine.shape == theirs.shape and bool(
+        np.all((mine == theirs) | (np.isnan(mine) & np.isnan(theirs))))
+
+
+def test_small_inputs_solved_in_floats_bit_identical_to_the_array_path(monkeypatch):
+    """Inputs of at most _SMALL elements are solved in Python floats: every iv, status and
+    greek equals the array path's to the bit (all four branches of the guess, both extra
+    objectives, scalars and length-2 arrays, an unsolvable element in a small call)."""
+    from engine.market import iv as ivmod
+
+    price, f, k, t, call, r = _sweep(400, 21)
+    price[[6, 7]] = [0.0, np.nan]  # unsolvable: the call goes down the array path
+    calls = [tuple(v[i:i + 2] for v in (price, f, k, t, call, r)) for i in range(0, 400, 2)]
+    calls += [(float(price[i]), float(f[i]), float(k[i]), float(t[i]), bool(call[i]),
+               float(r[i])) for i in range(0, 400, 7)]
+    small = [iv_and_greeks(*c) for c in calls]
+    assert ivmod._SMALL >= 2
+    monkeypatch.setattr(ivmod, "_SMALL", -1)  # everything through the array path
+    ref = [iv_and_greeks(*c) for c in calls]
+    solved = 0
+    for (res, g), (res_a, g_a) in zip(small, ref, strict=True):
+        assert _same(res.iv, res_a.iv) and _same(res.status, res_a.status)
+        assert res.iterations == res_a.iterations
+        for name in ("price", "delta", "gamma", "vega", "theta", "rho"):
+            assert _same(getattr(g, name), getattr(g_a, name)), name
+        solved += int(np.count_nonzero(res.ok))
+    assert solved > 250  # most options are solvable
+    assert small[3][0].status.tolist() == [IVStatus.NONPOSITIVE_PRICE, IVStatus.INVALID_INPUT]
+    assert small[-1][0].iv.shape == ()  # scalars in, 0-d out
+
+
+def test_the_sweep_reaches_every_branch_of_the_guess():
+    """The sweep of the bit-identity test reaches the lowest, both middle and the highest
+    branch, with ``beta > b_max / 2`` in the highest (so the float path's outer-branch code
+    and both extra objectives are compared too)."""
+    from engine.market import iv as ivmod
+
+    price, f, k, t, call, r = _sweep(400, 21)
+    with np.errstate(all="ignore"):
+        _, _, _, _, a, _, beta, em, good = ivmod._normalized(price, f, k, t, r, call)
+        a, beta, em = a[good], beta[good], em[good]
+        ep = np.exp(0.5 * a)
+        s_c = np.sqrt(2.0 * a)
+        b_c = 0.5 * (em - ep * ivmod.erfc(np.sqrt(a)))
+        low = beta < b_c
+        s_o = s_c + np.where(low, -b_c, em - b_c) * ep * np.sqrt(2.0 * np.pi)
+        b_o = ivmod.normalized_otm_price(a, s_o)
+    outer = np.where(low, beta < b_o, beta > b_o)
+    for branch in (outer & low, ~outer & low, ~outer & ~low, outer & ~low & (beta > 0.5 * em)):
+        assert np.count_nonzero(branch) >= 5
