@@ -20,7 +20,9 @@ DEFAULT_STRATEGIES = ("CAL_ARB",)
 
 
 def enable_only(pool, strategies) -> None:
-    """Switch on exactly ``strategies`` (``<NAME>_ENABLED``) in the runtime settings."""
+    """Switch on exactly ``strategies`` (``<NAME>_ENABLED``) in the runtime settings, and
+    the daily parity report off: its worker process after each close only where a test asks
+    for it (``PARITY_DAILY``), never in an engine a fault test kills."""
     from engine.settings import Settings
     from engine.strategies.registry import names
 
@@ -28,6 +30,7 @@ def enable_only(pool, strategies) -> None:
     for name in names():
         settings.set(f"{name}_ENABLED", "true" if name in strategies else "false",
                      updated_by="test harness")
+    settings.set("PARITY_DAILY", "false", updated_by="test harness")
 
 
 def enable_only_url(db_url: str, strategies) -> None:
@@ -50,8 +53,6 @@ class Harness:
         self.pool = open_pool(db_url, max_size=10, name="harness")
         if strategies is not None:  # None: leave the stored settings as they are (a restart)
             enable_only(self.pool, strategies)
-        # the daily parity report (a worker process after the close) only where a test asks
-        settings = {"PARITY_DAILY": "false", **(settings or {})}
         if settings:  # runtime settings (registered knobs), stored before the engine starts
             from engine.settings import Settings
 
