@@ -46,6 +46,7 @@ skew), so it would either never pass that filter or exit at once.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -441,8 +442,24 @@ def _far_kind(view: MarketView | None, structure: Structure | None) -> str:
     return "next_weekly" if after and after[0] == structure.far else "monthly"
 
 
+_SMILES: weakref.WeakKeyDictionary[ExpiryView, tuple[np.ndarray, np.ndarray]] = (
+    weakref.WeakKeyDictionary())
+
+
 def _smile(e: ExpiryView) -> tuple[np.ndarray, np.ndarray]:
-    """(ln(K/F), trading-time IV) over the strikes, the OTM side's IV where it has one."""
+    """(ln(K/F), trading-time IV) over the strikes, the OTM side's IV where it has one.
+
+    An expiry view is immutable and shared by every strategy of a cycle (and by scanner and
+    monitor), and one decision reprices hundreds of candidate structures on the same few
+    expiries, so the smile is computed once per view and kept while the view lives (read-only
+    arrays; the cache holds the view weakly)."""
+    cached = _SMILES.get(e)
+    if cached is None:
+        cached = _SMILES[e] = _compute_smile(e)  # two threads at once store equal arrays
+    return cached
+
+
+def _compute_smile(e: ExpiryView) -> tuple[np.ndarray, np.ndarray]:
     xs, vs = [], []
     for k in e.strikes:
         otm, itm = (e.calls, e.puts) if float(k) >= e.forward else (e.puts, e.calls)
@@ -456,7 +473,10 @@ def _smile(e: ExpiryView) -> tuple[np.ndarray, np.ndarray]:
         if v is not None:
             xs.append(math.log(float(k) / e.forward))
             vs.append(v)
-    return np.asarray(xs), np.asarray(vs)
+    x, y = np.asarray(xs, dtype=float), np.asarray(vs, dtype=float)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
 
 
 Sticky = Literal["moneyness", "strike"]
@@ -477,14 +497,11 @@ def model_pnl(view: MarketView, structure: Structure, at: datetime,
     s = np.atleast_1d(np.asarray(spots, dtype=float))
     spot0 = float(view.spot)
     value = np.zeros_like(s)
-    smiles: dict[date, tuple[np.ndarray, np.ndarray]] = {}
     for leg in structure.legs:
         e = view.expiry(leg.option.expiry)
         if e is None:
             raise StructureRefused(f"expiry {leg.option.expiry} not in the market view")
-        if e.expiry not in smiles:
-            smiles[e.expiry] = _smile(e)
-        xs, vs = smiles[e.expiry]
+        xs, vs = _smile(e)
         if xs.size == 0:
             raise StructureRefused(f"no IV in the {e.expiry} chain to reprice {_label(leg.option)}")
         t_cal = year_fraction(at, e.expiry)

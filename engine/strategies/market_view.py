@@ -31,6 +31,7 @@ Definitions (written once, used by every strategy):
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -108,7 +109,13 @@ class OptionView:
         return (self.ask - self.bid) if self.quoted else None  # type: ignore[operator]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+# ExpiryView -> {side: quoted strikes}; weak, so an entry goes with its view. Two threads
+# computing the same entry store equal tuples.
+_QUOTED: weakref.WeakKeyDictionary[ExpiryView, dict[str | None, tuple[Decimal, ...]]] = (
+    weakref.WeakKeyDictionary())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, weakref_slot=True)
 class ExpiryView:
     """One listed expiry: its chain, forward, times and lot."""
 
@@ -129,7 +136,19 @@ class ExpiryView:
         return (self.calls if option_type == "CE" else self.puts).get(Decimal(strike))
 
     def quoted_strikes(self, option_type: OptionType | None = None) -> tuple[Decimal, ...]:
-        """Strikes with a live quote on ``option_type`` (on both sides when None)."""
+        """Strikes with a live quote on ``option_type`` (on both sides when None).
+
+        Computed once per view and side (a view is immutable; strategies ask it for every
+        candidate strike), kept while the view lives."""
+        by_side = _QUOTED.get(self)
+        if by_side is None:
+            by_side = _QUOTED.setdefault(self, {})
+        strikes = by_side.get(option_type)
+        if strikes is None:
+            strikes = by_side[option_type] = self._quoted_strikes(option_type)
+        return strikes
+
+    def _quoted_strikes(self, option_type: OptionType | None) -> tuple[Decimal, ...]:
         out = []
         for k in self.strikes:
             c, p = self.calls.get(k), self.puts.get(k)
