@@ -11,6 +11,7 @@ and one :class:`~web.hub.WebActor` that LISTENs for engine events.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from web.authn import Authenticator, AuthPolicy
 from web.hub import Hub, WebActor
-from web.security import add_security_headers
+from web.security import SecurityHeaders
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         from engine.logsetup import setup_logging
 
         setup_logging(app.config["LOG_LEVEL"], Path(app.config["LOG_DIR"]), filename="web.log")
+    app.wsgi_app = SecurityHeaders(BodyLimit(app.wsgi_app, app),  # type: ignore[method-assign]
+                                   app.static_url_path or "/static")
     if app.config.get("TRUST_PROXY"):
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -117,8 +120,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.session_interface = _NoFlaskSession()
     app.register_error_handler(404, _not_found)
     app.register_error_handler(413, _too_large)
-    app.before_request(refuse_large_body)
-    app.after_request(add_security_headers)
     app.teardown_appcontext(api.release_read_connection)
 
     if app.config.get("START_BRIDGE", True):
@@ -166,32 +167,42 @@ def _limit_text() -> str:
     return f"the limit is {limit} bytes (WEB_MAX_BODY_BYTES)"
 
 
-def refuse_large_body() -> Any:
-    """A body declared larger than MAX_CONTENT_LENGTH gets 413 before a byte of it is read
-    (and before the session check: nobody needs a bigger body)."""
-    from flask import current_app, request
+class BodyLimit:
+    """WSGI middleware: a body declared larger than the app's MAX_CONTENT_LENGTH gets 413
+    JSON before a byte of it is read, before Flask builds a request and before the session
+    check (nobody needs a bigger body). A chunked body that grows past the limit while it
+    is read is Flask's 413 (:func:`_too_large`)."""
 
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    length = request.content_length
-    if limit is not None and length is not None and length > limit:
-        return _too_large_response(f"request body of {length} bytes is too large; "
-                                   + _limit_text())
-    return None
+    def __init__(self, wsgi_app: Any, app: Flask) -> None:
+        self.wsgi_app = wsgi_app
+        self.config = app.config
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        declared = environ.get("CONTENT_LENGTH")
+        limit = self.config.get("MAX_CONTENT_LENGTH")
+        if declared and limit is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                length = -1  # werkzeug reads a malformed Content-Length as none
+            if length > limit:
+                body = json.dumps({"error": f"request body of {length} bytes is too large; "
+                                            f"the limit is {limit} bytes (WEB_MAX_BODY_BYTES)",
+                                   "field": "body"}).encode()
+                # (no Connection header: WSGI forbids hop-by-hop headers; gunicorn drains at
+                # most 64 KiB of the unread body for 5 s, then closes the connection)
+                start_response("413 REQUEST ENTITY TOO LARGE",
+                               [("Content-Type", "application/json"),
+                                ("Content-Length", str(len(body)))])
+                return [body]
+        return self.wsgi_app(environ, start_response)
 
 
 def _too_large(_exc: Exception) -> Any:
     # a chunked body (no Content-Length) that grows past the limit while it is read
-    return _too_large_response("request body is too large; " + _limit_text())
-
-
-def _too_large_response(message: str) -> Any:
     from flask import jsonify
 
-    response = jsonify({"error": message, "field": "body"})
-    response.status_code = 413
-    # (no Connection header: WSGI forbids hop-by-hop headers; gunicorn drains at most 64 KiB
-    # of the unread body for 5 s, then closes the connection)
-    return response
+    return jsonify({"error": "request body is too large; " + _limit_text(), "field": "body"}), 413
 
 
 def services_of(app: Flask) -> WebServices:

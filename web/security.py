@@ -9,18 +9,20 @@
   through ProxyFix) or one of WEB_ALLOWED_ORIGINS. A handshake without ``Origin`` is allowed:
   browsers always send it on WebSocket requests, so its absence means a non-browser client,
   which still needs a live session cookie.
-* :func:`add_security_headers` — CSP, framing, MIME sniffing, referrer, and ``no-store`` on
-  everything that is not a static file; registered as ``after_request`` by ``create_app``.
+* :class:`SecurityHeaders` — CSP, framing, MIME sniffing, referrer, and ``no-store`` on
+  everything that is not a static file; WSGI middleware installed by ``create_app``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Request, Response, request
+from flask import Request
+from werkzeug.wsgi import get_host
 
 from engine.config import parse_origin
 
@@ -87,10 +89,6 @@ def origin_allowed(req: Request, allowed: Iterable[str]) -> bool:
 
 
 # ---------------------------------------------------------------- response headers
-def content_security_policy(req: Request) -> str:
-    return _csp(req.scheme, req.host or "")
-
-
 @lru_cache(maxsize=64)  # per (scheme, Host): a handful in practice; bounded against junk
 def _csp(scheme: str, host: str) -> str:
     host = host if _HOST.fullmatch(host) else ""
@@ -98,14 +96,39 @@ def _csp(scheme: str, host: str) -> str:
     return CSP.format(ws=ws)
 
 
-_HEADER_ITEMS = tuple(HEADERS.items())
+class SecurityHeaders:
+    """WSGI middleware that puts the security headers on every response: the CSP for the
+    request's scheme and Host, the fixed :data:`HEADERS`, and ``Cache-Control: no-store`` on
+    everything outside ``static_prefix`` (static files keep their own caching). A header of
+    the same name the response set itself is replaced.
+
+    It sits inside ProxyFix (so a trusted proxy's X-Forwarded-Proto/Host are seen) and adds
+    precomputed ``(name, value)`` tuples to the WSGI header list: a Flask ``after_request``
+    hook setting them one by one through werkzeug's ``Headers`` cost more than the rest of a
+    small API answer's Python work."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], static_prefix: str) -> None:
+        self.app = app
+        self.static_prefix = static_prefix.rstrip("/") + "/"
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        static = environ.get("PATH_INFO", "").startswith(self.static_prefix)
+        extra = _headers_for(environ.get("wsgi.url_scheme", "http"), get_host(environ), static)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [h for h in headers if h[0].lower() not in _OWN_NAMES] + extra
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
 
 
-def add_security_headers(response: Response) -> Response:
-    headers = response.headers
-    headers["Content-Security-Policy"] = content_security_policy(request)
-    for name, value in _HEADER_ITEMS:
-        headers[name] = value
-    if request.endpoint != "static":
-        headers["Cache-Control"] = "no-store"
-    return response
+_OWN_NAMES = frozenset(name.lower() for name in (*HEADERS, "Content-Security-Policy",
+                                                 "Cache-Control"))
+
+
+@lru_cache(maxsize=128)  # per (scheme, Host, static): bounded against junk Host headers
+def _headers_for(scheme: str, host: str, static: bool) -> list[tuple[str, str]]:
+    items = [("Content-Security-Policy", _csp(scheme, host)), *HEADERS.items()]
+    if not static:
+        items.append(("Cache-Control", "no-store"))
+    return items

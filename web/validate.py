@@ -214,7 +214,7 @@ def request_json() -> dict[str, Any]:
     """The request body as a JSON object, or BadRequest('body').
 
     The body is at most MAX_CONTENT_LENGTH bytes (a larger one is refused with 413 before it
-    is read, see web.refuse_large_body), nested at most MAX_JSON_DEPTH levels, and strict
+    is read, see web.BodyLimit), nested at most MAX_JSON_DEPTH levels, and strict
     JSON (no NaN or Infinity)."""
     expected = "expected a JSON object (Content-Type: application/json)"
     if not request.is_json:
