@@ -31,12 +31,13 @@ Definitions (written once, used by every strategy):
 from __future__ import annotations
 
 import math
+import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Literal
 
 import numpy as np
@@ -183,17 +184,24 @@ class MarketView:
     #: futures quotes by security id (bid, ask, ltp as engine.execution.paper.Quote)
     futures: Mapping[str, Any] = field(default_factory=dict)
     _by_date: dict[date, ExpiryView] = field(default_factory=dict, repr=False)
-    _by_id: dict[str, OptionView] = field(default_factory=dict, repr=False)
+    #: security id -> (side, strike): the option is looked up in its side only when asked
+    _by_id: dict[str, tuple[Mapping[Decimal, OptionView], Decimal]] = field(
+        default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_date", {e.expiry: e for e in self.expiries})
-        object.__setattr__(self, "_by_id", {o.security_id: o for e in self.expiries
-                                            for side in (e.calls, e.puts)
-                                            for o in side.values()})
+        by_id = {}
+        for e in self.expiries:
+            for side in (e.calls, e.puts):
+                ids = side.ids if isinstance(side, LazyOptions) else {
+                    o.security_id: strike for strike, o in side.items()}
+                by_id.update((sid, (side, strike)) for sid, strike in ids.items())
+        object.__setattr__(self, "_by_id", by_id)
 
     def option_by_id(self, security_id: str) -> OptionView | None:
         """The listed option with this broker security id (None if not in the view)."""
-        return self._by_id.get(str(security_id))
+        found = self._by_id.get(str(security_id))
+        return found[0].get(found[1]) if found is not None else None
 
     def quote(self, security_id: str) -> Any:
         """Bid/ask/LTP (``engine.execution.paper.Quote``) of an option or future.
@@ -204,7 +212,7 @@ class MarketView:
         sid = str(security_id)
         if sid in self.futures:
             return self.futures[sid]
-        o = self._by_id.get(sid)
+        o = self.option_by_id(sid)
         if o is None or not o.quoted:
             raise NoQuote(f"security {sid} has no live quote in the market view at {self.now}")
         return Quote(o.bid, o.ask, o.ltp if o.ltp is not None else o.mid)
@@ -358,31 +366,14 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
     for chain, e in zip(chains, analysis, strict=True):
         lot = calendar.lot_size(today, chain.expiry)
         strikes = [_strike(k) for k in chain.strikes.tolist()]
-        calls: dict[Decimal, OptionView] = {}
-        puts: dict[Decimal, OptionView] = {}
-        for kind, side, ivs, out in (("CE", chain.ce, e.ce_iv, calls),
-                                     ("PE", chain.pe, e.pe_iv, puts)):
-            ok = np.isfinite(ivs) & (ivs > 0)
-            delta = np.full(chain.strikes.shape, np.nan)
-            if ok.any() and e.t > 0:
-                g = black76_greeks(e.forward, chain.strikes[ok], e.t, ivs[ok], kind == "CE", 0.0)
-                delta[ok] = g.delta
-            n = len(strikes)
-            bid_qty = side.bid_qty.tolist() if side.bid_qty is not None else [None] * n
-            ask_qty = side.ask_qty.tolist() if side.ask_qty is not None else [None] * n
-            for strike, sid, bid, ask, ltp, iv, good, d, vol, oi, bq, aq in zip(
-                    strikes, side.security_id.tolist(), side.bid.tolist(), side.ask.tolist(),
-                    side.ltp.tolist(), ivs.tolist(), ok.tolist(), delta.tolist(),
-                    side.volume.tolist(), side.oi.tolist(), bid_qty, ask_qty, strict=True):
-                out[strike] = OptionView(
-                    security_id=str(int(sid)), expiry=chain.expiry,
-                    strike=strike, option_type=kind,  # type: ignore[arg-type]
-                    bid=_money(bid), ask=_money(ask), ltp=_money(ltp),
-                    iv=float(iv) if good else None,
-                    delta=float(d) if math.isfinite(d) else None,
-                    volume=int(vol), oi=int(oi), lot_size=lot,
-                    bid_qty=int(bq) if bq is not None else None,
-                    ask_qty=int(aq) if aq is not None else None)
+        sides = []
+        for kind, side, ivs in (("CE", chain.ce, e.ce_iv), ("PE", chain.pe, e.pe_iv)):
+            ids = [str(int(sid)) for sid in side.security_id.tolist()]
+            sides.append(LazyOptions(
+                partial(_side_options, chain.expiry, kind, side, ids, ivs, chain.strikes,
+                        strikes, e.forward, e.t, lot),
+                ids=dict(zip(ids, strikes, strict=True))))
+        calls, puts = sides
         views.append(ExpiryView(
             expiry=chain.expiry, dte=dte(calendar, today, chain.expiry), t=e.t,
             t_trading=trading_years(calendar, now, chain.expiry), forward=e.forward,
@@ -397,6 +388,88 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
                       expiries=tuple(sorted(views, key=lambda v: v.expiry)),
                       events=tuple(events), realized_range=realized_range, rate=rate,
                       futures=futures)
+
+
+def _side_options(expiry: date, kind: OptionType, side: Any, ids: list[str], ivs: np.ndarray,
+                  strike_values: np.ndarray, strikes: list[Decimal], forward: float, t: float,
+                  lot: int) -> dict[Decimal, OptionView]:
+    """{strike: OptionView} of one side of one chain (quotes, IV, Black-76 delta)."""
+    ok = np.isfinite(ivs) & (ivs > 0)
+    delta = np.full(strike_values.shape, np.nan)
+    if ok.any() and t > 0:
+        g = black76_greeks(forward, strike_values[ok], t, ivs[ok], kind == "CE", 0.0)
+        delta[ok] = g.delta
+    n = len(strikes)
+    bid_qty = side.bid_qty.tolist() if side.bid_qty is not None else [None] * n
+    ask_qty = side.ask_qty.tolist() if side.ask_qty is not None else [None] * n
+    out: dict[Decimal, OptionView] = {}
+    for strike, sid, bid, ask, ltp, iv, good, d, vol, oi, bq, aq in zip(
+            strikes, ids, side.bid.tolist(), side.ask.tolist(),
+            side.ltp.tolist(), ivs.tolist(), ok.tolist(), delta.tolist(),
+            side.volume.tolist(), side.oi.tolist(), bid_qty, ask_qty, strict=True):
+        out[strike] = OptionView(
+            security_id=sid, expiry=expiry, strike=strike, option_type=kind,
+            bid=_money(bid), ask=_money(ask), ltp=_money(ltp),
+            iv=float(iv) if good else None,
+            delta=float(d) if math.isfinite(d) else None,
+            volume=int(vol), oi=int(oi), lot_size=lot,
+            bid_qty=int(bq) if bq is not None else None,
+            ask_qty=int(aq) if aq is not None else None)
+    return out
+
+
+class LazyOptions(Mapping[Decimal, "OptionView"]):
+    """One side (calls or puts) of one expiry in a view, ``{strike: OptionView}``, built on
+    first use.
+
+    A view is built for every snapshot, but most readers touch few of its expiries: the
+    monitor's exit rules (every MONITOR_INTERVAL_SEC) read only the expiries its open trades
+    hold, CAL_ARB none. Building the ~300 OptionViews of a side costs about 2 ms, so each
+    side waits until it is read. Built once (under a lock: scanner and monitor share views),
+    then ``get`` is the dict's own (the strategies' hot path). Pickles as the plain dict."""
+
+    __slots__ = ("_build", "_lock", "_options", "get", "ids")
+
+    def __init__(self, build: Callable[[], dict[Decimal, OptionView]], *,
+                 ids: Mapping[str, Decimal]) -> None:
+        #: broker security id -> strike, known without building the options
+        self.ids = ids
+        self._build: Callable[[], dict[Decimal, OptionView]] | None = build
+        self._lock = threading.Lock()
+        self._options: dict[Decimal, OptionView] | None = None
+        self.get = self._first_get
+
+    def options(self) -> dict[Decimal, OptionView]:
+        options = self._options
+        if options is None:
+            with self._lock:
+                if self._options is None:
+                    self._options = self._build()  # type: ignore[misc]
+                    self._build = None
+                    self.get = self._options.get
+                options = self._options
+        return options
+
+    def _first_get(self, key: Decimal, default: Any = None) -> Any:
+        return self.options().get(key, default)
+
+    def __getitem__(self, key: Decimal) -> OptionView:
+        return self.options()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.options()
+
+    def __iter__(self) -> Iterator[Decimal]:
+        return iter(self.options())
+
+    def __len__(self) -> int:
+        return len(self.options())
+
+    def __repr__(self) -> str:
+        return f"LazyOptions({self.options()!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return dict, (self.options(),)
 
 
 _CENT = Decimal("0.01")

@@ -114,3 +114,65 @@ def test_units_refuse_mismatched_lots() -> None:
     assert units_for(2, [weekly, next_weekly]) == 130
     with pytest.raises(StructureRefused, match="lots must be positive"):
         units_for(0, [weekly])
+
+
+# ---------------------------------------------------------------- sides built on first use
+def _sim_view():
+    from engine.market.simulator import SimulatedMarket
+
+    at = datetime(2025, 2, 3, 10, 0, tzinfo=IST)
+    return build_market_view(SimulatedMarket(7, at, CAL).snapshot_at(at), CAL)
+
+
+def test_a_side_is_built_only_when_read_and_then_equals_a_plain_dict() -> None:
+    import pickle
+
+    from engine.strategies.market_view import LazyOptions
+
+    view = _sim_view()
+    assert len(view.expiries) >= 2
+    sides = [side for e in view.expiries for side in (e.calls, e.puts)]
+    assert all(isinstance(s, LazyOptions) and s._options is None for s in sides)
+    near = view.expiries[0]
+    put = next(iter(near.puts.ids))  # a security id known without building anything
+    o = view.option_by_id(put)
+    assert o is not None and o.option_type == "PE" and o.expiry == near.expiry
+    assert near.puts._options is not None  # that side only
+    assert all(s._options is None for s in sides if s is not near.puts)
+    assert near.puts.get(o.strike) is o and near.puts[o.strike] is o and o.strike in near.puts
+    assert near.puts.get(Decimal("1")) is None
+    strike = near.strikes[len(near.strikes) // 2]
+    call = near.calls.get(strike)  # builds the calls on this first get
+    assert call is not None and call.strike == strike and call.option_type == "CE"
+    assert dict(near.calls) == near.calls.options() and len(near.calls) == len(near.strikes)
+    assert {o.security_id for o in near.calls.values()} == set(near.calls.ids)
+    copy = pickle.loads(pickle.dumps(near.calls))
+    assert type(copy) is dict and copy == dict(near.calls)
+
+
+def test_a_side_read_by_two_threads_at_once_is_built_once() -> None:
+    import threading
+
+    from engine.strategies.market_view import LazyOptions
+
+    calls = 0
+    barrier = threading.Barrier(8)
+
+    def build() -> dict:
+        nonlocal calls
+        calls += 1
+        return {Decimal(k): k for k in range(100)}
+
+    side = LazyOptions(build, ids={})
+    got = []
+
+    def read() -> None:
+        barrier.wait()
+        got.append(side.get(Decimal(42)))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == 1 and got == [42] * 8
