@@ -33,11 +33,11 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -193,7 +193,7 @@ class MarketView:
         by_id = {}
         for e in self.expiries:
             for side in (e.calls, e.puts):
-                ids = side.ids if isinstance(side, LazyOptions) else {
+                ids = side.ids() if isinstance(side, LazyOptions) else {
                     o.security_id: strike for strike, o in side.items()}
                 by_id.update((sid, (side, strike)) for sid, strike in ids.items())
         object.__setattr__(self, "_by_id", by_id)
@@ -368,11 +368,8 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
         strikes = [_strike(k) for k in chain.strikes.tolist()]
         sides = []
         for kind, side, ivs in (("CE", chain.ce, e.ce_iv), ("PE", chain.pe, e.pe_iv)):
-            ids = [str(int(sid)) for sid in side.security_id.tolist()]
-            sides.append(LazyOptions(
-                partial(_side_options, chain.expiry, kind, side, ids, ivs, chain.strikes,
-                        strikes, e.forward, e.t, lot),
-                ids=dict(zip(ids, strikes, strict=True))))
+            sides.append(LazyOptions(SideSource(chain.expiry, kind, side, ivs, chain.strikes,
+                                                strikes, e.forward, e.t, lot)))
         calls, puts = sides
         views.append(ExpiryView(
             expiry=chain.expiry, dte=dte(calendar, today, chain.expiry), t=e.t,
@@ -390,68 +387,130 @@ def build_market_view(snapshot: MarketSnapshot, calendar: NseCalendar, *,
                       futures=futures)
 
 
-def _side_options(expiry: date, kind: OptionType, side: Any, ids: list[str], ivs: np.ndarray,
-                  strike_values: np.ndarray, strikes: list[Decimal], forward: float, t: float,
-                  lot: int) -> dict[Decimal, OptionView]:
-    """{strike: OptionView} of one side of one chain (quotes, IV, Black-76 delta)."""
-    ok = np.isfinite(ivs) & (ivs > 0)
-    delta = np.full(strike_values.shape, np.nan)
-    if ok.any() and t > 0:
-        g = black76_greeks(forward, strike_values[ok], t, ivs[ok], kind == "CE", 0.0)
-        delta[ok] = g.delta
-    n = len(strikes)
-    bid_qty = side.bid_qty.tolist() if side.bid_qty is not None else [None] * n
-    ask_qty = side.ask_qty.tolist() if side.ask_qty is not None else [None] * n
-    out: dict[Decimal, OptionView] = {}
-    for strike, sid, bid, ask, ltp, iv, good, d, vol, oi, bq, aq in zip(
-            strikes, ids, side.bid.tolist(), side.ask.tolist(),
-            side.ltp.tolist(), ivs.tolist(), ok.tolist(), delta.tolist(),
-            side.volume.tolist(), side.oi.tolist(), bid_qty, ask_qty, strict=True):
-        out[strike] = OptionView(
-            security_id=sid, expiry=expiry, strike=strike, option_type=kind,
-            bid=_money(bid), ask=_money(ask), ltp=_money(ltp),
-            iv=float(iv) if good else None,
-            delta=float(d) if math.isfinite(d) else None,
-            volume=int(vol), oi=int(oi), lot_size=lot,
+class SideSource:
+    """One side (calls or puts) of one chain of a snapshot, and its OptionViews made from it:
+    one at a time (:meth:`option`) or all at once (:meth:`options`), the same values either
+    way (each from the same elements of the same arrays, the delta from one vectorised
+    Black-76 call over the side)."""
+
+    __slots__ = ("_delta", "_ids", "expiry", "forward", "index", "ivs", "kind", "lot",
+                 "side", "strike_values", "strikes", "t")
+
+    def __init__(self, expiry: date, kind: OptionType, side: Any, ivs: np.ndarray,
+                 strike_values: np.ndarray, strikes: list[Decimal], forward: float, t: float,
+                 lot: int) -> None:
+        self.expiry, self.kind, self.side, self.ivs = expiry, kind, side, ivs
+        self.strike_values, self.strikes = strike_values, strikes
+        self.forward, self.t, self.lot = forward, t, lot
+        self.index = {k: i for i, k in enumerate(strikes)}
+        self._ids: list[str] | None = None
+        self._delta: np.ndarray | None = None
+
+    def ids(self) -> list[str]:
+        """The broker security ids, in strike order."""
+        if self._ids is None:
+            self._ids = [str(int(sid)) for sid in self.side.security_id.tolist()]
+        return self._ids
+
+    def _deltas(self) -> np.ndarray:
+        if self._delta is None:
+            ivs = self.ivs
+            ok = np.isfinite(ivs) & (ivs > 0)
+            delta = np.full(self.strike_values.shape, np.nan)
+            if ok.any() and self.t > 0:
+                g = black76_greeks(self.forward, self.strike_values[ok], self.t, ivs[ok],
+                                   self.kind == "CE", 0.0)
+                delta[ok] = g.delta
+            self._delta = delta
+        return self._delta
+
+    def option(self, strike: Decimal) -> OptionView | None:
+        """The OptionView at ``strike`` (None when the chain does not list it)."""
+        i = self.index.get(strike)
+        if i is None:
+            return None
+        side = self.side
+        bq = side.bid_qty[i] if side.bid_qty is not None else None
+        aq = side.ask_qty[i] if side.ask_qty is not None else None
+        return self._make(self.strikes[i], self.ids()[i], float(side.bid[i]),
+                          float(side.ask[i]), float(side.ltp[i]), float(self.ivs[i]),
+                          float(self._deltas()[i]), side.volume[i], side.oi[i], bq, aq)
+
+    def options(self) -> dict[Decimal, OptionView]:
+        """Every OptionView of the side, by strike."""
+        side, n = self.side, len(self.strikes)
+        bid_qty = side.bid_qty.tolist() if side.bid_qty is not None else [None] * n
+        ask_qty = side.ask_qty.tolist() if side.ask_qty is not None else [None] * n
+        make = self._make
+        return {strike: make(strike, sid, bid, ask, ltp, iv, d, vol, oi, bq, aq)
+                for strike, sid, bid, ask, ltp, iv, d, vol, oi, bq, aq in zip(
+                    self.strikes, self.ids(), side.bid.tolist(), side.ask.tolist(),
+                    side.ltp.tolist(), self.ivs.tolist(), self._deltas().tolist(),
+                    side.volume.tolist(), side.oi.tolist(), bid_qty, ask_qty, strict=True)}
+
+    def _make(self, strike: Decimal, sid: str, bid: float, ask: float, ltp: float, iv: float,
+              d: float, vol: Any, oi: Any, bq: Any, aq: Any) -> OptionView:
+        return OptionView(
+            security_id=sid, expiry=self.expiry, strike=strike,
+            option_type=self.kind, bid=_money(bid), ask=_money(ask), ltp=_money(ltp),
+            iv=iv if math.isfinite(iv) and iv > 0 else None,
+            delta=d if math.isfinite(d) else None,
+            volume=int(vol), oi=int(oi), lot_size=self.lot,
             bid_qty=int(bq) if bq is not None else None,
             ask_qty=int(aq) if aq is not None else None)
-    return out
+
+
+_UNSEEN = object()
 
 
 class LazyOptions(Mapping[Decimal, "OptionView"]):
-    """One side (calls or puts) of one expiry in a view, ``{strike: OptionView}``, built on
-    first use.
+    """One side (calls or puts) of one expiry in a view, ``{strike: OptionView}``, made as it
+    is read.
 
-    A view is built for every snapshot, but most readers touch few of its expiries: the
-    monitor's exit rules (every MONITOR_INTERVAL_SEC) read only the expiries its open trades
-    hold, CAL_ARB none. Building the ~300 OptionViews of a side costs about 2 ms, so each
-    side waits until it is read. Built once (under a lock: scanner and monitor share views),
-    then ``get`` is the dict's own (the strategies' hot path). Pickles as the plain dict."""
+    A view is built for every snapshot, but most readers touch little of it: the monitor's
+    exit rules (every MONITOR_INTERVAL_SEC) read the few legs its open trades hold, CAL_ARB
+    no option at all, while making the ~300 OptionViews of a side costs about 2 ms. So
+    ``get`` makes only the option asked for; anything that needs the whole side (iteration,
+    ``len``, ``[]``, ``in``) makes all of it once, keeping those already made, after which
+    ``get`` is the dict's own (the strategies' hot path). Under a lock: scanner and monitor
+    share views. Pickles as the plain dict."""
 
-    __slots__ = ("_build", "_lock", "_options", "get", "ids")
+    __slots__ = ("_lock", "_options", "_some", "_source", "get")
 
-    def __init__(self, build: Callable[[], dict[Decimal, OptionView]], *,
-                 ids: Mapping[str, Decimal]) -> None:
-        #: broker security id -> strike, known without building the options
-        self.ids = ids
-        self._build: Callable[[], dict[Decimal, OptionView]] | None = build
+    def __init__(self, source: SideSource) -> None:
+        self._source: SideSource | None = source
         self._lock = threading.Lock()
         self._options: dict[Decimal, OptionView] | None = None
+        self._some: dict[Decimal, OptionView | None] = {}
         self.get = self._first_get
+
+    def ids(self) -> dict[str, Decimal]:
+        """Broker security id -> strike, known without making any OptionView."""
+        if self._options is not None:
+            return {o.security_id: k for k, o in self._options.items()}
+        source = self._source
+        return dict(zip(source.ids(), source.strikes, strict=True))  # type: ignore[union-attr]
 
     def options(self) -> dict[Decimal, OptionView]:
         options = self._options
         if options is None:
             with self._lock:
                 if self._options is None:
-                    self._options = self._build()  # type: ignore[misc]
-                    self._build = None
-                    self.get = self._options.get
+                    made = self._source.options()  # type: ignore[union-attr]
+                    made.update((k, o) for k, o in self._some.items() if o is not None)
+                    self._options, self._source, self._some = made, None, {}
+                    self.get = made.get
                 options = self._options
         return options
 
     def _first_get(self, key: Decimal, default: Any = None) -> Any:
-        return self.options().get(key, default)
+        with self._lock:
+            if self._options is not None:
+                return self._options.get(key, default)
+            found = self._some.get(key, _UNSEEN)
+            if found is _UNSEEN:
+                found = self._some[key] = self._source.option(key)  # type: ignore[union-attr]
+        return default if found is None else found
 
     def __getitem__(self, key: Decimal) -> OptionView:
         return self.options()[key]

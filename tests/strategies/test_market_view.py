@@ -117,14 +117,18 @@ def test_units_refuse_mismatched_lots() -> None:
 
 
 # ---------------------------------------------------------------- sides built on first use
-def _sim_view():
+def _sim_snapshot():
     from engine.market.simulator import SimulatedMarket
 
     at = datetime(2025, 2, 3, 10, 0, tzinfo=IST)
-    return build_market_view(SimulatedMarket(7, at, CAL).snapshot_at(at), CAL)
+    return SimulatedMarket(7, at, CAL).snapshot_at(at)
 
 
-def test_a_side_is_built_only_when_read_and_then_equals_a_plain_dict() -> None:
+def _sim_view():
+    return build_market_view(_sim_snapshot(), CAL)
+
+
+def test_a_side_makes_only_the_options_read_until_it_is_needed_whole() -> None:
     import pickle
 
     from engine.strategies.market_view import LazyOptions
@@ -132,47 +136,60 @@ def test_a_side_is_built_only_when_read_and_then_equals_a_plain_dict() -> None:
     view = _sim_view()
     assert len(view.expiries) >= 2
     sides = [side for e in view.expiries for side in (e.calls, e.puts)]
-    assert all(isinstance(s, LazyOptions) and s._options is None for s in sides)
+    assert all(isinstance(s, LazyOptions) and s._options is None and not s._some for s in sides)
     near = view.expiries[0]
-    put = next(iter(near.puts.ids))  # a security id known without building anything
-    o = view.option_by_id(put)
+    put_id = next(iter(near.puts.ids()))  # a security id known without making any option
+    o = view.option_by_id(put_id)
     assert o is not None and o.option_type == "PE" and o.expiry == near.expiry
-    assert near.puts._options is not None  # that side only
-    assert all(s._options is None for s in sides if s is not near.puts)
-    assert near.puts.get(o.strike) is o and near.puts[o.strike] is o and o.strike in near.puts
-    assert near.puts.get(Decimal("1")) is None
-    strike = near.strikes[len(near.strikes) // 2]
-    call = near.calls.get(strike)  # builds the calls on this first get
-    assert call is not None and call.strike == strike and call.option_type == "CE"
-    assert dict(near.calls) == near.calls.options() and len(near.calls) == len(near.strikes)
-    assert {o.security_id for o in near.calls.values()} == set(near.calls.ids)
+    assert list(near.puts._some) == [o.strike] and near.puts._options is None  # that one only
+    assert all(s._options is None and not s._some for s in sides if s is not near.puts)
+    assert near.puts.get(o.strike) is o and near.puts.get(Decimal("1")) is None
+    # the whole side, made later, holds the same object and equals a side made at once
+    whole = near.puts.options()
+    assert whole[o.strike] is o and near.puts.get(o.strike) is o and o.strike in near.puts
+    eager = build_market_view(_sim_snapshot(), CAL)
+    for mine, theirs in zip(view.expiries, eager.expiries, strict=True):
+        for a, b in ((mine.calls, theirs.calls), (mine.puts, theirs.puts)):
+            one_by_one = {k: a.get(k) for k in mine.strikes}
+            assert one_by_one == b.options() == dict(a) and len(a) == len(mine.strikes)
+    assert {x.security_id for x in near.calls.values()} == set(near.calls.ids())
     copy = pickle.loads(pickle.dumps(near.calls))
     assert type(copy) is dict and copy == dict(near.calls)
 
 
-def test_a_side_read_by_two_threads_at_once_is_built_once() -> None:
+def test_a_side_read_by_many_threads_at_once_makes_each_option_once() -> None:
     import threading
 
-    from engine.strategies.market_view import LazyOptions
+    from engine.strategies.market_view import LazyOptions, SideSource
 
-    calls = 0
+    made: list[object] = []
+
+    class Counting(SideSource):
+        def option(self, strike):
+            made.append(strike)
+            return super().option(strike)
+
+        def options(self):
+            made.append("all")
+            return super().options()
+
+    near = _sim_view().expiries[0]
+    real = near.calls._source
+    source = Counting(real.expiry, real.kind, real.side, real.ivs, real.strike_values,
+                      real.strikes, real.forward, real.t, real.lot)
+    side = LazyOptions(source)
+    strike = near.strikes[len(near.strikes) // 2]
     barrier = threading.Barrier(8)
-
-    def build() -> dict:
-        nonlocal calls
-        calls += 1
-        return {Decimal(k): k for k in range(100)}
-
-    side = LazyOptions(build, ids={})
     got = []
 
-    def read() -> None:
+    def read(whole: bool) -> None:
         barrier.wait()
-        got.append(side.get(Decimal(42)))
+        got.append(side.options()[strike] if whole else side.get(strike))
 
-    threads = [threading.Thread(target=read) for _ in range(8)]
+    threads = [threading.Thread(target=read, args=(i % 2 == 0,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert calls == 1 and got == [42] * 8
+    assert made.count("all") == 1 and made.count(strike) <= 1
+    assert len(got) == 8 and all(o is got[0] for o in got) and got[0].strike == strike
