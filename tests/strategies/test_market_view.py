@@ -153,7 +153,7 @@ def test_a_side_makes_only_the_options_read_until_it_is_needed_whole() -> None:
             one_by_one = {k: a.get(k) for k in mine.strikes}
             assert one_by_one == b.options() == dict(a) and len(a) == len(mine.strikes)
     assert {x.security_id for x in near.calls.values()} == set(near.calls.ids())
-    copy = pickle.loads(pickle.dumps(near.calls))
+    copy = pickle.loads(pickle.dumps(near.calls))  # noqa: S301 - our own bytes
     assert type(copy) is dict and copy == dict(near.calls)
 
 
