@@ -22,13 +22,13 @@ table shows the median over the rounds with the spread. A non-200 answer or a so
 is reported, never hidden in the rates.
 
 Goals (issue 18): /api/health >= 0.7x /hello, authenticated reads >= 0.5x, p99 within 3x
-/hello's p99. With BENCH_SUMMARY=path, one JSON line per figure is appended to that file.
+/hello's p99. With BENCH_SUMMARY=path (make bench) the ratios go to the summary table
+(bench/summary.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -47,6 +47,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+from summary import record  # noqa: E402 - bench/summary.py
 
 DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SECRET = "bench-secret-" + "x" * 32
@@ -357,11 +360,11 @@ def main() -> int:
                     print(f"round {n + 1} {path:<16} {r.rps:7.0f} req/s  p50 {r.p50_ms:6.1f} ms"
                           f"  p99 {r.p99_ms:6.1f} ms" + (f"  {r.bad} bad" if r.bad else ""),
                           flush=True)
-    figures = summarize(results, tool, args)
-    if os.environ.get("BENCH_SUMMARY"):
-        with open(os.environ["BENCH_SUMMARY"], "a") as fh:
-            for f in figures:
-                fh.write(json.dumps(f) + "\n")
+    for f in summarize(results, tool, args):
+        goal = f">= {f['goal_ratio']}" if f["goal_ratio"] is not None else ""
+        record("web", f"{f['endpoint']} req/s / hello ({tool})", f["ratio_to_hello"], goal)
+        if f["goal_ratio"] is not None:
+            record("web", f"  {f['endpoint']} p99 / hello p99", f["p99_ratio"], f"<= {GOAL_P99}")
     return 0
 
 
