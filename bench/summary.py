@@ -48,14 +48,14 @@ def main(argv: list[str]) -> int:
     if not rows:
         print("bench summary: no ratios recorded")
         return 0
-    print()
-    print("== summary (ratios against baselines measured in the same run)")
-    print(f"{'benchmark':<14}{'figure':<70}{'ratio':>9}  {'goal':<8}{'met':>5}")
     bad = [i for i, row in enumerate(rows, 1) if len(row) != 4]
     if bad:
         print(f"bench summary: {path} line {bad[0]} is not benchmark<TAB>figure<TAB>ratio<TAB>goal"
               " (written by something other than summary.record)", file=sys.stderr)
         return 1
+    print()
+    print("== summary (ratios against baselines measured in the same run)")
+    print(f"{'benchmark':<14}{'figure':<70}{'ratio':>9}  {'goal':<8}{'met':>5}")
     for bench, figure, ratio, goal in rows:
         shown = f"{float(ratio):9.2f}" if ratio else f"{'-':>9}"
         print(f"{bench:<14}{figure:<70}{shown}  {goal:<8}{_met(ratio, goal):>5}")

@@ -160,10 +160,7 @@ def _not_found(exc: Exception) -> Any:
     return exc
 
 
-def _limit_text() -> str:
-    from flask import current_app
-
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+def _limit_text(limit: int | None) -> str:
     return f"the limit is {limit} bytes (WEB_MAX_BODY_BYTES)"
 
 
@@ -187,8 +184,7 @@ class BodyLimit:
                 length = -1  # werkzeug reads a malformed Content-Length as none
             if length > limit:
                 body = json.dumps({"error": f"request body of {length} bytes is too large; "
-                                            f"the limit is {limit} bytes (WEB_MAX_BODY_BYTES)",
-                                   "field": "body"}).encode()
+                                            + _limit_text(limit), "field": "body"}).encode()
                 # (no Connection header: WSGI forbids hop-by-hop headers; gunicorn drains at
                 # most 64 KiB of the unread body for 5 s, then closes the connection)
                 start_response("413 REQUEST ENTITY TOO LARGE",
@@ -200,9 +196,11 @@ class BodyLimit:
 
 def _too_large(_exc: Exception) -> Any:
     # a chunked body (no Content-Length) that grows past the limit while it is read
-    from flask import jsonify
+    from flask import current_app, jsonify
 
-    return jsonify({"error": "request body is too large; " + _limit_text(), "field": "body"}), 413
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    return jsonify({"error": "request body is too large; " + _limit_text(limit),
+                    "field": "body"}), 413
 
 
 def services_of(app: Flask) -> WebServices:

@@ -89,7 +89,6 @@ def origin_allowed(req: Request, allowed: Iterable[str]) -> bool:
 
 
 # ---------------------------------------------------------------- response headers
-@lru_cache(maxsize=64)  # per (scheme, Host): a handful in practice; bounded against junk
 def _csp(scheme: str, host: str) -> str:
     host = host if _HOST.fullmatch(host) else ""
     ws = f" {'wss' if scheme == 'https' else 'ws'}://{host}" if host else ""
@@ -116,7 +115,7 @@ class SecurityHeaders:
         extra = _headers_for(environ.get("wsgi.url_scheme", "http"), get_host(environ), static)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            headers = [h for h in headers if h[0].lower() not in _OWN_NAMES] + extra
+            headers = [*(h for h in headers if h[0].lower() not in _OWN_NAMES), *extra]
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)
@@ -126,9 +125,9 @@ _OWN_NAMES = frozenset(name.lower() for name in (*HEADERS, "Content-Security-Pol
                                                  "Cache-Control"))
 
 
-@lru_cache(maxsize=128)  # per (scheme, Host, static): bounded against junk Host headers
-def _headers_for(scheme: str, host: str, static: bool) -> list[tuple[str, str]]:
+@lru_cache(maxsize=128)  # per (scheme, Host, static): a handful in practice; bounded against junk
+def _headers_for(scheme: str, host: str, static: bool) -> tuple[tuple[str, str], ...]:
     items = [("Content-Security-Policy", _csp(scheme, host)), *HEADERS.items()]
     if not static:
         items.append(("Cache-Control", "no-store"))
-    return items
+    return tuple(items)

@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 7900
 #: How often a listener with nothing to read looks at its stop flag: stop() returns within
-#: this (an engine stops three listeners; 0.5 s each made every shutdown ~1 s longer).
+#: this (an engine stops its listeners one after another: at 0.5 s each, a shutdown waited
+#: ~1.5 s for them).
 STOP_POLL_S = 0.1
 
 

@@ -46,7 +46,6 @@ skew), so it would either never pass that filter or exit at once.
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -442,21 +441,11 @@ def _far_kind(view: MarketView | None, structure: Structure | None) -> str:
     return "next_weekly" if after and after[0] == structure.far else "monthly"
 
 
-_SMILES: weakref.WeakKeyDictionary[ExpiryView, tuple[np.ndarray, np.ndarray]] = (
-    weakref.WeakKeyDictionary())
-
-
 def _smile(e: ExpiryView) -> tuple[np.ndarray, np.ndarray]:
-    """(ln(K/F), trading-time IV) over the strikes, the OTM side's IV where it has one.
-
-    An expiry view is immutable and shared by every strategy of a cycle (and by scanner and
-    monitor), and one decision reprices hundreds of candidate structures on the same few
-    expiries, so the smile is computed once per view and kept while the view lives (read-only
-    arrays; the cache holds the view weakly)."""
-    cached = _SMILES.get(e)
-    if cached is None:
-        cached = _SMILES[e] = _compute_smile(e)  # two threads at once store equal arrays
-    return cached
+    """(ln(K/F), trading-time IV) over the strikes, the OTM side's IV where it has one; once
+    per view (one decision reprices hundreds of candidate structures on the same few
+    expiries), as read-only arrays."""
+    return e.derived("dc_smile", lambda: _compute_smile(e))
 
 
 def _compute_smile(e: ExpiryView) -> tuple[np.ndarray, np.ndarray]:

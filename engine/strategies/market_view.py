@@ -33,12 +33,12 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -110,10 +110,11 @@ class OptionView:
         return (self.ask - self.bid) if self.quoted else None  # type: ignore[operator]
 
 
-# ExpiryView -> {side: quoted strikes}; weak, so an entry goes with its view. Two threads
-# computing the same entry store equal tuples.
-_QUOTED: weakref.WeakKeyDictionary[ExpiryView, dict[str | None, tuple[Decimal, ...]]] = (
-    weakref.WeakKeyDictionary())
+# ExpiryView -> {key: value derived from it} (ExpiryView.derived); weak, so the entries go
+# with their view.
+_DERIVED: weakref.WeakKeyDictionary[ExpiryView, dict[Hashable, Any]] = weakref.WeakKeyDictionary()
+_UNSEEN = object()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, weakref_slot=True)
@@ -141,13 +142,21 @@ class ExpiryView:
 
         Computed once per view and side (a view is immutable; strategies ask it for every
         candidate strike), kept while the view lives."""
-        by_side = _QUOTED.get(self)
-        if by_side is None:
-            by_side = _QUOTED.setdefault(self, {})
-        strikes = by_side.get(option_type)
-        if strikes is None:
-            strikes = by_side[option_type] = self._quoted_strikes(option_type)
-        return strikes
+        return self.derived(("quoted_strikes", option_type),
+                            lambda: self._quoted_strikes(option_type))
+
+    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, once per view and ``key``: a view is immutable and shared by every
+        strategy of a cycle (and by scanner and monitor), so what is derived from it alone
+        is kept while the view lives. Two threads computing the same key at once store
+        equal values; ``compute`` must return something nobody mutates."""
+        memo = _DERIVED.get(self)
+        if memo is None:
+            memo = _DERIVED.setdefault(self, {})
+        value = memo.get(key, _UNSEEN)
+        if value is _UNSEEN:
+            value = memo[key] = compute()
+        return value  # type: ignore[return-value]
 
     def _quoted_strikes(self, option_type: OptionType | None) -> tuple[Decimal, ...]:
         out = []
@@ -458,9 +467,6 @@ class SideSource:
             volume=int(vol), oi=int(oi), lot_size=self.lot,
             bid_qty=int(bq) if bq is not None else None,
             ask_qty=int(aq) if aq is not None else None)
-
-
-_UNSEEN = object()
 
 
 class LazyOptions(Mapping[Decimal, "OptionView"]):
