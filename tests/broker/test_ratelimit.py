@@ -62,6 +62,16 @@ def test_ratelimit_option_chain_unique_request_spaced_3s_fake_clock():
     assert waits[2] == 0  # a different request is not held back
 
 
+def test_ratelimit_option_chain_interval_carries_the_jitter_margin():
+    # The limiter stamps a request before it is sent; if the first one took longer to reach
+    # Dhan than the second, exactly 3.0 s here is under 3 s there (CI saw 2.9998 s and a 805).
+    ft = FakeTime()
+    limiter = RateLimiter(clock=ft.clock, sleep=ft.sleep)
+    limiter.acquire(EndpointClass.DATA, key=("oc", "A"))
+    waited = limiter.acquire(EndpointClass.DATA, key=("oc", "A"))
+    assert waited == pytest.approx(DHAN_LIMITS.unique_interval + DHAN_LIMITS.margin)
+
+
 def test_ratelimit_max_wait_exceeded_raises():
     ft = FakeTime()
     limiter = RateLimiter(clock=ft.clock, sleep=ft.sleep)

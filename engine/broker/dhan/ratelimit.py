@@ -51,8 +51,10 @@ class Window:
 class RateLimits:
     """Windows per endpoint class plus the option-chain unique-request interval.
 
-    ``margin`` is added to every window length so that network jitter between the client's
-    clock and the server's cannot push a burst over the server's limit.
+    ``margin`` is added to every window length and to the unique-request interval, so that
+    network jitter between the client's clock and the server's cannot push a burst over the
+    server's limit (a request stamped here before it is sent may reach Dhan later than the
+    one before it did).
     """
 
     windows: dict[EndpointClass, tuple[Window, ...]] = field(default_factory=lambda: {
@@ -114,7 +116,8 @@ class RateLimiter:
             if len(recent) >= limit:
                 wait = max(wait, recent[-limit] + span - now)
         if key is not None and key in self._unique:
-            wait = max(wait, self._unique[key] + self.limits.unique_interval - now)
+            interval = self.limits.unique_interval + self.limits.margin
+            wait = max(wait, self._unique[key] + interval - now)
         return wait
 
     def _prune(self, now: float) -> None:
@@ -123,7 +126,8 @@ class RateLimiter:
         for log in self._log.values():
             while log and log[0] <= now - horizon:
                 log.popleft()
-        stale = [k for k, t in self._unique.items() if t <= now - self.limits.unique_interval]
+        interval = self.limits.unique_interval + self.limits.margin
+        stale = [k for k, t in self._unique.items() if t <= now - interval]
         for k in stale:
             del self._unique[k]
 
