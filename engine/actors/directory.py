@@ -116,15 +116,18 @@ class Directory:
         with self._lock:
             return self._dead_letters
 
-    def send(self, role: str, message: object, *, sender: str = "?") -> bool:
-        """``tell`` ``message`` to the actor currently holding ``role``.
+    def send(self, role: str, message: object, *, sender: str = "?",
+             to: pykka.ActorRef | None = None) -> bool:
+        """``tell`` ``message`` to the actor currently holding ``role``, or to ``to``: one
+        actor of that role (an actor's message to itself, which must reach this instance
+        even before a restart has registered it, and never its successor).
 
         Returns:
             True when delivered to a mailbox; False for a dead letter (logged at WARNING).
         """
         if self.tap is not None:
             self.tap.record(sender, (role,), message)
-        return self._deliver(role, message, sender)
+        return self._deliver(role, message, sender, to)
 
     def publish(self, event: object, *, sender: str = "?") -> int:
         """``tell`` ``event`` to every subscribed role; return how many got it."""
@@ -133,8 +136,9 @@ class Directory:
             self.tap.record(sender, roles, event)
         return sum(1 for role in roles if self._deliver(role, event, sender))
 
-    def _deliver(self, role: str, message: object, sender: str) -> bool:
-        ref = self.get(role)
+    def _deliver(self, role: str, message: object, sender: str,
+                 to: pykka.ActorRef | None = None) -> bool:
+        ref = to if to is not None else self.get(role)
         if ref is None:
             self._dead_letter(role, message, sender, "no actor for role")
             return False

@@ -917,7 +917,10 @@ class ExecutorActor(SupervisedActor):
         # its own id scope: the timer must not disturb the executor's deterministic ids
         msg = new(ResolveIntents, self.ctx.clock, ids=self.ctx.ids, scope="executor-timer",
                   reason="resolution round")
-        self.ctx.directory.send("executor", msg, sender="executor-timer")
+        # to this instance, not to the role: a restarted executor schedules its first round
+        # in on_start, before the supervisor has registered it, when the role still names
+        # the dead one (the round was a dead letter and the entry stayed unresolved)
+        self.ctx.directory.send("executor", msg, sender="executor-timer", to=self.actor_ref)
 
     def _resolve_round(self) -> None:
         if self._live is None:

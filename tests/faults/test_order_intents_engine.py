@@ -9,6 +9,7 @@ position at the broker is explained by the books (or named in an alert while unr
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
@@ -189,13 +190,29 @@ def test_kill_between_fills_and_record_open_adopts_the_trade_on_restart(
         again.stop()
 
 
+@pytest.mark.parametrize("registration_delay", [0.0, 0.5], ids=["prompt", "slow-registration"])
 def test_crash_between_entry_legs_unwinds_only_the_known_fill_after_restart(
-        make_sim, db_url: str) -> None:
+        make_sim, db_url: str, registration_delay: float) -> None:
     """The executor dies after the first entry leg filled and before the second was sent
     (the second intent cannot be written). The supervisor restarts it; it finds the first
-    leg's intent, knows the second was never sent, and unwinds exactly the known fill."""
+    leg's intent, knows the second was never sent, and unwinds exactly the known fill.
+
+    ``slow-registration`` forces the timing CI once hit: the restarted executor's first
+    resolution round fires before the supervisor has put it in the directory (the role
+    still names the dead one). The round must reach the new executor, not be a dead letter
+    that leaves the entry unresolved."""
     tap = MessageTap()
     h, sim, _ = _engine(make_sim, db_url, tap=tap)
+    directory, register = h.engine.directory, h.engine.directory.set
+    registered: set[str] = set()
+
+    def register_late_on_restart(role, ref):
+        if role == "executor" and role in registered:
+            time.sleep(registration_delay)  # the new executor's on_start has run by now
+        registered.add(role)
+        register(role, ref)
+
+    directory.set = register_late_on_restart
     with h.pool.connection() as conn:
         conn.execute("CREATE TABLE fail_once (done boolean)")
         conn.execute(
@@ -218,8 +235,9 @@ def test_crash_between_entry_legs_unwinds_only_the_known_fill_after_restart(
             first.body["securityId"], "SELL") and unwind.status == "TRADED"
         assert _net(sim) == {}, "the known fill was unwound: nothing left at the broker"
         assert h.query("SELECT count(*) AS n FROM open_trades")[0]["n"] == 0
-        assert [e for e in tap.entries() if e.type.endswith("ActorRestarted")
-                and e.fields["name"] == "executor"], "the executor was restarted"
+        # (announced once the supervisor has registered it, which may come after the unwind)
+        eventually(lambda: [e for e in tap.entries() if e.type.endswith("ActorRestarted")
+                            and e.fields["name"] == "executor"])  # the executor was restarted
         assert [e for e in tap.entries() if e.type.endswith("OrderRejected")
                 and "interrupted" in e.fields["reason"]]
         _one_order_per_intent(sim)
