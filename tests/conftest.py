@@ -171,7 +171,6 @@ def eventually(condition: Callable[[], object], timeout: float = 5.0, interval: 
 #: run on one of them (``make test`` uses ``--dist loadgroup --no-loadscope-reorder``).
 HEAVY_FIRST = (
     "tests/faults/test_cycle_replay_faults.py::test_kills_between_cycle_commit_and_clock_save_replay_nothing",
-    "tests/engine/test_crash_safety.py::test_fifty_random_crashes_keep_books_consistent",
     "tests/faults/test_invariants.py",
     "tests/risk/test_margin_backtest.py::test_backtest_refuses_entries_over_the_margin_cap",
     "tests/web/test_engine_integration.py::test_backtest_and_grid_from_dashboard_run_to_complete",

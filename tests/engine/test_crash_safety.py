@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from datetime import timedelta
 from decimal import Decimal
 
 import pykka
@@ -24,6 +25,12 @@ from tests.conftest import eventually
 from tests.engine.harness import Harness
 
 ROLES = ("scanner", "risk", "executor", "monitor", "notifier")
+#: crashes injected, the chance of one after each tick (the fifty land in about the first hour
+#: and a half of trading), and the calm period after them in which the monitor retries what a
+#: crash swallowed (the session used to run on to 15:29: four more hours of ordinary trading
+#: after the last crash, six times the test's time, for no check that the calm half hour and
+#: the other engine tests do not make)
+CRASHES, CRASH_CHANCE, CALM = 50, 0.06, timedelta(minutes=30)
 #: iron condors all session: any vol, a short hold, two at once, no loss-streak pause
 CONDORS_ALL_DAY = {"IC_MIN_IV_RV_RATIO": "0.5", "IC_MAX_HOLD_MINUTES": "15", "IC_SLOTS": "2",
                    "IC_MIN_CREDIT_PCT": "0.05", "IC_MAX_SPREAD_OF_TARGET": "5",
@@ -48,7 +55,7 @@ def test_fifty_random_crashes_keep_books_consistent(db_url: str) -> None:
 
     def dispatch_then_maybe_crash(planned):
         sent = original(planned)
-        if len(crashes) < 50 and rng.random() < 0.06:
+        if len(crashes) < CRASHES and rng.random() < CRASH_CHANCE:
             role = rng.choice(ROLES)
             ref = directory.get(role)
             if ref is not None:
@@ -60,10 +67,14 @@ def test_fifty_random_crashes_keep_books_consistent(db_url: str) -> None:
 
     scheduler._dispatch = dispatch_then_maybe_crash
     try:
-        h.run_until(15, 0)
+        day = h.engine.clock.now()
+        while len(crashes) < CRASHES and h.engine.clock.now() < day.replace(hour=15, minute=0):
+            now = h.engine.clock.now() + timedelta(minutes=5)
+            h.run_until(now.hour, now.minute)
         scheduler._dispatch = original
-        h.run_until(15, 29)  # calm period: monitor retries any close a crash swallowed
-        assert len(crashes) == 50, f"only {len(crashes)} crashes injected"
+        calm = min(h.engine.clock.now() + CALM, day.replace(hour=15, minute=29))
+        h.run_until(calm.hour, calm.minute)  # monitor retries any close a crash swallowed
+        assert len(crashes) == CRASHES, f"only {len(crashes)} crashes injected"
         assert h.escalations == []
 
         opens = h.query("SELECT tag, security_id, count(*) AS n FROM executions"
