@@ -42,6 +42,7 @@ def fast_live_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DHAN_FILL_TIMEOUT_SEC", "1")
     monkeypatch.setenv("DHAN_LOOKUP_GRACE_SEC", "0.3")
     monkeypatch.setenv("DHAN_RESOLVE_WINDOW_SEC", "0")
+    monkeypatch.setenv("DHAN_RETRY_BACKOFF_SEC", "0.05")
 
 
 class LiveSim:

@@ -277,6 +277,8 @@ class _Session:
         self.engine_clock: Clock | None = None
 
     def client(self, **kwargs: Any) -> DhanClient:
+        # the first back-off of a retried call (a GET, or a 429/805 answer), doubled each time
+        kwargs.setdefault("retry_backoff", _env_number("DHAN_RETRY_BACKOFF_SEC", "0.5", 0.01, 10))
         if self.engine_clock is not None and send_engine_time():
             clock = self.engine_clock
             kwargs.setdefault("header_provider",
@@ -425,7 +427,8 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
     ``DHAN_LIMIT_TICKS`` (slippage cap, default 3), ``DHAN_LOOKUP_GRACE_SEC`` (lookups of a
     lost place answer before the order is declared unresolved, default 2),
     ``DHAN_RESOLVE_WINDOW_SEC`` (further lookups inside the order call before the executor's
-    resolution rounds take over, default 30), ``DHAN_ORDER_FEED`` / ``DHAN_ORDER_FEED_URL``
+    resolution rounds take over, default 30), ``DHAN_RETRY_BACKOFF_SEC`` (the first wait
+    before a retried call, doubled for each further retry, default 0.5), ``DHAN_ORDER_FEED`` / ``DHAN_ORDER_FEED_URL``
     (the order-update feed, asked first about an order in doubt: :func:`order_feed`; the
     service ``dhan_order_feed``, started and stopped with the engine). Every order intent is
     written to ``order_intents`` before it is sent. Freeze quantities (legs above them are sliced) come
