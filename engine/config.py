@@ -45,6 +45,17 @@ def _int(name: str, raw: str, lo: int | None = None, hi: int | None = None) -> i
     return value
 
 
+def parse_number(name: str, raw: str, lo: float, hi: float) -> float:
+    """``raw`` as a number between ``lo`` and ``hi``; a ConfigError naming ``name`` otherwise."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value}: must be between {lo} and {hi}")
+    return value
+
+
 def _decimal(name: str, raw: str, lo: Decimal | None = None) -> Decimal:
     try:
         value = Decimal(raw.strip())
@@ -137,6 +148,7 @@ class Config:
     dhan_auth_base: str = "https://auth.dhan.co"
     dhan_instruments_url: str = "https://images.dhan.co/api-data/api-scrip-master.csv"
     dhan_timeout_sec: int = 10
+    dhan_retry_backoff_sec: float = 0.5  # first wait before a retried call, doubled each retry
     dhan_product_type: str = "MARGIN"   # carry-forward; INTRADAY is refused (see _validate)
     token_refresher_external: bool = False
     # chat
@@ -221,6 +233,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         dhan_instruments_url=get("DHAN_INSTRUMENTS_URL",
                                  "https://images.dhan.co/api-data/api-scrip-master.csv"),
         dhan_timeout_sec=_int("DHAN_TIMEOUT_SEC", get("DHAN_TIMEOUT_SEC", "10"), 1, 120),
+        dhan_retry_backoff_sec=parse_number("DHAN_RETRY_BACKOFF_SEC",
+                                            get("DHAN_RETRY_BACKOFF_SEC", "0.5"), 0.01, 10),
         dhan_product_type=_choice("DHAN_PRODUCT_TYPE", get("DHAN_PRODUCT_TYPE", "MARGIN"),
                                   ("margin", "intraday")).upper(),
         token_refresher_external=_bool("TOKEN_REFRESHER_EXTERNAL",

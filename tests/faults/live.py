@@ -42,7 +42,6 @@ def fast_live_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DHAN_FILL_TIMEOUT_SEC", "1")
     monkeypatch.setenv("DHAN_LOOKUP_GRACE_SEC", "0.3")
     monkeypatch.setenv("DHAN_RESOLVE_WINDOW_SEC", "0")
-    monkeypatch.setenv("DHAN_RETRY_BACKOFF_SEC", "0.05")
 
 
 class LiveSim:
@@ -53,7 +52,7 @@ class LiveSim:
         self.source = EngineTimeMarket(seed=7)
         self.sim: SimServer = make_sim(deep_pockets=True,
                                        market=SnapshotMarket(self.source.snapshot))
-        self.env = live_env(self.sim, DHAN_TIMEOUT_SEC="1")
+        self.env = live_env(self.sim, DHAN_TIMEOUT_SEC="1", DHAN_RETRY_BACKOFF_SEC="0.05")
         self.db_url = db_url
 
     def engine(self, *, tap: MessageTap | None = None, start: datetime = SESSION,

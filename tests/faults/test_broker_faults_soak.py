@@ -43,7 +43,6 @@ def _fast_live_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DHAN_FILL_TIMEOUT_SEC", "1")
     monkeypatch.setenv("DHAN_LOOKUP_GRACE_SEC", "0.3")
     monkeypatch.setenv("DHAN_RESOLVE_WINDOW_SEC", "1")
-    monkeypatch.setenv("DHAN_RETRY_BACKOFF_SEC", "0.05")
 
 
 def test_live_session_with_a_fifth_of_broker_calls_failing(make_sim, db_url) -> None:

@@ -121,7 +121,8 @@ class DhanClient(MarketDataMixin):
     def from_config(cls, config: DhanConfig, **kwargs: Any) -> DhanClient:
         """Build from :class:`DhanConfig` (``kwargs`` override, e.g. ``token_provider``)."""
         options: dict[str, Any] = {"api_base": config.api_base, "auth_base": config.auth_base,
-                                   "timeout": config.timeout_sec}
+                                   "timeout": config.timeout_sec,
+                                   "retry_backoff": config.retry_backoff_sec}
         if "token_provider" not in kwargs:
             options["access_token"] = config.access_token
         options.update(kwargs)

@@ -10,6 +10,7 @@ DEFAULT_API_BASE = "https://api.dhan.co/v2"
 DEFAULT_AUTH_BASE = "https://auth.dhan.co"
 DEFAULT_INSTRUMENTS_URL = "https://images.dhan.co/api-data/api-scrip-master-detailed.csv"
 DEFAULT_TIMEOUT_SEC = 10.0
+DEFAULT_RETRY_BACKOFF_SEC = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -18,7 +19,8 @@ class DhanConfig:
 
     Environment variables: ``DHAN_CLIENT_ID``, ``DHAN_ACCESS_TOKEN``, ``DHAN_PIN``,
     ``DHAN_TOTP_SECRET``, ``DHAN_API_BASE``, ``DHAN_AUTH_BASE``, ``DHAN_INSTRUMENTS_URL``,
-    ``DHAN_TIMEOUT_SEC``.
+    ``DHAN_TIMEOUT_SEC``, ``DHAN_RETRY_BACKOFF_SEC`` (the first wait before a retried call,
+    doubled for each further retry).
     """
 
     client_id: str
@@ -29,6 +31,7 @@ class DhanConfig:
     auth_base: str = DEFAULT_AUTH_BASE
     instruments_url: str = DEFAULT_INSTRUMENTS_URL
     timeout_sec: float = DEFAULT_TIMEOUT_SEC
+    retry_backoff_sec: float = DEFAULT_RETRY_BACKOFF_SEC
 
     @property
     def can_mint(self) -> bool:
@@ -40,7 +43,8 @@ class DhanConfig:
         """Read the ``DHAN_*`` variables.
 
         Raises:
-            ValueError: ``DHAN_CLIENT_ID`` missing or ``DHAN_TIMEOUT_SEC`` not a positive number.
+            ValueError: ``DHAN_CLIENT_ID`` missing, or ``DHAN_TIMEOUT_SEC`` /
+                ``DHAN_RETRY_BACKOFF_SEC`` not a positive number.
         """
         env = os.environ if env is None else env
         client_id = env.get("DHAN_CLIENT_ID", "").strip()
@@ -53,6 +57,14 @@ class DhanConfig:
             raise ValueError(f"DHAN_TIMEOUT_SEC must be a number, got {raw_timeout!r}") from None
         if timeout <= 0:
             raise ValueError(f"DHAN_TIMEOUT_SEC must be positive, got {timeout}")
+        raw_backoff = env.get("DHAN_RETRY_BACKOFF_SEC", str(DEFAULT_RETRY_BACKOFF_SEC))
+        try:
+            backoff = float(raw_backoff)
+        except ValueError:
+            raise ValueError(f"DHAN_RETRY_BACKOFF_SEC must be a number, got {raw_backoff!r}"
+                             ) from None
+        if backoff <= 0:
+            raise ValueError(f"DHAN_RETRY_BACKOFF_SEC must be positive, got {backoff}")
         return cls(
             client_id=client_id,
             access_token=env.get("DHAN_ACCESS_TOKEN") or None,
@@ -62,4 +74,5 @@ class DhanConfig:
             auth_base=env.get("DHAN_AUTH_BASE") or DEFAULT_AUTH_BASE,
             instruments_url=env.get("DHAN_INSTRUMENTS_URL") or DEFAULT_INSTRUMENTS_URL,
             timeout_sec=timeout,
+            retry_backoff_sec=backoff,
         )

@@ -73,6 +73,11 @@ class RateLimits:
         EndpointClass.NON_TRADING: 0.25,
     })
 
+    @property
+    def unique_span(self) -> float:
+        """How long an identical option-chain request is held back, margin included."""
+        return self.unique_interval + self.margin
+
     def limit_for(self, klass: EndpointClass, window: Window, priority: bool) -> int:
         """The calls a window allows: all of it for priority calls, else less the reserve."""
         share = 0.0 if priority else self.reserved.get(klass, 0.0)
@@ -116,8 +121,7 @@ class RateLimiter:
             if len(recent) >= limit:
                 wait = max(wait, recent[-limit] + span - now)
         if key is not None and key in self._unique:
-            interval = self.limits.unique_interval + self.limits.margin
-            wait = max(wait, self._unique[key] + interval - now)
+            wait = max(wait, self._unique[key] + self.limits.unique_span - now)
         return wait
 
     def _prune(self, now: float) -> None:
@@ -126,8 +130,7 @@ class RateLimiter:
         for log in self._log.values():
             while log and log[0] <= now - horizon:
                 log.popleft()
-        interval = self.limits.unique_interval + self.limits.margin
-        stale = [k for k, t in self._unique.items() if t <= now - interval]
+        stale = [k for k, t in self._unique.items() if t <= now - self.limits.unique_span]
         for k in stale:
             del self._unique[k]
 

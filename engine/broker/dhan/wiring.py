@@ -53,7 +53,7 @@ from engine.broker.dhan.token import (
     TokenManager,
 )
 from engine.clock import Clock
-from engine.config import Config, ConfigError
+from engine.config import Config, ConfigError, parse_number
 from engine.timeutil import now_ist
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,8 @@ def dhan_config(config: Config | None = None) -> DhanConfig:
                       pin=config.dhan_pin or None, totp_secret=config.dhan_totp_secret or None,
                       api_base=config.dhan_api_base, auth_base=config.dhan_auth_base,
                       instruments_url=config.dhan_instruments_url,
-                      timeout_sec=float(config.dhan_timeout_sec))
+                      timeout_sec=float(config.dhan_timeout_sec),
+                      retry_backoff_sec=config.dhan_retry_backoff_sec)
 
 
 def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -88,14 +89,7 @@ def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 
 def _env_number(name: str, default: str, lo: float, hi: float) -> float:
-    raw = os.environ.get(name, default).strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value}: must be between {lo} and {hi}")
-    return value
+    return parse_number(name, os.environ.get(name, default), lo, hi)
 
 
 # ---------------------------------------------------------------------- token plumbing
@@ -277,8 +271,6 @@ class _Session:
         self.engine_clock: Clock | None = None
 
     def client(self, **kwargs: Any) -> DhanClient:
-        # the first back-off of a retried call (a GET, or a 429/805 answer), doubled each time
-        kwargs.setdefault("retry_backoff", _env_number("DHAN_RETRY_BACKOFF_SEC", "0.5", 0.01, 10))
         if self.engine_clock is not None and send_engine_time():
             clock = self.engine_clock
             kwargs.setdefault("header_provider",
@@ -427,8 +419,7 @@ def dhan_services(config: Config, pool: ConnectionPool, clock: Clock, market: An
     ``DHAN_LIMIT_TICKS`` (slippage cap, default 3), ``DHAN_LOOKUP_GRACE_SEC`` (lookups of a
     lost place answer before the order is declared unresolved, default 2),
     ``DHAN_RESOLVE_WINDOW_SEC`` (further lookups inside the order call before the executor's
-    resolution rounds take over, default 30), ``DHAN_RETRY_BACKOFF_SEC`` (the first wait
-    before a retried call, doubled for each further retry, default 0.5), ``DHAN_ORDER_FEED`` / ``DHAN_ORDER_FEED_URL``
+    resolution rounds take over, default 30), ``DHAN_ORDER_FEED`` / ``DHAN_ORDER_FEED_URL``
     (the order-update feed, asked first about an order in doubt: :func:`order_feed`; the
     service ``dhan_order_feed``, started and stopped with the engine). Every order intent is
     written to ``order_intents`` before it is sent. Freeze quantities (legs above them are sliced) come
