@@ -107,8 +107,9 @@ def _drop(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _clone(conn: psycopg.Connection, template_db: str) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
+def clone_database(conn: psycopg.Connection, template_db: str, prefix: str = "t_") -> str:
+    """A new database (``prefix`` + a random suffix) cloned from ``template_db``; its name."""
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     for attempt in range(20):
         try:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
@@ -139,24 +140,24 @@ class SpareDatabases:
         self._thread.start()
 
     def _fill(self) -> None:
+        conn: psycopg.Connection | None = None
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._admin, autocommit=True, connect_timeout=5) as conn:
-                    while not self._stop.is_set():
-                        self._drop_used(conn)
-                        name = _clone(conn, self._template)
-                        while True:
-                            try:
-                                self._ready.put(name, timeout=0.2)
-                                break
-                            except queue.Full:
-                                self._drop_used(conn)
-                                if self._stop.is_set():
-                                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                                    return
+                if conn is None:
+                    conn = psycopg.connect(self._admin, autocommit=True, connect_timeout=5)
+                self._drop_used(conn)
+                if self._ready.full():  # (this thread is the only one that puts)
+                    self._stop.wait(0.2)
+                else:  # one made as close() stops us is dropped by close()
+                    self._ready.put_nowait(clone_database(conn, self._template))
             except Exception:  # the server away (a restart test) or busy: try again soon
                 logging.getLogger(__name__).debug("spare database not made", exc_info=True)
+                if conn is not None:
+                    conn.close()
+                    conn = None
                 self._stop.wait(1.0)
+        if conn is not None:
+            conn.close()
 
     def _drop_used(self, conn: psycopg.Connection) -> None:
         while True:
@@ -179,7 +180,7 @@ class SpareDatabases:
             return self._ready.get_nowait()
         except queue.Empty:
             with psycopg.connect(self._admin, autocommit=True) as conn:
-                return _clone(conn, self._template)
+                return clone_database(conn, self._template)
 
     def close(self) -> None:
         self._stop.set()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 import zipfile
 from datetime import date
 from decimal import Decimal
@@ -22,7 +21,7 @@ import psycopg
 import pytest
 
 from engine.store.pool import open_pool
-from tests.conftest import with_dbname
+from tests.conftest import clone_database, with_dbname
 from tests.shared_data import SHARED_DATA, require_shared_data
 
 FEB_2025 = ("03", "04", "05", "06", "07", "10", "11", "12", "13", "14", "17", "18", "19", "20",
@@ -74,9 +73,8 @@ def bhav_template(admin_url: str, template_db: str):
     """A template database with every Feb-2025 NIFTY row (skips without the files)."""
     for d in FEB_2025:
         require_shared_data(file_name(d))
-    name = f"bhav_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        name = clone_database(conn, template_db, prefix="bhav_")
     with psycopg.connect(with_dbname(admin_url, name)) as conn:
         insert_days(conn)
         conn.commit()
@@ -88,9 +86,8 @@ def bhav_template(admin_url: str, template_db: str):
 @pytest.fixture
 def bhav_db(admin_url: str, bhav_template: str, monkeypatch: pytest.MonkeyPatch):
     """A fresh clone of the loaded template; DATABASE_URL points at it."""
-    name = f"tb_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{bhav_template}"')
+        name = clone_database(conn, bhav_template, prefix="tb_")
     url = with_dbname(admin_url, name)
     monkeypatch.setenv("DATABASE_URL", url)
     yield url

@@ -19,7 +19,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -29,7 +28,7 @@ import psycopg
 import pyotp
 import pytest
 
-from tests.conftest import eventually, with_dbname
+from tests.conftest import clone_database, eventually, with_dbname
 from tests.ops.test_compose_commands import (
     Web,
     healthcheck_argv,
@@ -128,22 +127,13 @@ def _rewrite(conf: str, *, backend: int, http_port: int, https_port: int, tmp: P
 @pytest.fixture(scope="module")
 def site_database(admin_url: str, template_db: str) -> Iterator[str]:
     """A fresh migrated database for the whole module (one gunicorn serves every test)."""
-    name = f"t_nginx_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        eventually(lambda: _clone(conn, name, template_db), timeout=10, interval=0.05)
+        name = clone_database(conn, template_db, prefix="t_nginx_")
     try:
         yield with_dbname(admin_url, name)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _clone(conn: psycopg.Connection, name: str, template: str) -> bool:
-    try:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    except psycopg.errors.ObjectInUse:  # template briefly busy in another clone
-        return False
-    return True
 
 
 def _nginx_prefix(tmp: Path) -> None:
