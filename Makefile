@@ -20,7 +20,7 @@ run: $(STAMP) ## start database + engine + dashboard on the simulated market (Ct
 	$(PY) -m engine up
 
 # 4 workers on 2 cores: about half of a test's time is spent waiting (engine processes,
-# PostgreSQL, loopback servers), so 4 finish the suite in ~7 min where 2 took ~9-10
+# PostgreSQL, loopback servers), so 4 finish the suite in 6-7 min where 2 took 9-10
 TEST_WORKERS ?= 4
 test: $(STAMP) ## run the whole test suite (TEST_WORKERS=4 parallel workers; 1 = serial)
 	$(PY) -m pytest -q $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)

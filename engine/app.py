@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pykka
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -28,6 +29,7 @@ from engine.actors.directory import Directory
 from engine.actors.executor import ExecutorActor
 from engine.actors.monitor import MonitorActor
 from engine.actors.notifier import DrainOutbox, NotifierActor
+from engine.actors.process import EXIT_CODE
 from engine.actors.risk import RiskActor
 from engine.actors.scanner import ScannerActor
 from engine.actors.scheduler import ScheduleConfig, Scheduler
@@ -72,6 +74,9 @@ from engine.timeutil import IST
 logger = logging.getLogger(__name__)
 
 SIM_CLOCK_KEY = "sim_clock"
+#: How long a lock-step run waits for the database to save its simulated clock (a restart of
+#: PostgreSQL takes seconds) before it exits with EXIT_CODE to be restarted.
+SIM_CLOCK_SAVE_WAIT_S = 60.0
 #: What the operator does to lift a supervisor's pause (told in the escalation alert).
 RESUME_HINT = ("resume entries on the dashboard's Risk page (POST /api/risk/resume); that "
                "also resets the escalation")
@@ -285,12 +290,29 @@ class Engine:
     def _save_sim_clock(self, at: datetime) -> None:
         """Record that every tick up to ``at`` ran. Not atomic with the ticks' own writes: a
         scan cycle records itself (its battle-log row, see ``simulated_start``), and the
-        other ticks (monitor, end of day, prunes, token) are safe to run again."""
-        with self.pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO runtime_state (key, value, updated_at) VALUES (%s, %s, now())"
-                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-                (SIM_CLOCK_KEY, Jsonb({"now": at.isoformat()})))
+        other ticks (monitor, end of day, prunes, token) are safe to run again.
+
+        The save is idempotent, so a database that goes away under it (a restart ends the
+        connection mid-statement) is waited for up to ``SIM_CLOCK_SAVE_WAIT_S``; after that
+        the process exits with ``EXIT_CODE``, as an escalation does, to be restarted."""
+        deadline, delay = time.monotonic() + SIM_CLOCK_SAVE_WAIT_S, 0.2
+        while True:
+            try:
+                with self.pool.connection() as conn:
+                    conn.execute(
+                        "INSERT INTO runtime_state (key, value, updated_at) VALUES (%s, %s, now())"
+                        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,"
+                        " updated_at = now()", (SIM_CLOCK_KEY, Jsonb({"now": at.isoformat()})))
+                return
+            except psycopg.OperationalError as exc:  # (the pool's PoolTimeout is one too)
+                if time.monotonic() + delay > deadline:
+                    logger.critical("simulated clock not saved at %s: the database is away (%s);"
+                                    " exiting %d to be restarted", at, exc, EXIT_CODE)
+                    raise SystemExit(EXIT_CODE) from exc
+                logger.warning("simulated clock not saved at %s (%s); retrying in %.1fs",
+                               at, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 def _dsn(pool: ConnectionPool) -> str:

@@ -68,6 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     pool = open_pool(url, max_size=10, name="engine")
     from datetime import datetime
 
+    import psycopg
+
     from engine.app import build
     from engine.timeutil import IST
 
@@ -113,7 +115,10 @@ def _run(args: argparse.Namespace) -> int:
             engine.run_realtime()
     finally:
         engine.stop()
-        _print_state(pool, "final state")
+        try:
+            _print_state(pool, "final state")
+        except psycopg.OperationalError as exc:  # never hides why the run ended
+            print(f"[final state] not read: the database is away ({exc})", file=sys.stderr)
         pool.close()
     return 0
 

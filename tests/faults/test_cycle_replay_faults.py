@@ -213,3 +213,63 @@ def test_random_kills_apply_every_scan_cycle_exactly_once(db_url, tmp_path) -> N
         near, far = snap.near_future.ltp_decimal(), snap.far_future.ltp_decimal()
         expected.append((at, near, far, far - near))
     assert spreads == expected
+
+
+def test_connection_ended_during_the_clock_save_is_retried_not_fatal(db_url, tmp_path) -> None:
+    """The connection saving the simulated clock is ended mid-statement, as a PostgreSQL
+    restart ends it (CI once saw the engine die there with a traceback, exit 1, instead of
+    riding out the restart). The save is idempotent: it is retried, and the run finishes
+    with every scan cycle recorded once."""
+    logs = tmp_path / "engine"
+    proc = _engine(db_url, logs, until="2025-02-03T09:45")
+    try:
+        eventually(lambda: proc.poll() is None and _one(
+            db_url, "SELECT count(*) FROM runtime_state WHERE key = 'sim_clock'"),
+            timeout=120, interval=0.01)
+        locker = psycopg.connect(db_url)
+        try:  # the next save waits on the row; end its connection there
+            locker.execute("SELECT 1 FROM runtime_state WHERE key = 'sim_clock' FOR UPDATE")
+            eventually(lambda: _clock_save_blocked(db_url), timeout=60, interval=0.005)
+            ended = _one(db_url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                 " WHERE datname = current_database() AND wait_event_type ="
+                                 " 'Lock' AND query ILIKE '%%runtime_state%%'")
+        finally:
+            locker.rollback()
+            locker.close()
+        _finish(proc, logs)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert ended == 1
+    assert "simulated clock not saved" in (logs / "stderr.txt").read_text()
+    start = datetime(2025, 2, 3, 9, 15, tzinfo=IST)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        cycles = [r[0] for r in conn.execute(
+            "SELECT created_at FROM strategy_battle_log ORDER BY created_at")]
+        saved = conn.execute("SELECT value->>'now' FROM runtime_state WHERE key = 'sim_clock'"
+                             ).fetchone()[0]
+    assert cycles == [start + timedelta(minutes=i) for i in range(31)]  # 09:15 .. 09:45
+    assert datetime.fromisoformat(saved) == start + timedelta(minutes=30)
+
+
+def test_clock_save_exits_with_the_restart_code_when_the_database_stays_away(
+        monkeypatch, caplog) -> None:
+    """A database that does not come back within SIM_CLOCK_SAVE_WAIT_S: the run exits with
+    EXIT_CODE (70), as an escalation does, for the container to restart it."""
+    from types import SimpleNamespace
+
+    from psycopg_pool import ConnectionPool
+
+    from engine import app
+
+    monkeypatch.setattr(app, "SIM_CLOCK_SAVE_WAIT_S", 0.5)
+    pool = ConnectionPool("host=127.0.0.1 port=9 dbname=gone connect_timeout=1", min_size=0, max_size=1,
+                          timeout=0.2, open=True, name="nowhere")
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            app.Engine._save_sim_clock(SimpleNamespace(pool=pool),
+                                       datetime(2025, 2, 3, 9, 15, tzinfo=IST))
+    finally:
+        pool.close()
+    assert exit_.value.code == app.EXIT_CODE == 70
+    assert "exiting 70 to be restarted" in caplog.text
