@@ -482,3 +482,37 @@ def test_feed_wiring_switches_and_errors(sim: SimServer, db_url: str, pool,
     monkeypatch.setenv("DHAN_ORDER_FEED_URL", "http://127.0.0.1:1")
     with pytest.raises(ConfigError, match="DHAN_ORDER_FEED_URL"):
         feed_of()
+
+
+def test_feed_socket_takes_a_frame_that_came_with_the_101() -> None:
+    """A server that answers the handshake and sends an order update in the same write (one
+    TCP read for the client): the update is received at once, not held in the protocol
+    buffer until the next frame or ping arrives (the stock simple_websocket handshake)."""
+    import socket
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    from engine.broker.dhan.order_feed import _FeedSocket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            ws = WSConnection(ConnectionType.SERVER)
+            while not any(isinstance(e, Request) for e in ws.events()):
+                ws.receive_data(conn.recv(4096))
+            conn.sendall(ws.send(AcceptConnection()) + ws.send(TextMessage('{"Type": "order"}')))
+            conn.recv(4096)  # silent until the client closes
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    feed = _FeedSocket(f"ws://127.0.0.1:{port}/", timeout=5, ping_interval=None)
+    try:
+        assert feed.receive(timeout=2) == '{"Type": "order"}'
+    finally:
+        feed.close()
+        server.join(5)
+        listener.close()

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import requests
-import simple_websocket
 
 from engine.bus import publish_event
 from engine.commands.web import gunicorn_argv
 from tests.conftest import eventually
+from tests.web.wsclient import DashboardSocket
 from web.authn import Authenticator, AuthPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def test_gunicorn_serves_health_and_live_ws_events(gunicorn, pool, db_url):
     r = requests.get(f"http://127.0.0.1:{port}/api/positions", headers={"Cookie": cookie},
                      timeout=5)
     assert r.status_code == 200
-    ws = simple_websocket.Client.connect(f"ws://127.0.0.1:{port}/ws", headers={"Cookie": cookie})
+    ws = DashboardSocket.connect(f"ws://127.0.0.1:{port}/ws", headers={"Cookie": cookie})
     try:
         assert json.loads(ws.receive(timeout=5))["kind"] == "hello"
         started = time.monotonic()

@@ -16,12 +16,13 @@ from engine.bus import publish_event
 from engine.config import ConfigError, load
 from tests.conftest import eventually
 from tests.web.conftest import LiveServer
+from tests.web.wsclient import DashboardSocket
 
 
 def _connect(server, cookie: str | None, **extra: str):
     headers = {"Cookie": cookie} if cookie else {}
     headers.update({k.replace("_", "-"): v for k, v in extra.items()})
-    return simple_websocket.Client.connect(f"ws://127.0.0.1:{server.port}/ws", headers=headers)
+    return DashboardSocket.connect(f"ws://127.0.0.1:{server.port}/ws", headers=headers)
 
 
 def _receive_kind(ws, kind: str, timeout: float = 1.0) -> dict:

@@ -232,6 +232,10 @@ class _FeedSocket(simple_websocket.Client):
             raise simple_websocket.ConnectionError(400)
         self.sock.settimeout(None)
         self.connected = True
+        # frames that came in the same read as the 101 (an update sent at once): taken now,
+        # not left in wsproto's buffer until the next read (the stock client's handshake
+        # leaves them there; its reader only looks at events after new data arrives)
+        self.connected = self._handle_events()
 
 
 class OrderFeed:
