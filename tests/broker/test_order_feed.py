@@ -516,3 +516,41 @@ def test_feed_socket_takes_a_frame_that_came_with_the_101() -> None:
         feed.close()
         server.join(5)
         listener.close()
+
+
+def test_closing_a_feed_socket_twice_is_not_an_error() -> None:
+    """Two closers at once (stop() on one thread, the session ending on the feed's own): the
+    second finds the socket closing and lets go of it; an exception there would end the
+    feed's thread (seen as an unhandled thread exception in a CI run)."""
+    import socket
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Request
+
+    from engine.broker.dhan.order_feed import _FeedSocket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            ws = WSConnection(ConnectionType.SERVER)
+            while not any(isinstance(e, Request) for e in ws.events()):
+                ws.receive_data(conn.recv(4096))
+            conn.sendall(ws.send(AcceptConnection()))
+            conn.recv(4096)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    feed = _FeedSocket(f"ws://127.0.0.1:{listener.getsockname()[1]}/", timeout=5,
+                       ping_interval=None)
+    try:
+        feed.ws.send(CloseConnection(code=1000))  # the protocol is closing already
+        assert feed.connected
+        OrderFeed._close(feed)  # the close frame cannot be sent again: let go, no exception
+        assert feed.sock.fileno() == -1
+        feed.thread.join(5)
+        assert not feed.thread.is_alive()
+    finally:
+        server.join(5)
+        listener.close()

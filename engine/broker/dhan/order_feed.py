@@ -27,6 +27,7 @@ by REST (``engine.broker.dhan.live_broker``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -45,6 +46,7 @@ import simple_websocket
 from simple_websocket.ws import Base as _WsBase
 from wsproto import ConnectionType
 from wsproto.events import AcceptConnection, RejectConnection, Request
+from wsproto.utilities import LocalProtocolError
 
 from engine.broker.dhan.errors import AuthenticationError, DhanError
 from engine.broker.dhan.models import FINAL_STATUSES, Order, dec, wire_time
@@ -507,11 +509,16 @@ class OrderFeed:
 
     @staticmethod
     def _close(ws: _FeedSocket) -> None:
+        """Close ``ws``; one already closing (stop() on another thread got there first) is
+        only let go of, never an exception that would end the feed's thread."""
         try:
             if ws.connected:
                 ws.close()
             else:
                 ws.sock.close()
-        except (OSError, simple_websocket.ConnectionClosed):
-            pass
+        except (OSError, simple_websocket.ConnectionClosed, LocalProtocolError):
+            with contextlib.suppress(OSError):
+                ws.sock.shutdown(socket.SHUT_RDWR)  # wakes its reader thread's recv
+            with contextlib.suppress(OSError):
+                ws.sock.close()
         ws.event.set()  # wake a reader waiting in receive()
